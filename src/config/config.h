@@ -1,0 +1,99 @@
+/*
+ * Agent configuration: Nomad-style HCL (a subset parsed here) or JSON, with
+ * Nomad's block and key names.  Several files, or every *.hcl and *.json in
+ * a directory in lexical order, merge into one struct kr_config.
+ *
+ * Every error names its origin as "file:line: message".  Unknown keys,
+ * wrong types and bad durations are errors; nothing is silently ignored.
+ *
+ * Provider parameters in keyring blocks may be credentials: they are kept in
+ * the struct but never printed in an error message.
+ */
+#ifndef KR_CONFIG_CONFIG_H
+#define KR_CONFIG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/log.h"
+
+#define KR_DEFAULT_HTTP_PORT 4656
+#define KR_DEFAULT_RPC_PORT 4657
+#define KR_DEFAULT_SERF_PORT 4658
+
+/* One key = "string" pair of a keyring block other than name and active. */
+struct kr_config_param {
+    char *key;
+    char *value;
+};
+
+/* A `keyring "<type>" { name = "" active = false ... }` block. */
+struct kr_config_keyring {
+    char *type;   /* aead, awskms, azurekeyvault, gcpckms, transit, pkcs11 */
+    char *name;   /* "" when not set */
+    char *id;     /* type, or type.name when name is set */
+    bool active;
+    struct kr_config_param *params;
+    size_t n_params;
+    char *origin; /* "file:line" of the block, for later error messages */
+};
+
+struct kr_config_server {
+    bool enabled;
+    int bootstrap_expect;
+    int64_t root_key_rotation_threshold; /* ns, default 720h */
+    int64_t root_key_gc_interval;        /* ns, default 10m */
+    int64_t root_key_gc_threshold;       /* ns, default 1h */
+    int64_t start_timeout;               /* ns, default 30s */
+    char *oidc_issuer;                   /* "" when not set */
+};
+
+struct kr_config {
+    char *name;       /* node name, default: hostname */
+    char *region;     /* default "global" */
+    char *datacenter; /* default "dc1" */
+    char *data_dir;   /* required unless dev */
+    char *bind_addr;  /* default "0.0.0.0"; "127.0.0.1" in dev mode */
+    int http_port;
+    int rpc_port;
+    int serf_port;
+    enum kr_log_level log_level; /* default info */
+    bool log_json;
+    bool dev;
+    struct kr_config_server server;
+    struct kr_config_keyring *keyrings; /* sorted by id */
+    size_t n_keyrings;
+};
+
+/*
+ * Loads path (a file, or a directory whose *.hcl and *.json files are read
+ * in lexical order) on top of the defaults, then validates.  Several paths
+ * may be loaded by calling kr_config_merge_path() before kr_config_finish().
+ *
+ * kr_config_new: returns defaults, owned by the caller (kr_config_free).
+ * kr_config_merge_path: merges one file or directory; 0 or KR_EINVAL with
+ *   "file:line: message" in errmsg.
+ * kr_config_merge_string: the same for text in memory; name is used in
+ *   messages ("name:line: ...").  For tests and fuzzing.  JSON is chosen
+ *   when the name ends in ".json".
+ * kr_config_finish: applies dev-mode defaults, adds the implicit
+ *   `keyring "aead" { active = true }` when no keyring block exists, sorts
+ *   keyrings by id, and validates cross-field rules (data_dir required
+ *   unless dev, at most one active keyring, known provider types, ports in
+ *   range, positive durations).
+ * Main thread only; none of these are thread safe.
+ */
+int kr_config_new(struct kr_config **out, bool dev);
+int kr_config_merge_path(struct kr_config *cfg, const char *path,
+                         char *errmsg);
+int kr_config_merge_string(struct kr_config *cfg, const char *name,
+                           const char *text, size_t len, char *errmsg);
+int kr_config_finish(struct kr_config *cfg, char *errmsg);
+void kr_config_free(struct kr_config *cfg);
+
+/* Returns the value of a keyring block parameter, or NULL. Borrowed. */
+const char *kr_config_keyring_param(const struct kr_config_keyring *k,
+                                    const char *key);
+
+#endif

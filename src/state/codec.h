@@ -1,0 +1,72 @@
+/*
+ * The log entry codec.  Every entry starts with a version byte and a type
+ * byte, followed by length-prefixed fields (see common/buf.h).  Decoders
+ * check every length before slicing and reject trailing bytes, so a
+ * corrupted or hostile entry is an error, never an out-of-bounds read.
+ *
+ * Encoding is deterministic: the same struct always yields the same bytes.
+ */
+#ifndef KR_STATE_CODEC_H
+#define KR_STATE_CODEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "state/state.h"
+
+#define KR_ENTRY_VERSION 1
+
+enum kr_entry_type {
+    KR_ENTRY_KEY_UPSERT = 1,
+    KR_ENTRY_KEY_DELETE = 2,
+    KR_ENTRY_VAR_APPLY = 3,
+};
+
+struct kr_entry_key_upsert {
+    struct kr_root_key key; /* create/modify index ignored; n_vars unused */
+    bool rekey;
+};
+
+struct kr_entry_key_delete {
+    char key_id[KR_UUID_LEN + 1];
+    bool force;
+};
+
+struct kr_entry_var_apply {
+    uint8_t op; /* enum kr_var_op */
+    char *namespace;
+    char *path;
+    uint64_t cas; /* for CAS and DELETE_CAS */
+    char key_id[KR_UUID_LEN + 1]; /* SET/CAS only */
+    uint8_t *data;                /* SET/CAS only */
+    size_t data_len;
+    int64_t now; /* leader's wall clock, Unix ns */
+};
+
+struct kr_entry {
+    uint8_t type; /* enum kr_entry_type */
+    struct kr_entry_key_upsert key_upsert;
+    struct kr_entry_key_delete key_delete;
+    struct kr_entry_var_apply var;
+};
+
+/* Appends the encoding of e to out.  Returns 0 or KR_ENOMEM. */
+int kr_entry_encode(const struct kr_entry *e, struct kr_buf *out);
+
+/* Decodes buf into *e (owned copies; release with kr_entry_clear).
+ * Returns 0 or KR_ECORRUPT with the reason in errmsg (may be NULL). */
+int kr_entry_decode(struct kr_entry *e, const void *buf, size_t len,
+                    char *errmsg);
+
+void kr_entry_clear(struct kr_entry *e);
+
+/* Root key record body, shared by entries and snapshots. */
+void kr_codec_put_root_key(struct kr_buf *b, const struct kr_root_key *k);
+/* Decodes into *k (owned contents); false on malformed input. */
+bool kr_codec_get_root_key(struct kr_rd *r, struct kr_root_key *k);
+/* Frees a root key's owned contents (wrapped entries, wiping KEKs). */
+void kr_root_key_clear(struct kr_root_key *k);
+
+#endif
