@@ -31,6 +31,7 @@ enum snap_record {
     SNAP_REC_INDEXES = 1,
     SNAP_REC_ROOT_KEY = 2,
     SNAP_REC_VAR = 3,
+    SNAP_REC_END = 255, /* u64 count of the records before it */
 };
 
 struct var_node {
@@ -195,6 +196,7 @@ static int apply_key_upsert(struct kr_state *s, uint64_t index,
     struct kr_root_key *in = &e->key;
     struct kr_root_key *k;
     bool becoming_active;
+    int64_t publish_time;
 
     if (!kr_uuid_valid(in->key_id) ||
         strcmp(in->algorithm, KR_ALGORITHM_AES256GCM) != 0)
@@ -204,6 +206,7 @@ static int apply_key_upsert(struct kr_state *s, uint64_t index,
         return KR_EINVAL;
     becoming_active = in->state == KR_KEY_ACTIVE &&
                       (k == NULL || k->state != KR_KEY_ACTIVE);
+    publish_time = in->state == KR_KEY_PREPUBLISHED ? in->publish_time : 0;
     if (e->rekey && !becoming_active)
         return KR_EINVAL;
     if (k == NULL) {
@@ -219,7 +222,7 @@ static int apply_key_upsert(struct kr_state *s, uint64_t index,
          * are kept.  Only the lifecycle fields move. */
         k->state = in->state;
     }
-    k->publish_time = k->state == KR_KEY_PREPUBLISHED ? in->publish_time : 0;
+    k->publish_time = publish_time;
     k->modify_index = index;
     if (becoming_active)
         flip_others(s, k, e->rekey, index);
@@ -548,6 +551,10 @@ int kr_state_snapshot(const struct kr_state *s, struct kr_buf *out)
         kr_buf_i64(&body, n->v.modify_time);
         put_record(out, SNAP_REC_VAR, &body);
     }
+    /* The end record makes a snapshot cut at a record boundary invalid. */
+    body.len = 0;
+    kr_buf_u64(&body, 1 + s->n_keys + s->n_vars);
+    put_record(out, SNAP_REC_END, &body);
     kr_buf_free(&body);
     return out->oom || body.oom ? KR_ENOMEM : 0;
 }
@@ -608,6 +615,8 @@ int kr_state_restore(struct kr_state *s, const void *buf, size_t len,
     struct kr_rd r, body;
     struct kr_root_key key;
     size_t n_active = 0;
+    uint64_t n_records = 0;
+    bool ended = false;
     int rv = KR_ECORRUPT;
 
     if (kr_state_new(&fresh) != 0)
@@ -632,6 +641,8 @@ int kr_state_restore(struct kr_state *s, const void *buf, size_t len,
             goto out;
         }
         kr_rd_init(&body, b, blen);
+        if (ended)
+            goto bad;
         switch (type) {
         case SNAP_REC_INDEXES:
             fresh->keys_index = kr_rd_u64(&body);
@@ -656,10 +667,20 @@ int kr_state_restore(struct kr_state *s, const void *buf, size_t len,
             if (!restore_var(fresh, &body))
                 goto bad;
             break;
+        case SNAP_REC_END:
+            if (kr_rd_u64(&body) != n_records || !kr_rd_done(&body))
+                goto bad;
+            ended = true;
+            break;
         default:
             kr_errf(errmsg, rv, "unknown state record type %u", type);
             goto out;
         }
+        n_records++;
+    }
+    if (!ended) {
+        kr_errf(errmsg, rv, "state snapshot truncated");
+        goto out;
     }
     if (n_active > 1) {
         kr_errf(errmsg, rv, "state snapshot has %zu active keys", n_active);

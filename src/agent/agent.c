@@ -1,0 +1,481 @@
+/*
+ * `keyraft agent`: loads the configuration, hardens the process (no core
+ * dumps, not dumpable, memory locked, secret heap), then runs raft, the
+ * keyring and the HTTP API on one libuv loop.
+ *
+ * Startup is bounded: the server serves HTTP only once its raft log has
+ * been replayed, an active key exists and every key in the state is
+ * decrypted here.  If that has not happened within server.start_timeout
+ * it exits and names the keys it was waiting for.
+ *
+ * While leader, it makes sure the keyring has an active key: on gaining
+ * leadership with none, it generates one and proposes it.
+ */
+#include "agent/agent.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <jansson.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "cluster/raft.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/time.h"
+#include "config/config.h"
+#include "crypto/secmem.h"
+#include "http/http.h"
+#include "keyring/keyring.h"
+#include "kms/kms.h"
+#include "state/state.h"
+
+#define SECMEM_SIZE (32u * 1024 * 1024)
+#define TICK_MS 50
+#define MAX_CONFIG_PATHS 32
+
+struct agent {
+    uv_loop_t loop;
+    struct kr_config *cfg;
+    char *data_dir;
+    bool remove_data_dir; /* dev mode: a temp dir of our own */
+    struct kr_kms **providers;
+    size_t n_providers;
+    struct kr_state *state;
+    struct kr_raft *raft;
+    struct kr_keyring *keyring;
+    struct kr_http *http;
+    uv_timer_t tick;
+    uv_signal_t sigint, sigterm;
+    uint64_t start_ms;
+    uint64_t replay_target; /* raft last index when we started */
+    bool ready;
+    bool initializing; /* a first key is being generated or proposed */
+    bool stopping;
+    int exit_code;
+};
+
+/* jansson holds plaintext Items: wipe every block it frees. */
+static void *wiping_malloc(size_t n)
+{
+    return malloc(n);
+}
+
+static void wiping_free(void *p)
+{
+    if (p != NULL) {
+        explicit_bzero(p, malloc_usable_size(p));
+        free(p);
+    }
+}
+
+static bool under_sanitizer(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    return true;
+#else
+    return false;
+#endif
+#else
+    return false;
+#endif
+}
+
+/* No core dumps, not ptrace-able by other users, memory never swapped. */
+static int harden(char *errmsg)
+{
+    struct rlimit rl = {0, 0};
+
+    if (setrlimit(RLIMIT_CORE, &rl) != 0 ||
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        return kr_errf(errmsg, KR_EIO, "cannot disable core dumps: %s",
+                       strerror(errno));
+    /* ASan reserves terabytes of shadow memory; locking it all fails. */
+    if (!under_sanitizer() && mlockall(MCL_CURRENT | MCL_FUTURE) != 0)
+        KR_WARN("agent",
+                "mlockall failed (%s): memory may be swapped; raise "
+                "RLIMIT_MEMLOCK or grant CAP_IPC_LOCK",
+                strerror(errno));
+    return kr_secmem_init(SECMEM_SIZE, errmsg);
+}
+
+static void stop(struct agent *a, int code);
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct agent *a = h->data;
+
+    KR_INFO("agent", "caught signal %d, shutting down", signum);
+    stop(a, 0);
+}
+
+/* ---- keyring initialisation (leader) ---- */
+
+static void init_applied(void *arg, int status, uint64_t index, int outcome)
+{
+    struct agent *a = arg;
+
+    a->initializing = false;
+    if (status != 0 || outcome != 0)
+        KR_WARN("keyring", "initial root key not committed: %s",
+                kr_strerror(status ? status : outcome));
+    else
+        KR_INFO("keyring", "initialized keyring at index %llu",
+                (unsigned long long)index);
+}
+
+static void init_generated(void *arg, int status, struct kr_buf *entry,
+                           const struct kr_root_key *meta, const char *errmsg)
+{
+    struct agent *a = arg;
+    int rv;
+
+    if (status != 0 || a->stopping) {
+        if (status != KR_ESHUTDOWN)
+            KR_ERROR("keyring", "cannot create the initial root key: %s",
+                     errmsg);
+        a->initializing = false;
+        return;
+    }
+    rv = kr_raft_apply(a->raft, entry, init_applied, a);
+    if (rv != 0) {
+        KR_WARN("keyring", "proposing initial root key %s: %s", meta->key_id,
+                kr_strerror(rv));
+        a->initializing = false;
+    }
+}
+
+static void ensure_active_key(struct agent *a)
+{
+    int rv;
+
+    if (a->initializing || !kr_raft_is_leader(a->raft) ||
+        kr_raft_last_applied(a->raft) < kr_raft_last_index(a->raft) ||
+        kr_state_key_active(a->state) != NULL)
+        return;
+    a->initializing = true;
+    rv = kr_keyring_generate(a->keyring, KR_KEY_ACTIVE, 0, false,
+                             kr_time_now_ns(), init_generated, a);
+    if (rv != 0) {
+        KR_ERROR("keyring", "cannot create the initial root key: %s",
+                 rv == KR_EINVAL ? "no active keyring provider"
+                                 : kr_strerror(rv));
+        a->initializing = false;
+    }
+}
+
+/* ---- readiness and the periodic tick ---- */
+
+static void become_ready(struct agent *a)
+{
+    char errmsg[KR_ERRMSG_SIZE];
+    struct kr_http_deps deps = {
+        .loop = &a->loop,
+        .cfg = a->cfg,
+        .state = a->state,
+        .keyring = a->keyring,
+        .raft = a->raft,
+    };
+
+    if (kr_http_start(&a->http, &deps, a->cfg->bind_addr, a->cfg->http_port,
+                      errmsg) != 0) {
+        KR_ERROR("agent", "%s", errmsg);
+        stop(a, 1);
+        return;
+    }
+    a->ready = true;
+    KR_INFO("agent", "ready: %zu root key(s), %zu variable(s)",
+            kr_state_key_count(a->state), kr_state_var_count(a->state));
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct agent *a = t->data;
+    char ids[2048];
+    uint64_t timeout_ms;
+
+    if (a->stopping)
+        return;
+    kr_keyring_sync(a->keyring);
+    ensure_active_key(a);
+    if (a->ready)
+        return;
+    if (kr_raft_last_applied(a->raft) >= a->replay_target &&
+        kr_state_key_active(a->state) != NULL &&
+        kr_keyring_pending(a->keyring, NULL, 0) == 0) {
+        become_ready(a);
+        return;
+    }
+    timeout_ms = (uint64_t)(a->cfg->server.start_timeout / KR_NS_PER_MS);
+    if (kr_time_mono_ms() - a->start_ms < timeout_ms)
+        return;
+    if (kr_keyring_pending(a->keyring, ids, sizeof(ids)) > 0) {
+        const char *why = NULL;
+        char first[KR_UUID_LEN + 1];
+        memcpy(first, ids, KR_UUID_LEN);
+        first[KR_UUID_LEN] = '\0';
+        why = kr_keyring_last_error(a->keyring, first);
+        KR_ERROR("agent",
+                 "failed to wait for keyring decryption to complete: keyring "
+                 "is not ready - waiting for keys %s%s%s",
+                 ids, why ? ": " : "", why ? why : "");
+    } else if (kr_state_key_active(a->state) == NULL) {
+        KR_ERROR("agent", "keyring has no active key after %s; is there a "
+                          "cluster leader?",
+                 "start_timeout");
+    } else {
+        KR_ERROR("agent", "raft log replay did not finish within "
+                          "start_timeout");
+    }
+    stop(a, 1);
+}
+
+static void after_apply(void *arg)
+{
+    struct agent *a = arg;
+
+    if (a->keyring != NULL)
+        kr_keyring_sync(a->keyring);
+}
+
+/* ---- shutdown ---- */
+
+static void raft_closed(void *arg)
+{
+    struct agent *a = arg;
+
+    a->raft = NULL;
+}
+
+static void stop(struct agent *a, int code)
+{
+    if (a->stopping)
+        return;
+    a->stopping = true;
+    a->exit_code = code;
+    uv_timer_stop(&a->tick);
+    uv_close((uv_handle_t *)&a->tick, NULL);
+    uv_close((uv_handle_t *)&a->sigint, NULL);
+    uv_close((uv_handle_t *)&a->sigterm, NULL);
+    kr_http_close(a->http);
+    a->http = NULL;
+    if (a->raft != NULL)
+        kr_raft_close(a->raft, raft_closed, a);
+    /* The keyring is closed after raft: raft's last applies call into it. */
+}
+
+/* ---- setup ---- */
+
+static int usage(void)
+{
+    fprintf(stderr,
+            "Usage: keyraft agent [-dev] [-config PATH]...\n"
+            "\n"
+            "  Runs a keyraft server.\n"
+            "\n"
+            "  -dev          Single in-memory-config server with data in a "
+            "temp dir,\n"
+            "                HTTP on 127.0.0.1:%d.\n"
+            "  -config PATH  An HCL or JSON file, or a directory of them "
+            "(repeatable;\n"
+            "                files merge in the order given, a directory's "
+            "in lexical order).\n",
+            KR_DEFAULT_HTTP_PORT);
+    return 2;
+}
+
+static int make_data_dir(struct agent *a, char *errmsg)
+{
+    if (a->cfg->data_dir == NULL) {
+        char tmpl[] = "/tmp/keyraft-dev-XXXXXX";
+        if (mkdtemp(tmpl) == NULL)
+            return kr_errf(errmsg, KR_EIO, "cannot create a temp dir: %s",
+                           strerror(errno));
+        a->data_dir = strdup(tmpl);
+        a->remove_data_dir = true;
+    } else {
+        if (mkdir(a->cfg->data_dir, 0700) != 0 && errno != EEXIST)
+            return kr_errf(errmsg, KR_EIO, "data_dir %s: %s",
+                           a->cfg->data_dir, strerror(errno));
+        a->data_dir = strdup(a->cfg->data_dir);
+    }
+    return a->data_dir ? 0 : kr_errf(errmsg, KR_ENOMEM, "out of memory");
+}
+
+static int open_providers(struct agent *a, char *errmsg)
+{
+    a->providers = calloc(a->cfg->n_keyrings + 1, sizeof(*a->providers));
+    if (a->providers == NULL)
+        return kr_errf(errmsg, KR_ENOMEM, "out of memory");
+    for (size_t i = 0; i < a->cfg->n_keyrings; i++) {
+        int rv = kr_kms_open(&a->providers[i], &a->cfg->keyrings[i], errmsg);
+        if (rv != 0)
+            return rv;
+        a->n_providers++;
+    }
+    return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag,
+                    struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void cleanup(struct agent *a)
+{
+    for (size_t i = 0; i < a->n_providers; i++)
+        kr_kms_free(a->providers[i]);
+    free(a->providers);
+    kr_state_free(a->state);
+    if (a->remove_data_dir && a->data_dir != NULL)
+        nftw(a->data_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(a->data_dir);
+    kr_config_free(a->cfg);
+}
+
+static int load_config(struct agent *a, int argc, char **argv, char *errmsg)
+{
+    bool dev = false;
+    const char *paths[MAX_CONFIG_PATHS];
+    size_t n_paths = 0;
+    int rv;
+
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (arg[0] == '-' && arg[1] == '-')
+            arg++;
+        if (strcmp(arg, "-dev") == 0) {
+            dev = true;
+        } else if (strcmp(arg, "-config") == 0 && i + 1 < argc) {
+            if (n_paths == MAX_CONFIG_PATHS)
+                return kr_errf(errmsg, KR_EINVAL, "too many -config flags");
+            paths[n_paths++] = argv[++i];
+        } else if (strncmp(arg, "-config=", 8) == 0) {
+            if (n_paths == MAX_CONFIG_PATHS)
+                return kr_errf(errmsg, KR_EINVAL, "too many -config flags");
+            paths[n_paths++] = arg + 8;
+        } else if (strcmp(arg, "-h") == 0 || strcmp(arg, "-help") == 0) {
+            return 2;
+        } else {
+            kr_errf(errmsg, KR_EINVAL, "unknown flag %s", argv[i]);
+            return 2;
+        }
+    }
+    if (!dev && n_paths == 0) {
+        kr_errf(errmsg, KR_EINVAL, "one of -dev or -config is required");
+        return 2;
+    }
+    rv = kr_config_new(&a->cfg, dev);
+    for (size_t i = 0; rv == 0 && i < n_paths; i++)
+        rv = kr_config_merge_path(a->cfg, paths[i], errmsg);
+    if (rv == 0)
+        rv = kr_config_finish(a->cfg, errmsg);
+    return rv;
+}
+
+int kr_agent_main(int argc, char **argv)
+{
+    struct agent a;
+    char errmsg[KR_ERRMSG_SIZE] = "";
+    char raft_addr[300];
+    struct kr_raft_config rc;
+    int rv;
+
+    memset(&a, 0, sizeof(a));
+    rv = load_config(&a, argc, argv, errmsg);
+    if (rv == 2) {
+        if (errmsg[0] != '\0')
+            fprintf(stderr, "keyraft agent: %s\n\n", errmsg);
+        kr_config_free(a.cfg);
+        return usage();
+    }
+    if (rv != 0) {
+        fprintf(stderr, "keyraft agent: %s\n", errmsg);
+        kr_config_free(a.cfg);
+        return 1;
+    }
+    kr_log_init(a.cfg->log_level, a.cfg->log_json);
+    json_set_alloc_funcs(wiping_malloc, wiping_free);
+    signal(SIGPIPE, SIG_IGN);
+    rv = harden(errmsg);
+    if (rv == 0)
+        rv = make_data_dir(&a, errmsg);
+    if (rv == 0)
+        rv = open_providers(&a, errmsg);
+    if (rv == 0)
+        rv = kr_state_new(&a.state);
+    if (rv != 0) {
+        KR_ERROR("agent", "%s", errmsg[0] ? errmsg : kr_strerror(rv));
+        cleanup(&a);
+        return 1;
+    }
+    uv_loop_init(&a.loop);
+    rv = kr_keyring_new(&a.keyring, &a.loop, a.providers, a.n_providers,
+                        a.state);
+    if (rv != 0) {
+        KR_ERROR("agent", "%s", kr_strerror(rv));
+        goto fail_loop;
+    }
+    snprintf(raft_addr, sizeof(raft_addr), "%s:%d",
+             strcmp(a.cfg->bind_addr, "0.0.0.0") == 0 ? "127.0.0.1"
+                                                      : a.cfg->bind_addr,
+             a.cfg->rpc_port);
+    rc = (struct kr_raft_config){
+        .loop = &a.loop,
+        .data_dir = a.data_dir,
+        .address = raft_addr,
+        .state = a.state,
+        .after_apply = after_apply,
+        .arg = &a,
+    };
+    KR_INFO("agent", "starting keyraft%s, data_dir %s", a.cfg->dev ? " (dev)" : "",
+            a.data_dir);
+    rv = kr_raft_start(&a.raft, &rc, errmsg);
+    if (rv != 0) {
+        KR_ERROR("agent", "%s", errmsg);
+        goto fail_loop;
+    }
+    a.replay_target = kr_raft_last_index(a.raft);
+    a.start_ms = kr_time_mono_ms();
+    uv_timer_init(&a.loop, &a.tick);
+    a.tick.data = &a;
+    uv_timer_start(&a.tick, on_tick, 0, TICK_MS);
+    uv_signal_init(&a.loop, &a.sigint);
+    uv_signal_init(&a.loop, &a.sigterm);
+    a.sigint.data = a.sigterm.data = &a;
+    uv_signal_start(&a.sigint, on_signal, SIGINT);
+    uv_signal_start(&a.sigterm, on_signal, SIGTERM);
+
+    uv_run(&a.loop, UV_RUN_DEFAULT);
+    /* raft is closed; drain the keyring's workers and handles. */
+    kr_keyring_close(a.keyring);
+    a.keyring = NULL;
+    uv_run(&a.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&a.loop);
+    cleanup(&a);
+    KR_INFO("agent", "stopped");
+    return a.exit_code;
+fail_loop:
+    kr_keyring_close(a.keyring);
+    uv_run(&a.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&a.loop);
+    cleanup(&a);
+    return 1;
+}

@@ -1,0 +1,39 @@
+/*
+ * The HTTP API server: h2o on the agent's libuv loop, a static route table
+ * and one file per resource.  The wire format follows Nomad's API (paths,
+ * PascalCase JSON, plain-text error bodies, X-Nomad-* headers) so Nomad
+ * API clients work unchanged.
+ *
+ * Loop thread only.
+ */
+#ifndef KR_HTTP_HTTP_H
+#define KR_HTTP_HTTP_H
+
+#include <uv.h>
+
+#include "cluster/raft.h"
+#include "config/config.h"
+#include "keyring/keyring.h"
+#include "state/state.h"
+
+/* What the handlers need; every pointer is borrowed and must outlive the
+ * server. */
+struct kr_http_deps {
+    uv_loop_t *loop;
+    const struct kr_config *cfg;
+    struct kr_state *state;
+    struct kr_keyring *keyring;
+    struct kr_raft *raft;
+};
+
+struct kr_http;
+
+/* Binds host:port and starts serving.  Returns 0 or KR_EIO with the reason
+ * in errmsg.  The listening socket closes with kr_http_close. */
+int kr_http_start(struct kr_http **out, const struct kr_http_deps *deps,
+                  const char *host, int port, char *errmsg);
+
+/* Stops accepting; in-flight requests finish or are dropped. */
+void kr_http_close(struct kr_http *h);
+
+#endif

@@ -1,0 +1,87 @@
+/*
+ * Shared by the HTTP resource files: the request context, reply helpers,
+ * query parsing and the deferred-reply link that survives a client that
+ * disconnects while its request waits on raft or the keyring.
+ */
+#ifndef KR_HTTP_INTERNAL_H
+#define KR_HTTP_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <h2o.h>
+#include <jansson.h>
+
+#include "http/http.h"
+
+/* How long a request waits for a key that is still being decrypted. */
+#define KR_HTTP_KEY_WAIT_MS 1000
+
+struct kr_http {
+    struct kr_http_deps deps;
+    h2o_globalconf_t config;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    uv_tcp_t listener;
+    bool listening;
+};
+
+/* A handler's view of one request. */
+struct kr_http_call {
+    struct kr_http *srv;
+    h2o_req_t *req;
+    const char *path; /* decoded path (no query), NUL-terminated, in pool */
+    const char *tail; /* part of path after the route's prefix */
+};
+
+typedef int (*kr_http_handler)(struct kr_http_call *c);
+
+/* Deferred replies.  A handler that answers later allocates a struct
+ * kr_http_pending (any larger struct beginning with it) with
+ * kr_http_pending_new; when the client goes away p->req becomes NULL.
+ * kr_http_pending_done detaches and frees it. */
+struct kr_http_pending {
+    h2o_req_t *req;
+    struct kr_http *srv;
+    struct pending_link *link;
+};
+
+void *kr_http_pending_new(struct kr_http_call *c, size_t size);
+void kr_http_pending_done(struct kr_http_pending *p);
+
+/* Query string access.  Returns a pool-allocated decoded value, "" for a
+ * bare key (?full), or NULL when absent. */
+const char *kr_http_query(h2o_req_t *req, const char *key);
+
+/* Replies.  The body is copied.  index > 0 adds X-Nomad-Index. */
+void kr_http_reply_json(h2o_req_t *req, int status, json_t *body,
+                        uint64_t index);
+void kr_http_reply_error(h2o_req_t *req, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void kr_http_reply_empty(h2o_req_t *req, int status, uint64_t index);
+/* Adds the read headers X-Nomad-KnownLeader and X-Nomad-LastContact. */
+void kr_http_add_query_meta(h2o_req_t *req);
+void kr_http_add_header(h2o_req_t *req, const char *name, const char *value);
+
+/* Parses the request body as a JSON object; on failure replies 400 with
+ * the position and returns NULL. */
+json_t *kr_http_body_json(h2o_req_t *req);
+
+/* Parses an unsigned decimal; false on junk or overflow. */
+bool kr_http_parse_u64(const char *s, uint64_t *out);
+/* Go strconv.ParseBool. */
+bool kr_http_parse_bool(const char *s, bool *out);
+
+/* Resource handlers. */
+int kr_http_var(struct kr_http_call *c);
+int kr_http_vars_list(struct kr_http_call *c);
+int kr_http_keyring_keys(struct kr_http_call *c);
+int kr_http_keyring_rotate(struct kr_http_call *c);
+int kr_http_keyring_delete(struct kr_http_call *c);
+int kr_http_status_leader(struct kr_http_call *c);
+int kr_http_agent_health(struct kr_http_call *c);
+
+/* Root key metadata as Nomad's RootKeyMeta JSON. */
+json_t *kr_http_key_meta_json(const struct kr_root_key *k);
+
+#endif

@@ -1,0 +1,410 @@
+/*
+ * See http.h.  Routing is one static table of {methods, path, match kind,
+ * handler}; a path that matches but not its method gets 405, a path that
+ * matches nothing gets 404.  Request bodies are capped by h2o
+ * (max_request_entity_size) before a handler runs, which answers 413.
+ */
+#include "http/internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/log.h"
+
+#define MAX_BODY (1024 * 1024)
+
+enum { M_GET = 1, M_PUT = 2, M_POST = 4, M_DELETE = 8 };
+
+static const struct route {
+    unsigned methods;
+    const char *path;
+    bool prefix;
+    kr_http_handler handler;
+} routes[] = {
+    {M_GET | M_PUT | M_POST | M_DELETE, "/v1/var/", true, kr_http_var},
+    {M_GET, "/v1/vars", false, kr_http_vars_list},
+    {M_GET, "/v1/operator/keyring/keys", false, kr_http_keyring_keys},
+    {M_PUT | M_POST, "/v1/operator/keyring/rotate", false,
+     kr_http_keyring_rotate},
+    {M_DELETE, "/v1/operator/keyring/key/", true, kr_http_keyring_delete},
+    {M_GET, "/v1/status/leader", false, kr_http_status_leader},
+    {M_GET, "/v1/agent/health", false, kr_http_agent_health},
+};
+
+struct pending_link {
+    struct kr_http_pending *p;
+};
+
+static void link_dispose(void *obj)
+{
+    struct pending_link *l = obj;
+
+    if (l->p != NULL) {
+        l->p->req = NULL;
+        l->p->link = NULL;
+    }
+}
+
+void *kr_http_pending_new(struct kr_http_call *c, size_t size)
+{
+    struct kr_http_pending *p = calloc(1, size);
+
+    if (p == NULL)
+        return NULL;
+    p->req = c->req;
+    p->srv = c->srv;
+    p->link = h2o_mem_alloc_shared(&c->req->pool, sizeof(*p->link),
+                                   link_dispose);
+    p->link->p = p;
+    return p;
+}
+
+void kr_http_pending_done(struct kr_http_pending *p)
+{
+    if (p->link != NULL)
+        p->link->p = NULL;
+    free(p);
+}
+
+void kr_http_add_header(h2o_req_t *req, const char *name, const char *value)
+{
+    h2o_iovec_t v = h2o_strdup(&req->pool, value, strlen(value));
+
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name),
+                          0, NULL, v.base, v.len);
+}
+
+static void add_index(h2o_req_t *req, uint64_t index)
+{
+    char buf[32];
+
+    if (index == 0)
+        return;
+    snprintf(buf, sizeof(buf), "%llu", (unsigned long long)index);
+    kr_http_add_header(req, "X-Nomad-Index", buf);
+}
+
+void kr_http_add_query_meta(h2o_req_t *req)
+{
+    kr_http_add_header(req, "X-Nomad-KnownLeader", "true");
+    kr_http_add_header(req, "X-Nomad-LastContact", "0");
+}
+
+static void send_body(h2o_req_t *req, int status, const char *ctype,
+                      const char *body, size_t len)
+{
+    req->res.status = status;
+    req->res.reason = "";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE,
+                   NULL, ctype, strlen(ctype));
+    h2o_send_inline(req, body, len);
+}
+
+void kr_http_reply_json(h2o_req_t *req, int status, json_t *body,
+                        uint64_t index)
+{
+    size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
+    char *text;
+
+    if (kr_http_query(req, "pretty") != NULL)
+        flags = JSON_INDENT(4) | JSON_ENCODE_ANY;
+    text = json_dumps(body, flags);
+    if (text == NULL) {
+        kr_http_reply_error(req, 500, "out of memory");
+        return;
+    }
+    add_index(req, index);
+    send_body(req, status, "application/json", text, strlen(text));
+    free(text);
+}
+
+void kr_http_reply_error(h2o_req_t *req, int status, const char *fmt, ...)
+{
+    char msg[KR_ERRMSG_SIZE];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    send_body(req, status, "text/plain; charset=utf-8", msg, strlen(msg));
+}
+
+void kr_http_reply_empty(h2o_req_t *req, int status, uint64_t index)
+{
+    add_index(req, index);
+    req->res.status = status;
+    req->res.reason = "";
+    h2o_send_inline(req, "", 0);
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes src[0..n) into a pool string; '+' becomes ' ' when form
+ * is set (query strings).  NULL on a malformed escape or a NUL byte. */
+static char *decode(h2o_mem_pool_t *pool, const char *src, size_t n,
+                    bool form)
+{
+    char *out = h2o_mem_alloc_pool(pool, n + 1);
+    size_t o = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        char c = src[i];
+        if (c == '%') {
+            int hi, lo;
+            if (i + 2 >= n)
+                return NULL;
+            hi = hexval(src[i + 1]);
+            lo = hexval(src[i + 2]);
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+                return NULL;
+            out[o++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else if (c == '+' && form) {
+            out[o++] = ' ';
+        } else {
+            out[o++] = c;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+const char *kr_http_query(h2o_req_t *req, const char *key)
+{
+    const char *q, *end;
+    size_t klen = strlen(key);
+
+    if (req->query_at == SIZE_MAX)
+        return NULL;
+    q = req->path.base + req->query_at + 1;
+    end = req->path.base + req->path.len;
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *stop = amp != NULL ? amp : end;
+        const char *eq = memchr(q, '=', (size_t)(stop - q));
+        const char *kend = eq != NULL ? eq : stop;
+
+        if ((size_t)(kend - q) == klen && memcmp(q, key, klen) == 0) {
+            if (eq == NULL)
+                return "";
+            return decode(&req->pool, eq + 1, (size_t)(stop - eq - 1), true);
+        }
+        q = stop + 1;
+    }
+    return NULL;
+}
+
+bool kr_http_parse_u64(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    if (s == NULL || *s == '\0')
+        return false;
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    return true;
+}
+
+bool kr_http_parse_bool(const char *s, bool *out)
+{
+    static const char *const t[] = {"1", "t", "T", "TRUE", "true", "True"};
+    static const char *const f[] = {"0", "f", "F", "FALSE", "false", "False"};
+
+    for (size_t i = 0; i < 6; i++) {
+        if (strcmp(s, t[i]) == 0) {
+            *out = true;
+            return true;
+        }
+        if (strcmp(s, f[i]) == 0) {
+            *out = false;
+            return true;
+        }
+    }
+    return false;
+}
+
+json_t *kr_http_body_json(h2o_req_t *req)
+{
+    json_error_t err;
+    json_t *j;
+
+    if (req->entity.base == NULL || req->entity.len == 0) {
+        kr_http_reply_error(req, 400, "request body is empty");
+        return NULL;
+    }
+    j = json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES,
+                   &err);
+    if (j == NULL) {
+        kr_http_reply_error(req, 400,
+                            "failed to parse JSON: %s at line %d column %d "
+                            "(byte %d)",
+                            err.text, err.line, err.column, err.position);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        kr_http_reply_error(req, 400, "request body must be a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+static unsigned method_bit(h2o_iovec_t m)
+{
+    if (h2o_memis(m.base, m.len, H2O_STRLIT("GET")))
+        return M_GET;
+    if (h2o_memis(m.base, m.len, H2O_STRLIT("PUT")))
+        return M_PUT;
+    if (h2o_memis(m.base, m.len, H2O_STRLIT("POST")))
+        return M_POST;
+    if (h2o_memis(m.base, m.len, H2O_STRLIT("DELETE")))
+        return M_DELETE;
+    return 0;
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    struct kr_http *srv = *(struct kr_http **)(self + 1);
+    struct kr_http_call c;
+    size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    unsigned m = method_bit(req->method);
+    const struct route *match = NULL;
+    bool path_known = false;
+    char *path;
+
+    path = decode(&req->pool, req->path.base, plen, false);
+    if (path == NULL) {
+        kr_http_reply_error(req, 400, "malformed URL escape in path");
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        const struct route *r = &routes[i];
+        size_t n = strlen(r->path);
+        bool hit = r->prefix ? strncmp(path, r->path, n) == 0
+                             : strcmp(path, r->path) == 0;
+        if (!hit)
+            continue;
+        path_known = true;
+        if (r->methods & m) {
+            match = r;
+            break;
+        }
+    }
+    if (match == NULL) {
+        if (path_known)
+            kr_http_reply_error(req, 405, "Invalid method");
+        else
+            kr_http_reply_error(req, 404, "Invalid URL path");
+        return 0;
+    }
+    c.srv = srv;
+    c.req = req;
+    c.path = path;
+    c.tail = path + strlen(match->path);
+    return match->handler(&c);
+}
+
+static void on_accept(uv_stream_t *listener, int status)
+{
+    struct kr_http *srv = listener->data;
+    uv_tcp_t *conn;
+    h2o_socket_t *sock;
+
+    if (status != 0)
+        return;
+    conn = h2o_mem_alloc(sizeof(*conn));
+    uv_tcp_init(listener->loop, conn);
+    if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
+        uv_close((uv_handle_t *)conn, (uv_close_cb)free);
+        return;
+    }
+    uv_tcp_nodelay(conn, 1);
+    sock = h2o_uv_socket_create((uv_stream_t *)conn, (uv_close_cb)free);
+    h2o_accept(&srv->accept_ctx, sock);
+}
+
+int kr_http_start(struct kr_http **out, const struct kr_http_deps *deps,
+                  const char *host, int port, char *errmsg)
+{
+    struct kr_http *srv = calloc(1, sizeof(*srv));
+    h2o_hostconf_t *hostconf;
+    h2o_pathconf_t *pathconf;
+    h2o_handler_t *handler;
+    struct sockaddr_storage addr;
+    int rv;
+
+    if (srv == NULL)
+        return kr_errf(errmsg, KR_ENOMEM, "out of memory");
+    srv->deps = *deps;
+    h2o_config_init(&srv->config);
+    srv->config.max_request_entity_size = MAX_BODY;
+    srv->config.server_name = h2o_iovec_init(H2O_STRLIT("keyraft"));
+    hostconf = h2o_config_register_host(
+        &srv->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    pathconf = h2o_config_register_path(hostconf, "/", 0);
+    handler = h2o_create_handler(pathconf, sizeof(*handler) + sizeof(srv));
+    *(struct kr_http **)(handler + 1) = srv;
+    handler->on_req = on_req;
+    h2o_context_init(&srv->ctx, deps->loop, &srv->config);
+    srv->accept_ctx.ctx = &srv->ctx;
+    srv->accept_ctx.hosts = srv->config.hosts;
+
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&addr) != 0 &&
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr) != 0) {
+        rv = kr_errf(errmsg, KR_EINVAL, "invalid HTTP bind address %s", host);
+        goto fail;
+    }
+    uv_tcp_init(deps->loop, &srv->listener);
+    srv->listener.data = srv;
+    srv->listening = true;
+    rv = uv_tcp_bind(&srv->listener, (struct sockaddr *)&addr, 0);
+    if (rv == 0)
+        rv = uv_listen((uv_stream_t *)&srv->listener, 512, on_accept);
+    if (rv != 0) {
+        kr_errf(errmsg, KR_EIO, "cannot listen on %s:%d: %s", host, port,
+                uv_strerror(rv));
+        kr_http_close(srv);
+        return KR_EIO;
+    }
+    KR_INFO("http", "listening on http://%s:%d", host, port);
+    *out = srv;
+    return 0;
+fail:
+    h2o_context_dispose(&srv->ctx);
+    h2o_config_dispose(&srv->config);
+    free(srv);
+    return rv;
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+    struct kr_http *srv = h->data;
+
+    /* h2o keeps timers on the loop until its context is disposed. */
+    h2o_context_dispose(&srv->ctx);
+    h2o_config_dispose(&srv->config);
+    free(srv);
+}
+
+void kr_http_close(struct kr_http *h)
+{
+    if (h == NULL)
+        return;
+    uv_close((uv_handle_t *)&h->listener, listener_closed);
+}

@@ -1,0 +1,47 @@
+/*
+ * GET /v1/status/leader and GET /v1/agent/health.  Health adds a keyring
+ * section (a keyraft extension): whether every key in the replicated state
+ * is decrypted on this server, and which are not.
+ */
+#include "http/internal.h"
+
+#include <string.h>
+
+int kr_http_status_leader(struct kr_http_call *c)
+{
+    json_t *j = json_string(kr_raft_leader_address(c->srv->deps.raft));
+
+    kr_http_reply_json(c->req, 200, j, 0);
+    json_decref(j);
+    return 0;
+}
+
+int kr_http_agent_health(struct kr_http_call *c)
+{
+    struct kr_http *srv = c->srv;
+    char ids[4096];
+    size_t pending = kr_keyring_pending(srv->deps.keyring, ids, sizeof(ids));
+    bool leader_known = *kr_raft_leader_address(srv->deps.raft) != '\0';
+    bool ok = leader_known && pending == 0;
+    json_t *j = json_object(), *server = json_object(), *kr = json_object();
+    json_t *list = json_array();
+    char *save = NULL, *tok;
+
+    json_object_set_new(server, "ok", json_boolean(leader_known));
+    json_object_set_new(server, "message",
+                        json_string(leader_known ? "ok" : "No cluster leader"));
+    for (tok = strtok_r(ids, " ", &save); tok != NULL;
+         tok = strtok_r(NULL, " ", &save))
+        json_array_append_new(list, json_string(tok));
+    json_object_set_new(kr, "ok", json_boolean(pending == 0));
+    json_object_set_new(kr, "message",
+                        json_string(pending == 0
+                                        ? "ok"
+                                        : "waiting for keys to decrypt"));
+    json_object_set_new(kr, "pending_keys", list);
+    json_object_set_new(j, "server", server);
+    json_object_set_new(j, "keyring", kr);
+    kr_http_reply_json(c->req, ok ? 200 : 500, j, 0);
+    json_decref(j);
+    return 0;
+}

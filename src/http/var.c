@@ -1,0 +1,539 @@
+/*
+ * Variables: GET/PUT/DELETE /v1/var/:path and GET /v1/vars.
+ *
+ * A write serialises Items to JSON in secret memory, seals it under the
+ * active key (AAD = KeyID) and proposes the ciphertext through raft; the
+ * state machine applies the check-and-set rule.  A read opens the stored
+ * ciphertext with the key named in the record.  When that key is still
+ * being decrypted on this server the request waits up to
+ * KR_HTTP_KEY_WAIT_MS, then fails with 503 naming the key.
+ *
+ * Plaintext Items exist only in jansson objects (whose allocator wipes on
+ * free) and in kr_secret buffers.
+ */
+#include "http/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/time.h"
+#include "state/codec.h"
+
+#define DEFAULT_NS "default"
+
+struct var_op {
+    struct kr_http_pending p; /* first: pending ops are freed through it */
+    char ns[KR_NAMESPACE_MAX + 1];
+    char path[KR_VAR_PATH_MAX + 1];
+    uint8_t op;
+    uint64_t cas;
+    json_t *items; /* PUT: the plaintext being written */
+    char key_id[KR_UUID_LEN + 1];
+};
+
+static void op_free(struct var_op *o)
+{
+    json_decref(o->items);
+    kr_http_pending_done(&o->p);
+}
+
+static bool ns_valid(const char *ns)
+{
+    size_t n = strlen(ns);
+
+    if (n == 0 || n > KR_NAMESPACE_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = ns[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* The namespace of a request: ?namespace=, else the body's, else default.
+ * Replies 400 and returns NULL when invalid. */
+static const char *request_ns(h2o_req_t *req, json_t *body, bool write)
+{
+    const char *ns = kr_http_query(req, "namespace");
+
+    if ((ns == NULL || *ns == '\0') && body != NULL)
+        ns = json_string_value(json_object_get(body, "Namespace"));
+    if (ns == NULL || *ns == '\0')
+        ns = DEFAULT_NS;
+    if (write && strcmp(ns, "*") == 0) {
+        kr_http_reply_error(req, 400,
+                            "wildcard namespace not allowed for write");
+        return NULL;
+    }
+    if (strcmp(ns, "*") != 0 && !ns_valid(ns)) {
+        kr_http_reply_error(req, 400, "invalid namespace \"%.128s\"", ns);
+        return NULL;
+    }
+    return ns;
+}
+
+/* Variable metadata (+ Items when given; borrowed) as Nomad's JSON. */
+static json_t *var_json(const char *ns, const char *path,
+                        const struct kr_var *v, json_t *items)
+{
+    json_t *j = json_object();
+
+    json_object_set_new(j, "Namespace", json_string(ns));
+    json_object_set_new(j, "Path", json_string(path));
+    json_object_set_new(j, "CreateIndex",
+                        json_integer(v ? (json_int_t)v->create_index : 0));
+    json_object_set_new(j, "ModifyIndex",
+                        json_integer(v ? (json_int_t)v->modify_index : 0));
+    json_object_set_new(j, "CreateTime",
+                        json_integer(v ? (json_int_t)v->create_time : 0));
+    json_object_set_new(j, "ModifyTime",
+                        json_integer(v ? (json_int_t)v->modify_time : 0));
+    if (items != NULL && json_object_size(items) > 0)
+        json_object_set(j, "Items", items);
+    return j;
+}
+
+/* Decrypts a stored Variable's Items.  KR_ENOTREADY when its key is not
+ * decrypted on this server yet; KR_ECRYPTO/KR_ECORRUPT on bad data. */
+static int var_items(struct kr_http *srv, const struct kr_var *v,
+                     json_t **out)
+{
+    struct kr_secret *pt = NULL;
+    json_t *items;
+    int rv;
+
+    rv = kr_keyring_open(srv->deps.keyring, v->key_id, v->data, v->data_len,
+                         &pt);
+    if (rv != 0)
+        return rv;
+    items = json_loadb((const char *)pt->data, pt->len, 0, NULL);
+    kr_secret_free(pt);
+    if (!json_is_object(items)) {
+        json_decref(items);
+        return KR_ECORRUPT;
+    }
+    *out = items;
+    return 0;
+}
+
+static void reply_decrypt_error(h2o_req_t *req, const struct kr_var *v,
+                                int rv)
+{
+    if (rv == KR_ENOTREADY)
+        kr_http_reply_error(req, 503,
+                            "key %s for variable \"%s\" is not ready: the "
+                            "keyring has not decrypted it yet",
+                            v->key_id, v->path);
+    else
+        kr_http_reply_error(req, 500, "decrypting variable \"%s\": %s",
+                            v->path, kr_strerror(rv));
+}
+
+/* ---- GET ---- */
+
+static void get_reply(struct kr_http *srv, h2o_req_t *req, const char *ns,
+                      const char *path)
+{
+    const struct kr_var *v = kr_state_var_get(srv->deps.state, ns, path);
+    json_t *items = NULL, *j;
+    int rv;
+
+    kr_http_add_query_meta(req);
+    if (v == NULL) {
+        kr_http_add_header(req, "X-Nomad-Index", "1");
+        kr_http_reply_error(req, 404, "variable not found");
+        return;
+    }
+    rv = var_items(srv, v, &items);
+    if (rv != 0) {
+        reply_decrypt_error(req, v, rv);
+        return;
+    }
+    j = var_json(ns, path, v, items);
+    kr_http_reply_json(req, 200, j, v->modify_index);
+    json_decref(j);
+    json_decref(items);
+}
+
+static void get_waited(void *arg, int status)
+{
+    struct var_op *o = arg;
+
+    (void)status; /* get_reply reports a key that is still missing */
+    if (o->p.req != NULL)
+        get_reply(o->p.srv, o->p.req, o->ns, o->path);
+    op_free(o);
+}
+
+static int var_get(struct kr_http_call *c, const char *ns)
+{
+    struct kr_http *srv = c->srv;
+    const struct kr_var *v = kr_state_var_get(srv->deps.state, ns, c->tail);
+    struct var_op *o;
+
+    if (v == NULL || kr_keyring_has(srv->deps.keyring, v->key_id)) {
+        get_reply(srv, c->req, ns, c->tail);
+        return 0;
+    }
+    o = kr_http_pending_new(c, sizeof(*o));
+    if (o == NULL) {
+        kr_http_reply_error(c->req, 500, "out of memory");
+        return 0;
+    }
+    snprintf(o->ns, sizeof(o->ns), "%s", ns);
+    snprintf(o->path, sizeof(o->path), "%s", c->tail);
+    if (kr_keyring_wait(srv->deps.keyring, v->key_id, KR_HTTP_KEY_WAIT_MS,
+                        get_waited, o, NULL) != 0) {
+        get_reply(srv, c->req, ns, c->tail);
+        op_free(o);
+    }
+    return 0;
+}
+
+/* ---- PUT and DELETE ---- */
+
+/* 409: the body is the conflicting Variable (Items when decryptable). */
+static void reply_conflict(struct kr_http *srv, h2o_req_t *req,
+                           const char *ns, const char *path)
+{
+    const struct kr_var *v = kr_state_var_get(srv->deps.state, ns, path);
+    json_t *items = NULL, *j;
+
+    if (v != NULL && var_items(srv, v, &items) != 0)
+        items = NULL;
+    j = var_json(ns, path, v, items);
+    kr_http_reply_json(req, 409, j, kr_state_vars_index(srv->deps.state));
+    json_decref(j);
+    json_decref(items);
+}
+
+static void applied(void *arg, int status, uint64_t index, int outcome)
+{
+    struct var_op *o = arg;
+    struct kr_http *srv = o->p.srv;
+    h2o_req_t *req = o->p.req;
+    const struct kr_var *v;
+    json_t *j;
+
+    if (req == NULL)
+        goto out;
+    if (status != 0) {
+        kr_http_reply_error(req, kr_err_http_status(status), "%s",
+                            kr_strerror(status));
+        goto out;
+    }
+    switch (outcome) {
+    case 0:
+        if (o->op == KR_VAR_DELETE || o->op == KR_VAR_DELETE_CAS) {
+            kr_http_reply_empty(req, 204, index);
+            break;
+        }
+        v = kr_state_var_get(srv->deps.state, o->ns, o->path);
+        j = var_json(o->ns, o->path, v, o->items);
+        kr_http_reply_json(req, 200, j, index);
+        json_decref(j);
+        break;
+    case KR_ECONFLICT:
+        reply_conflict(srv, req, o->ns, o->path);
+        break;
+    default:
+        kr_http_reply_error(req, kr_err_http_status(outcome),
+                            "variable write rejected: %s",
+                            kr_strerror(outcome));
+        break;
+    }
+out:
+    op_free(o);
+}
+
+static void propose(struct var_op *o, const uint8_t *data, size_t len)
+{
+    struct kr_http *srv = o->p.srv;
+    struct kr_entry e;
+    struct kr_buf b;
+    int rv;
+
+    memset(&e, 0, sizeof(e));
+    e.type = KR_ENTRY_VAR_APPLY;
+    e.var.op = o->op;
+    e.var.namespace = o->ns;
+    e.var.path = o->path;
+    e.var.cas = o->cas;
+    memcpy(e.var.key_id, o->key_id, sizeof(e.var.key_id));
+    e.var.data = (uint8_t *)data;
+    e.var.data_len = len;
+    e.var.now = kr_time_now_ns();
+    kr_buf_init(&b);
+    rv = kr_entry_encode(&e, &b);
+    if (rv == 0)
+        rv = kr_raft_apply(srv->deps.raft, &b, applied, o);
+    kr_buf_free(&b);
+    if (rv != 0) {
+        kr_http_reply_error(o->p.req, kr_err_http_status(rv), "%s",
+                            rv == KR_ENOLEADER ? "No cluster leader"
+                                               : kr_strerror(rv));
+        op_free(o);
+    }
+}
+
+/* Seals o->items under o->key_id and proposes the write. */
+static void seal_and_propose(struct var_op *o)
+{
+    struct kr_http *srv = o->p.srv;
+    struct kr_secret *pt = NULL;
+    struct kr_buf ct;
+    size_t n;
+    int rv;
+
+    kr_buf_init(&ct);
+    n = json_dumpb(o->items, NULL, 0, JSON_COMPACT | JSON_SORT_KEYS);
+    pt = kr_secret_new(n);
+    if (pt == NULL ||
+        json_dumpb(o->items, (char *)pt->data, n,
+                   JSON_COMPACT | JSON_SORT_KEYS) != n) {
+        kr_http_reply_error(o->p.req, 500, "out of memory");
+        op_free(o);
+        goto out;
+    }
+    rv = kr_keyring_seal(srv->deps.keyring, o->key_id, pt->data, pt->len,
+                         &ct);
+    if (rv != 0) {
+        if (rv == KR_ENOTREADY)
+            kr_http_reply_error(o->p.req, 503,
+                                "active key %s is not ready: the keyring "
+                                "has not decrypted it yet",
+                                o->key_id);
+        else
+            kr_http_reply_error(o->p.req, 500, "encrypting variable: %s",
+                                kr_strerror(rv));
+        op_free(o);
+        goto out;
+    }
+    propose(o, ct.data, ct.len);
+out:
+    kr_secret_free(pt);
+    kr_buf_free(&ct);
+}
+
+static void put_waited(void *arg, int status)
+{
+    struct var_op *o = arg;
+
+    (void)status; /* seal_and_propose reports a key that is still missing */
+    if (o->p.req == NULL) {
+        op_free(o);
+        return;
+    }
+    seal_and_propose(o);
+}
+
+/* Validates Items: a non-empty object of strings within the size cap. */
+static bool items_valid(h2o_req_t *req, json_t *items)
+{
+    const char *k;
+    json_t *v;
+    size_t total = 0;
+
+    if (!json_is_object(items) || json_object_size(items) == 0) {
+        kr_http_reply_error(req, 400,
+                            "variable missing required Items object");
+        return false;
+    }
+    json_object_foreach(items, k, v)
+    {
+        if (!json_is_string(v)) {
+            kr_http_reply_error(req, 400,
+                                "variable item \"%.64s\" must be a string",
+                                k);
+            return false;
+        }
+        total += strlen(k) + json_string_length(v);
+    }
+    if (total > KR_VAR_ITEMS_MAX) {
+        kr_http_reply_error(req, 400,
+                            "variables are limited to 64KiB in total size");
+        return false;
+    }
+    return true;
+}
+
+static bool parse_cas(h2o_req_t *req, uint64_t *cas, bool *has)
+{
+    const char *s = kr_http_query(req, "cas");
+
+    *has = s != NULL;
+    if (s != NULL && !kr_http_parse_u64(s, cas)) {
+        kr_http_reply_error(req, 400, "failed to parse cas value \"%.32s\"",
+                            s);
+        return false;
+    }
+    return true;
+}
+
+static int var_write(struct kr_http_call *c, bool del)
+{
+    struct kr_http *srv = c->srv;
+    h2o_req_t *req = c->req;
+    json_t *body = NULL;
+    const struct kr_root_key *active;
+    const char *ns;
+    struct var_op *o;
+    uint64_t cas = 0;
+    bool has_cas;
+    int lock_ops = (kr_http_query(req, "lock-acquire") != NULL) +
+                   (kr_http_query(req, "lock-renew") != NULL) +
+                   (kr_http_query(req, "lock-release") != NULL);
+
+    if (lock_ops > 1) {
+        kr_http_reply_error(req, 400, "multiple lock operations");
+        return 0;
+    }
+    if (!parse_cas(req, &cas, &has_cas))
+        return 0;
+    if (lock_ops == 1) {
+        kr_http_reply_error(req, 400,
+                            has_cas ? "cas can't be used with lock operations"
+                                    : "variable locks are not supported "
+                                      "by this server yet");
+        return 0;
+    }
+    if (!del) {
+        body = kr_http_body_json(req);
+        if (body == NULL)
+            return 0;
+    }
+    ns = request_ns(req, body, true);
+    if (ns == NULL)
+        goto out;
+    if (!del && !items_valid(req, json_object_get(body, "Items")))
+        goto out;
+    if (!kr_raft_is_leader(srv->deps.raft)) {
+        kr_http_reply_error(req, 503, "No cluster leader");
+        goto out;
+    }
+    active = kr_state_key_active(srv->deps.state);
+    if (!del && active == NULL) {
+        kr_http_reply_error(req, 500,
+                            "keyring has no active key: rotate the keyring "
+                            "to repair");
+        goto out;
+    }
+    o = kr_http_pending_new(c, sizeof(*o));
+    if (o == NULL) {
+        kr_http_reply_error(req, 500, "out of memory");
+        goto out;
+    }
+    snprintf(o->ns, sizeof(o->ns), "%s", ns);
+    snprintf(o->path, sizeof(o->path), "%s", c->tail);
+    o->cas = cas;
+    if (del) {
+        o->op = has_cas ? KR_VAR_DELETE_CAS : KR_VAR_DELETE;
+        propose(o, NULL, 0);
+        goto out;
+    }
+    o->op = has_cas ? KR_VAR_CAS : KR_VAR_SET;
+    o->items = json_incref(json_object_get(body, "Items"));
+    memcpy(o->key_id, active->key_id, sizeof(o->key_id));
+    if (kr_keyring_has(srv->deps.keyring, o->key_id))
+        seal_and_propose(o);
+    else if (kr_keyring_wait(srv->deps.keyring, o->key_id,
+                             KR_HTTP_KEY_WAIT_MS, put_waited, o, NULL) != 0)
+        seal_and_propose(o);
+out:
+    json_decref(body);
+    return 0;
+}
+
+int kr_http_var(struct kr_http_call *c)
+{
+    char errmsg[KR_ERRMSG_SIZE];
+    const char *ns;
+
+    if (kr_var_path_validate(c->tail, errmsg) != 0) {
+        kr_http_reply_error(c->req, 400, "%s", errmsg);
+        return 0;
+    }
+    if (h2o_memis(c->req->method.base, c->req->method.len,
+                  H2O_STRLIT("GET"))) {
+        ns = request_ns(c->req, NULL, false);
+        if (ns == NULL)
+            return 0;
+        if (strcmp(ns, "*") == 0) {
+            kr_http_reply_error(c->req, 400,
+                                "wildcard namespace not allowed for read");
+            return 0;
+        }
+        return var_get(c, ns);
+    }
+    return var_write(c, h2o_memis(c->req->method.base, c->req->method.len,
+                                  H2O_STRLIT("DELETE")));
+}
+
+/* ---- LIST ---- */
+
+int kr_http_vars_list(struct kr_http_call *c)
+{
+    struct kr_http *srv = c->srv;
+    h2o_req_t *req = c->req;
+    const char *ns = request_ns(req, NULL, false);
+    const char *prefix = kr_http_query(req, "prefix");
+    const char *per_page_s = kr_http_query(req, "per_page");
+    const char *next = kr_http_query(req, "next_token");
+    char after_ns[KR_NAMESPACE_MAX + 1] = "", *after_path = NULL;
+    uint64_t per_page = 0;
+    const struct kr_var *v;
+    json_t *arr;
+    size_t n = 0;
+
+    if (ns == NULL)
+        return 0;
+    if (per_page_s != NULL && (!kr_http_parse_u64(per_page_s, &per_page) ||
+                               per_page > 1000000)) {
+        kr_http_reply_error(req, 400, "invalid per_page value");
+        return 0;
+    }
+    if (prefix != NULL && *prefix == '\0')
+        prefix = NULL;
+    if (next != NULL && *next != '\0') {
+        /* The token is "<namespace>.<path>" of the first item of the next
+         * page; neither part may contain a dot. */
+        const char *dot = strchr(next, '.');
+        if (dot == NULL || (size_t)(dot - next) > KR_NAMESPACE_MAX) {
+            kr_http_reply_error(req, 400, "invalid next_token");
+            return 0;
+        }
+        memcpy(after_ns, next, (size_t)(dot - next));
+        after_ns[dot - next] = '\0';
+        after_path = (char *)dot + 1;
+    }
+    arr = json_array();
+    if (after_path != NULL) {
+        /* Inclusive: start at the token itself. */
+        v = kr_state_var_get(srv->deps.state, after_ns, after_path);
+        if (v == NULL || (ns != NULL && strcmp(ns, "*") != 0 &&
+                          strcmp(v->namespace, ns) != 0) ||
+            (prefix && strncmp(v->path, prefix, strlen(prefix)) != 0))
+            v = kr_state_var_first(srv->deps.state, ns, prefix, after_ns,
+                                   after_path);
+    } else {
+        v = kr_state_var_first(srv->deps.state, ns, prefix, NULL, NULL);
+    }
+    for (; v != NULL; v = kr_state_var_next(srv->deps.state, v, ns, prefix)) {
+        if (per_page > 0 && n == per_page) {
+            char tok[KR_NAMESPACE_MAX + KR_VAR_PATH_MAX + 2];
+            snprintf(tok, sizeof(tok), "%s.%s", v->namespace, v->path);
+            kr_http_add_header(req, "X-Nomad-NextToken", tok);
+            break;
+        }
+        json_array_append_new(arr, var_json(v->namespace, v->path, v, NULL));
+        n++;
+    }
+    kr_http_add_query_meta(req);
+    kr_http_reply_json(req, 200, arr, kr_state_vars_index(srv->deps.state));
+    json_decref(arr);
+    return 0;
+}

@@ -1,0 +1,216 @@
+/*
+ * Unit tests for src/crypto and the aead KEK provider: AES-256-GCM against
+ * a published known-answer vector, nonce freshness, authentication
+ * failures, and wrap/unwrap round trips with tamper detection.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/err.h"
+#include "crypto/aead.h"
+#include "crypto/secmem.h"
+#include "crypto/sign.h"
+#include "kms/kms.h"
+
+static size_t unhex(const char *h, uint8_t *out)
+{
+    size_t n = strlen(h) / 2;
+
+    for (size_t i = 0; i < n; i++) {
+        unsigned v;
+        sscanf(h + 2 * i, "%2x", &v);
+        out[i] = (uint8_t)v;
+    }
+    return n;
+}
+
+/* The GCM specification's test case 16 (AES-256, 60-byte plaintext, 20
+ * bytes of AAD), also in NIST's gcmEncryptExtIV256 vectors. */
+static void test_gcm_known_answer(void **state)
+{
+    uint8_t key[32], iv[12], aad[20], pt[60], ct[60], tag[16];
+    uint8_t out[12 + 60 + 16], back[60];
+    struct kr_aead *a = NULL;
+    size_t n;
+
+    (void)state;
+    unhex("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308",
+          key);
+    unhex("cafebabefacedbaddecaf888", iv);
+    unhex("feedfacedeadbeeffeedfacedeadbeefabaddad2", aad);
+    unhex("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
+          "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39",
+          pt);
+    unhex("522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa"
+          "8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662",
+          ct);
+    unhex("76fc6ece0f4e1768cddf8853bb2d551b", tag);
+
+    assert_int_equal(kr_aead_new(&a, key), 0);
+    assert_int_equal(
+        kr_aead_seal_with_nonce(a, iv, aad, sizeof(aad), pt, sizeof(pt), out),
+        0);
+    assert_memory_equal(out, iv, 12);
+    assert_memory_equal(out + 12, ct, 60);
+    assert_memory_equal(out + 72, tag, 16);
+    assert_int_equal(
+        kr_aead_open(a, aad, sizeof(aad), out, sizeof(out), back, &n), 0);
+    assert_int_equal(n, 60);
+    assert_memory_equal(back, pt, 60);
+    kr_aead_free(a);
+}
+
+static void test_gcm_rejects_tampering(void **state)
+{
+    uint8_t key[32] = {1}, pt[100], out[100 + KR_AEAD_OVERHEAD], back[100];
+    const uint8_t aad[] = "key-id";
+    struct kr_aead *a = NULL;
+    size_t n;
+
+    (void)state;
+    memset(pt, 'x', sizeof(pt));
+    assert_int_equal(kr_aead_new(&a, key), 0);
+    assert_int_equal(kr_aead_seal(a, aad, 6, pt, sizeof(pt), out), 0);
+    assert_int_equal(kr_aead_open(a, aad, 6, out, sizeof(out), back, &n), 0);
+    /* Every byte position: nonce, ciphertext and tag are all covered. */
+    for (size_t i = 0; i < sizeof(out); i++) {
+        out[i] ^= 0x01;
+        assert_int_equal(kr_aead_open(a, aad, 6, out, sizeof(out), back, &n),
+                         KR_ECRYPTO);
+        out[i] ^= 0x01;
+    }
+    /* Wrong AAD (another KeyID) fails. */
+    assert_int_equal(kr_aead_open(a, (const uint8_t *)"key-ie", 6, out,
+                                  sizeof(out), back, &n),
+                     KR_ECRYPTO);
+    /* Too short to hold a nonce and a tag. */
+    assert_int_equal(kr_aead_open(a, aad, 6, out, KR_AEAD_OVERHEAD - 1, back,
+                                  &n),
+                     KR_EINVAL);
+    kr_aead_free(a);
+}
+
+static void test_gcm_nonces_differ(void **state)
+{
+    uint8_t key[32] = {2}, pt[16] = {0};
+    uint8_t a1[16 + KR_AEAD_OVERHEAD], a2[16 + KR_AEAD_OVERHEAD];
+    struct kr_aead *a = NULL;
+
+    (void)state;
+    assert_int_equal(kr_aead_new(&a, key), 0);
+    assert_int_equal(kr_aead_seal(a, NULL, 0, pt, 16, a1), 0);
+    assert_int_equal(kr_aead_seal(a, NULL, 0, pt, 16, a2), 0);
+    assert_memory_not_equal(a1, a2, 12);
+    kr_aead_free(a);
+}
+
+static struct kr_config_keyring aead_cfg = {
+    .type = "aead", .name = "", .id = "aead", .active = true,
+    .origin = "test:1",
+};
+
+static void test_aead_wrap_round_trip(void **state)
+{
+    struct kr_kms *k = NULL;
+    struct kr_secret *dek = kr_secret_new(32), *rsa = NULL;
+    struct kr_secret *dek2 = NULL, *rsa2 = NULL;
+    struct kr_wrapped_key w;
+    struct kr_signer *signer = NULL;
+    char err[KR_ERRMSG_SIZE];
+    const char *id = "2b5c7f5e-1111-4222-8333-944455556666";
+
+    (void)state;
+    memset(dek->data, 0x42, 32);
+    assert_int_equal(kr_sign_rsa_generate(&rsa), 0);
+    assert_int_equal(kr_signer_from_rsa_der(&signer, rsa->data, rsa->len), 0);
+    kr_signer_free(signer);
+    assert_int_equal(kr_kms_open(&k, &aead_cfg, err), 0);
+    assert_int_equal(kr_kms_wrap(k, id, dek, rsa, &w, err), 0);
+    assert_string_equal(w.provider, "aead");
+    assert_string_equal(w.provider_id, "aead");
+    assert_non_null(w.kek);
+    assert_int_equal(w.kek->len, 32);
+    assert_int_equal(w.dek.ciphertext_len, 32 + KR_AEAD_OVERHEAD);
+    /* The wrapped blob must not contain the DEK. */
+    assert_null(memmem(w.dek.ciphertext, w.dek.ciphertext_len, dek->data, 32));
+    assert_int_equal(kr_kms_unwrap(k, id, &w, &dek2, &rsa2, err), 0);
+    assert_memory_equal(dek2->data, dek->data, 32);
+    assert_int_equal(rsa2->len, rsa->len);
+    assert_memory_equal(rsa2->data, rsa->data, rsa->len);
+    kr_secret_free(dek2);
+    kr_secret_free(rsa2);
+
+    /* Tampering with the wrapped DEK is detected, not decrypted. */
+    w.dek.ciphertext[20] ^= 0x80;
+    assert_int_equal(kr_kms_unwrap(k, id, &w, &dek2, &rsa2, err), KR_ECRYPTO);
+    assert_non_null(strstr(err, "authentication"));
+    w.dek.ciphertext[20] ^= 0x80;
+    /* A wrong KEK is detected. */
+    w.kek->data[0] ^= 1;
+    assert_int_equal(kr_kms_unwrap(k, id, &w, &dek2, &rsa2, err), KR_ECRYPTO);
+    w.kek->data[0] ^= 1;
+    /* A truncated blob (Nomad #24379) is corrupt, not a crash. */
+    w.rsa.ciphertext_len = 5;
+    assert_int_equal(kr_kms_unwrap(k, id, &w, &dek2, &rsa2, err),
+                     KR_ECORRUPT);
+    /* An empty RSA blob (a key made before RSA existed) unwraps. */
+    w.rsa.ciphertext_len = 0;
+    assert_int_equal(kr_kms_unwrap(k, id, &w, &dek2, &rsa2, err), 0);
+    assert_null(rsa2);
+    kr_secret_free(dek2);
+    /* No KEK (a redacted snapshot) is a clear error. */
+    kr_secret_free(w.kek);
+    w.kek = NULL;
+    assert_int_equal(kr_kms_unwrap(k, id, &w, &dek2, &rsa2, err),
+                     KR_ECORRUPT);
+    assert_non_null(strstr(err, "redacted"));
+
+    kr_wrapped_key_clear(&w);
+    kr_kms_free(k);
+    kr_secret_free(dek);
+    kr_secret_free(rsa);
+}
+
+static void test_aead_rejects_params(void **state)
+{
+    struct kr_config_param p = {.key = "secret_thing", .value = "hunter2"};
+    struct kr_config_keyring cfg = aead_cfg;
+    struct kr_kms *k = NULL;
+    char err[KR_ERRMSG_SIZE];
+
+    (void)state;
+    cfg.params = &p;
+    cfg.n_params = 1;
+    assert_int_equal(kr_kms_open(&k, &cfg, err), KR_EINVAL);
+    assert_null(strstr(err, "hunter2"));
+}
+
+static void test_signer_rejects_garbage(void **state)
+{
+    struct kr_signer *s = NULL;
+    uint8_t junk[64] = {0x30, 0x82};
+
+    (void)state;
+    assert_int_equal(kr_signer_from_rsa_der(&s, junk, sizeof(junk)),
+                     KR_ECRYPTO);
+    assert_int_equal(kr_signer_from_rsa_der(&s, NULL, 0), KR_ECRYPTO);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gcm_known_answer),
+        cmocka_unit_test(test_gcm_rejects_tampering),
+        cmocka_unit_test(test_gcm_nonces_differ),
+        cmocka_unit_test(test_aead_wrap_round_trip),
+        cmocka_unit_test(test_aead_rejects_params),
+        cmocka_unit_test(test_signer_rejects_garbage),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
