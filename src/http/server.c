@@ -93,11 +93,37 @@ void kr_http_add_query_meta(h2o_req_t *req)
     kr_http_add_header(req, "X-Nomad-LastContact", "0");
 }
 
+static const char *reason(int status)
+{
+    static const struct {
+        int status;
+        const char *text;
+    } reasons[] = {
+        {200, "OK"},
+        {204, "No Content"},
+        {400, "Bad Request"},
+        {403, "Forbidden"},
+        {404, "Not Found"},
+        {405, "Method Not Allowed"},
+        {409, "Conflict"},
+        {413, "Request Entity Too Large"},
+        {422, "Unprocessable Entity"},
+        {500, "Internal Server Error"},
+        {503, "Service Unavailable"},
+    };
+
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+        if (reasons[i].status == status)
+            return reasons[i].text;
+    return "";
+}
+
 static void send_body(h2o_req_t *req, int status, const char *ctype,
                       const char *body, size_t len)
 {
     req->res.status = status;
-    req->res.reason = "";
+    req->res.reason = reason(status);
+    req->res.content_length = len;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE,
                    NULL, ctype, strlen(ctype));
     h2o_send_inline(req, body, len);
@@ -136,7 +162,8 @@ void kr_http_reply_empty(h2o_req_t *req, int status, uint64_t index)
 {
     add_index(req, index);
     req->res.status = status;
-    req->res.reason = "";
+    req->res.reason = reason(status);
+    req->res.content_length = 0;
     h2o_send_inline(req, "", 0);
 }
 

@@ -1,0 +1,157 @@
+"""keyraft benchmarks, measured against peers and the machine in one run.
+
+1. HTTP: Variable PUT and GET requests/s with p50/p99 at 1 and 16
+   connections (wrk), against a dev-style single keyraft server, and the
+   same GET load against a trivial h2o handler built like keyraft's server
+   (bench_h2o_trivial): the ratio shows what keyraft's own work costs.
+2. Crypto: keyraft's seal/open of a 1 KiB value as a fraction of
+   `openssl speed -evp aes-256-gcm -bytes 1024` on the same machine.
+
+Reproduce with: make bench   (or: KEYRAFT_BIN=build/keyraft bench/run.sh)
+Environment: BENCH_SECONDS (default 5) per wrk run.
+"""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.environ.get("KEYRAFT_BIN", os.path.join(ROOT, "build", "keyraft"))
+BUILD = os.path.dirname(BIN)
+SECS = int(os.environ.get("BENCH_SECONDS", "5"))
+VALUE = "v" * 1024
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except Exception:
+            time.sleep(0.1)
+    raise SystemExit(f"bench: {url} not ready")
+
+
+def wrk(url, conns, script=None):
+    threads = min(conns, 2)
+    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{SECS}s", "--latency"]
+    if script:
+        cmd += ["-s", script]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True,
+                         check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = int(bad.group(1)) if bad else 0
+    return rps, lat.get("50", "?"), lat.get("99", "?"), errors
+
+
+def openssl_gcm_1k():
+    out = subprocess.run(
+        ["openssl", "speed", "-seconds", "2", "-bytes", "1024", "-evp",
+         "aes-256-gcm"], capture_output=True, text=True, check=True).stdout
+    line = [l for l in out.splitlines() if l.startswith("aes-256-gcm")][-1]
+    return float(line.split()[-1].rstrip("k")) * 1000
+
+
+def main():
+    for tool in ("wrk", "openssl"):
+        if subprocess.run(["which", tool], capture_output=True).returncode:
+            raise SystemExit(f"bench: {tool} missing; run make bench")
+    work = tempfile.mkdtemp(prefix="keyraft-bench-")
+    http_port, rpc_port, triv_port = free_port(), free_port(), free_port()
+    cfg = os.path.join(work, "agent.hcl")
+    with open(cfg, "w") as f:
+        f.write(f'data_dir = "{work}/data"\nbind_addr = "127.0.0.1"\n'
+                f'log_level = "warn"\n'
+                f'ports {{\n  http = {http_port}\n  rpc = {rpc_port}\n}}\n'
+                'server {\n  enabled = true\n  bootstrap_expect = 1\n}\n')
+    procs = []
+    try:
+        agent = subprocess.Popen([BIN, "agent", "-config", cfg],
+                                 stdout=subprocess.DEVNULL,
+                                 stderr=open(os.path.join(work, "agent.log"), "w"))
+        procs.append(agent)
+        triv = subprocess.Popen([os.path.join(BUILD, "bench_h2o_trivial"),
+                                 str(triv_port)])
+        procs.append(triv)
+        base = f"http://127.0.0.1:{http_port}"
+        wait_http(base + "/v1/agent/health")
+        body = json.dumps({"Items": {"value": VALUE}}).encode()
+        req = urllib.request.Request(base + "/v1/var/bench/get", data=body,
+                                     method="PUT")
+        urllib.request.urlopen(req).read()
+        script = os.path.join(work, "put.lua")
+        with open(script, "w") as f:
+            f.write('local n = 0\n'
+                    'wrk.method = "PUT"\n'
+                    f'wrk.body = {json.dumps(body.decode())}\n'
+                    'wrk.headers["Content-Type"] = "application/json"\n'
+                    'request = function()\n'
+                    '  n = n + 1\n'
+                    '  return wrk.format(nil, "/v1/var/bench/put/" .. (n % 1000))\n'
+                    'end\n')
+        wait_http(f"http://127.0.0.1:{triv_port}/")
+
+        rows = []
+        triv_rps = {}
+        for conns in (1, 16):
+            triv_rps[conns] = wrk(f"http://127.0.0.1:{triv_port}/", conns)
+        for conns in (1, 16):
+            rows.append(("GET", conns, wrk(base + "/v1/var/bench/get", conns)))
+        for conns in (1, 16):
+            rows.append(("PUT", conns, wrk(base, conns, script)))
+
+        print(f"\nkeyraft HTTP, 1 server, 1 KiB values, {SECS}s per row, "
+              f"{os.cpu_count()} cores (wrk on the same machine)")
+        print(f"{'op':<5}{'conns':>6}{'req/s':>12}{'p50':>10}{'p99':>10}"
+              f"{'errors':>8}  vs trivial h2o")
+        for op, conns, (rps, p50, p99, errs) in rows:
+            ratio = ""
+            if op == "GET":
+                ratio = f"{rps / triv_rps[conns][0]:.2f}x of {triv_rps[conns][0]:.0f}/s"
+            print(f"{op:<5}{conns:>6}{rps:>12.0f}{p50:>10}{p99:>10}{errs:>8}  {ratio}")
+        for conns in (1, 16):
+            rps, p50, p99, errs = triv_rps[conns]
+            print(f"{'h2o':<5}{conns:>6}{rps:>12.0f}{p50:>10}{p99:>10}{errs:>8}  "
+                  "(trivial handler)")
+        print("goal: GET at least 0.40x of the trivial h2o handler")
+
+        seal = subprocess.run([os.path.join(BUILD, "bench_seal"), "2"],
+                              capture_output=True, text=True, check=True).stdout
+        vals = dict(l.split() for l in seal.splitlines())
+        ossl = openssl_gcm_1k()
+        print("\nVariable seal/open, 1 KiB, one core "
+              "(openssl speed -evp aes-256-gcm -bytes 1024)")
+        for op in ("seal", "open"):
+            v = float(vals[f"{op}_1k_bytes_per_sec"])
+            print(f"{op:<5}{v / 1e9:8.2f} GB/s  = {v / ossl:.2f}x of openssl's "
+                  f"{ossl / 1e9:.2f} GB/s")
+        print("\nreproduce: make bench")
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        subprocess.run(["rm", "-rf", work])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""Fixtures for end-to-end tests: real keyraft processes on ephemeral
+loopback ports, each with its own temp data dir, stopped by PID.
+
+Every agent's stderr is kept in its directory. When an agent stops, the
+fixture fails the test if the log holds a sanitizer report, so the same
+suite doubles as the ASan/UBSan run (KEYRAFT_SANITIZED=1).
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("KEYRAFT_BIN", os.path.join(ROOT, "build", "keyraft"))
+SANITIZED = os.environ.get("KEYRAFT_SANITIZED") == "1"
+# Sanitized builds run several times slower.
+SLOW = 4 if SANITIZED else 1
+
+_live_pids = set()
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    @property
+    def text(self):
+        return self.body.decode("utf-8", "replace")
+
+    def __repr__(self):
+        return f"<Response {self.status} {self.body[:200]!r}>"
+
+
+def http(method, url, body=None, headers=None, timeout=10):
+    """One HTTP request; returns a Response for any status."""
+    data = body
+    if isinstance(body, (dict, list)):
+        data = json.dumps(body).encode()
+    elif isinstance(body, str):
+        data = body.encode()
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout * SLOW) as r:
+            return Response(r.status, r.headers, r.read())
+    except urllib.error.HTTPError as e:
+        return Response(e.code, e.headers, e.read())
+
+
+class Agent:
+    """A keyraft server process with its own config, data dir and ports."""
+
+    def __init__(self, workdir, extra_hcl="", name="server"):
+        self.dir = os.path.join(str(workdir), name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.data_dir = os.path.join(self.dir, "data")
+        self.http_port = free_port()
+        self.rpc_port = free_port()
+        self.config_path = os.path.join(self.dir, "agent.hcl")
+        with open(self.config_path, "w") as f:
+            f.write(f'''
+data_dir  = "{self.data_dir}"
+bind_addr = "127.0.0.1"
+log_level = "debug"
+ports {{
+  http = {self.http_port}
+  rpc  = {self.rpc_port}
+}}
+server {{
+  enabled          = true
+  bootstrap_expect = 1
+}}
+{extra_hcl}
+''')
+        self.log_path = os.path.join(self.dir, "agent.log")
+        self.proc = None
+
+    @property
+    def addr(self):
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def url(self, path):
+        return self.addr + path
+
+    def start(self, wait=True, timeout=20):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [BIN, "agent", "-config", self.config_path],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        _live_pids.add(self.proc.pid)
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout=20):
+        deadline = time.time() + timeout * SLOW
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"agent exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                r = http("GET", self.url("/v1/agent/health"), timeout=1)
+                if r.status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"agent not ready in {timeout}s:\n{self.log()}")
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def check_log_clean(self):
+        text = self.log()
+        for marker in ("AddressSanitizer", "LeakSanitizer",
+                       "runtime error:", "BUG at"):
+            assert marker not in text, f"{marker} in agent log:\n{text}"
+
+    def stop(self, timeout=20):
+        """SIGTERM and wait: a clean stop must exit 0 with a clean log."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(timeout * SLOW)
+        _live_pids.discard(self.proc.pid)
+        self.check_log_clean()
+        assert rc == 0, f"agent exited {rc} on SIGTERM:\n{self.log()}"
+        return rc
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        _live_pids.discard(self.proc.pid)
+        self.check_log_clean()
+
+    def api(self, method, path, body=None, **kw):
+        return http(method, self.url(path), body, **kw)
+
+    def cli(self, *args, input=None, env=None, check=False):
+        e = dict(os.environ)
+        e["KEYRAFT_ADDR"] = self.addr
+        e.update(env or {})
+        r = subprocess.run([BIN, *args], input=input, capture_output=True,
+                           env=e, timeout=30 * SLOW)
+        if check:
+            assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+        return r
+
+
+@pytest.fixture
+def make_agent(tmp_path):
+    """Factory: make_agent(extra_hcl="", name="server", start=True)."""
+    agents = []
+
+    def make(extra_hcl="", name="server", start=True):
+        a = Agent(tmp_path, extra_hcl, name)
+        agents.append(a)
+        if start:
+            a.start()
+        return a
+
+    yield make
+    for a in agents:
+        if a.proc is not None and a.proc.poll() is None:
+            a.stop()
+
+
+@pytest.fixture
+def agent(make_agent):
+    return make_agent()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # Anything a failing test left running is stopped by PID.
+    for pid in list(_live_pids):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -1,0 +1,521 @@
+/*
+ * Unit tests for the pure parts of the CLI: flag parsing, flag-versus-
+ * environment precedence of the global API options, `var put` item
+ * parsing, key ID prefix resolution, -prepublish to publish_time, table
+ * formatting and URL encoding.  Nothing here opens a socket.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/client.h"
+#include "cli/cmd.h"
+#include "cli/keyring.h"
+#include "cli/var.h"
+#include "common/err.h"
+#include "common/time.h"
+
+/* ---- a fake environment ---- */
+
+static const char *const *fake_env;
+
+static const char *fake_getenv(const char *name)
+{
+    size_t n = strlen(name);
+
+    for (const char *const *e = fake_env; e != NULL && *e != NULL; e++) {
+        if (strncmp(*e, name, n) == 0 && (*e)[n] == '=')
+            return *e + n + 1;
+    }
+    return NULL;
+}
+
+/* Parses argv (argv[0] is the command word) against the API flags and
+ * resolves against fake_env. */
+static int api_setup(struct kr_cli_api *api, int argc, char **argv,
+                     char *errmsg)
+{
+    const struct kr_cli_cmd cmd = {"test", "", NULL, NULL, NULL, api->flags};
+    bool help = false;
+    int argi = 0;
+    int rv;
+
+    kr_cli_api_init(api);
+    rv = kr_cli_flags_parse(&cmd, argc, argv, &argi, &help, errmsg);
+    if (rv != 0)
+        return rv;
+    return kr_cli_api_resolve(api, fake_getenv, errmsg);
+}
+
+static void test_api_defaults(void **state)
+{
+    char *argv[] = {"list", NULL};
+    struct kr_cli_api api;
+    char errmsg[KR_ERRMSG_SIZE];
+
+    (void)state;
+    fake_env = NULL;
+    assert_int_equal(api_setup(&api, 1, argv, errmsg), 0);
+    assert_string_equal(api.addr, "http://127.0.0.1:4656");
+    assert_string_equal(api.namespace, "default");
+    assert_false(api.namespace_explicit);
+    assert_null(api.token);
+    assert_null(api.region);
+}
+
+static void test_api_env_only(void **state)
+{
+    static const char *const env[] = {
+        "KEYRAFT_ADDR=https://kr.example:4656/",
+        "KEYRAFT_TOKEN=env-token",
+        "KEYRAFT_NAMESPACE=prod",
+        "KEYRAFT_REGION=eu",
+        "KEYRAFT_CACERT=/env/ca.pem",
+        "KEYRAFT_CLIENT_CERT=/env/c.pem",
+        "KEYRAFT_CLIENT_KEY=/env/k.pem",
+        "KEYRAFT_TLS_SERVER_NAME=server.global.keyraft",
+        NULL,
+    };
+    char *argv[] = {"list", NULL};
+    struct kr_cli_api api;
+    char errmsg[KR_ERRMSG_SIZE];
+
+    (void)state;
+    fake_env = env;
+    assert_int_equal(api_setup(&api, 1, argv, errmsg), 0);
+    assert_string_equal(api.addr, "https://kr.example:4656");
+    assert_string_equal(api.token, "env-token");
+    assert_string_equal(api.namespace, "prod");
+    assert_true(api.namespace_explicit);
+    assert_string_equal(api.region, "eu");
+    assert_string_equal(api.ca_cert, "/env/ca.pem");
+    assert_string_equal(api.client_cert, "/env/c.pem");
+    assert_string_equal(api.client_key, "/env/k.pem");
+    assert_string_equal(api.tls_server_name, "server.global.keyraft");
+}
+
+static void test_api_flag_beats_env(void **state)
+{
+    static const char *const env[] = {
+        "KEYRAFT_ADDR=http://env:1", "KEYRAFT_TOKEN=env-token",
+        "KEYRAFT_NAMESPACE=envns",   "KEYRAFT_CACERT=/env/ca.pem",
+        "KEYRAFT_REGION=",           NULL,
+    };
+    char *argv[] = {"list",       "-address", "flaghost:9", "--token=ft",
+                    "-namespace", "flagns",   "-ca-cert",   "/flag/ca.pem",
+                    "rest",       NULL};
+    struct kr_cli_api api;
+    char errmsg[KR_ERRMSG_SIZE];
+
+    (void)state;
+    fake_env = env;
+    assert_int_equal(api_setup(&api, 9, argv, errmsg), 0);
+    assert_string_equal(api.addr, "http://flaghost:9");
+    assert_string_equal(api.token, "ft");
+    assert_string_equal(api.namespace, "flagns");
+    assert_true(api.namespace_explicit);
+    assert_string_equal(api.ca_cert, "/flag/ca.pem");
+    /* An empty variable counts as unset. */
+    assert_null(api.region);
+}
+
+static void test_api_bad_address(void **state)
+{
+    char *argv[] = {"list", "-address", "unix:///tmp/sock", NULL};
+    char *argv2[] = {"list", "-address", "http://", NULL};
+    struct kr_cli_api api;
+    char errmsg[KR_ERRMSG_SIZE];
+
+    (void)state;
+    fake_env = NULL;
+    assert_int_equal(api_setup(&api, 3, argv, errmsg), KR_EINVAL);
+    assert_non_null(strstr(errmsg, "scheme"));
+    assert_int_equal(api_setup(&api, 3, argv2, errmsg), KR_EINVAL);
+}
+
+/* ---- the flag parser ---- */
+
+struct flag_vals {
+    bool b;
+    const char *s;
+    uint64_t u;
+    bool u_set;
+    int i;
+};
+
+static int parse(struct flag_vals *v, int argc, char **argv, int *argi,
+                 bool *help, char *errmsg)
+{
+    const struct kr_cli_flag flags[] = {
+        {"bool", KR_CLI_FLAG_BOOL, &v->b, NULL, NULL, "", NULL},
+        {"str", KR_CLI_FLAG_STRING, &v->s, NULL, "<s>", "", NULL},
+        {"u64", KR_CLI_FLAG_UINT64, &v->u, &v->u_set, "<n>", "", NULL},
+        {"int", KR_CLI_FLAG_INT, &v->i, NULL, "<n>", "", NULL},
+        {NULL, KR_CLI_FLAG_BOOL, NULL, NULL, NULL, NULL, NULL},
+    };
+    const struct kr_cli_cmd cmd = {"t", "", NULL, NULL, flags, NULL};
+
+    memset(v, 0, sizeof(*v));
+    return kr_cli_flags_parse(&cmd, argc, argv, argi, help, errmsg);
+}
+
+static void test_flags_forms(void **state)
+{
+    char *argv[] = {
+        "t",    "-bool", "--str", "x",           "-u64=18446744073709551615",
+        "-int", "7",     "pos",   "-bool=false", NULL};
+    char *argv2[] = {"t", "-bool=false", "--", "-str", NULL};
+    char *argv3[] = {"t", "-", "-bool", NULL};
+    struct flag_vals v;
+    char errmsg[KR_ERRMSG_SIZE];
+    bool help;
+    int argi;
+
+    (void)state;
+    assert_int_equal(parse(&v, 9, argv, &argi, &help, errmsg), 0);
+    assert_true(v.b);
+    assert_string_equal(v.s, "x");
+    assert_true(v.u_set);
+    assert_true(v.u == UINT64_MAX);
+    assert_int_equal(v.i, 7);
+    assert_false(help);
+    /* Parsing stops at the first positional argument, like Go's. */
+    assert_int_equal(argi, 7);
+
+    assert_int_equal(parse(&v, 4, argv2, &argi, &help, errmsg), 0);
+    assert_false(v.b);
+    assert_int_equal(argi, 3);
+    assert_null(v.s);
+
+    /* A lone "-" is a positional argument (stdin). */
+    assert_int_equal(parse(&v, 3, argv3, &argi, &help, errmsg), 0);
+    assert_int_equal(argi, 1);
+}
+
+static void test_flags_errors(void **state)
+{
+    char *unknown[] = {"t", "-nope", NULL};
+    char *missing[] = {"t", "-str", NULL};
+    char *badu[] = {"t", "-u64", "-1", NULL};
+    char *badint[] = {"t", "-int=x", NULL};
+    char *badbool[] = {"t", "-bool=maybe", NULL};
+    char *help[] = {"t", "-str", "a", "-h", "-nope", NULL};
+    struct flag_vals v;
+    char errmsg[KR_ERRMSG_SIZE];
+    bool h;
+    int argi;
+
+    (void)state;
+    assert_int_equal(parse(&v, 2, unknown, &argi, &h, errmsg), KR_EINVAL);
+    assert_string_equal(errmsg, "flag provided but not defined: -nope");
+    assert_int_equal(parse(&v, 2, missing, &argi, &h, errmsg), KR_EINVAL);
+    assert_string_equal(errmsg, "flag needs an argument: -str");
+    assert_int_equal(parse(&v, 3, badu, &argi, &h, errmsg), KR_EINVAL);
+    assert_int_equal(parse(&v, 2, badint, &argi, &h, errmsg), KR_EINVAL);
+    assert_int_equal(parse(&v, 2, badbool, &argi, &h, errmsg), KR_EINVAL);
+    assert_int_equal(parse(&v, 5, help, &argi, &h, errmsg), 0);
+    assert_true(h);
+}
+
+/* ---- var put items ---- */
+
+static int item(const char *arg, FILE *in, bool *used, char **key,
+                struct kr_buf *val, char *errmsg)
+{
+    kr_buf_init(val);
+    return kr_cli_var_item_parse(arg, in, used, key, val, errmsg);
+}
+
+static void test_item_plain(void **state)
+{
+    struct kr_buf val;
+    char errmsg[KR_ERRMSG_SIZE];
+    char *key = NULL;
+    bool used = false;
+
+    (void)state;
+    assert_int_equal(item("user=admin", NULL, &used, &key, &val, errmsg), 0);
+    assert_string_equal(key, "user");
+    assert_string_equal(kr_cli_buf_str(&val), "admin");
+    free(key);
+    kr_buf_free(&val);
+
+    /* Only the first '=' splits. */
+    assert_int_equal(item("dsn=a=b", NULL, &used, &key, &val, errmsg), 0);
+    assert_string_equal(key, "dsn");
+    assert_string_equal(kr_cli_buf_str(&val), "a=b");
+    free(key);
+    kr_buf_free(&val);
+
+    /* Empty value: remove the item. */
+    assert_int_equal(item("gone=", NULL, &used, &key, &val, errmsg), 0);
+    assert_string_equal(key, "gone");
+    assert_int_equal(val.len, 0);
+    free(key);
+    kr_buf_free(&val);
+
+    /* \@ escapes a literal '@'. */
+    assert_int_equal(item("at=\\@home", NULL, &used, &key, &val, errmsg), 0);
+    assert_string_equal(kr_cli_buf_str(&val), "@home");
+    free(key);
+    kr_buf_free(&val);
+    assert_false(used);
+}
+
+static void test_item_file(void **state)
+{
+    char path[] = "/tmp/test_cli_item_XXXXXX";
+    char arg[64];
+    struct kr_buf val;
+    char errmsg[KR_ERRMSG_SIZE];
+    char *key = NULL;
+    bool used = false;
+    int fd;
+
+    (void)state;
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "line1\nline2\n", 12), 12);
+    close(fd);
+    snprintf(arg, sizeof(arg), "cert=@%s", path);
+    assert_int_equal(item(arg, NULL, &used, &key, &val, errmsg), 0);
+    assert_string_equal(key, "cert");
+    assert_int_equal(val.len, 12);
+    assert_memory_equal(val.data, "line1\nline2\n", 12);
+    free(key);
+    kr_buf_free(&val);
+    unlink(path);
+
+    key = NULL;
+    assert_int_equal(item(arg, NULL, &used, &key, &val, errmsg), KR_EIO);
+    assert_null(key);
+    assert_non_null(strstr(errmsg, "item \"cert\""));
+    kr_buf_free(&val);
+}
+
+static void test_item_stdin(void **state)
+{
+    char data[] = "piped secret";
+    FILE *in = fmemopen(data, strlen(data), "r");
+    struct kr_buf val;
+    char errmsg[KR_ERRMSG_SIZE];
+    char *key = NULL;
+    bool used = false;
+
+    (void)state;
+    assert_non_null(in);
+    assert_int_equal(item("tok=-", in, &used, &key, &val, errmsg), 0);
+    assert_true(used);
+    assert_string_equal(kr_cli_buf_str(&val), "piped secret");
+    free(key);
+    kr_buf_free(&val);
+    key = NULL;
+    assert_int_equal(item("tok2=-", in, &used, &key, &val, errmsg), KR_EINVAL);
+    assert_non_null(strstr(errmsg, "already consumed"));
+    kr_buf_free(&val);
+    assert_int_equal(item("x=-", NULL, &used, &key, &val, errmsg), KR_EINVAL);
+    kr_buf_free(&val);
+    fclose(in);
+}
+
+static void test_item_errors(void **state)
+{
+    struct kr_buf val;
+    char errmsg[KR_ERRMSG_SIZE];
+    char *key = NULL;
+    bool used = false;
+
+    (void)state;
+    assert_int_equal(item("hunter2", NULL, &used, &key, &val, errmsg),
+                     KR_EINVAL);
+    /* The argument may be a mistyped secret: never echo it. */
+    assert_null(strstr(errmsg, "hunter2"));
+    kr_buf_free(&val);
+    assert_int_equal(item("=value", NULL, &used, &key, &val, errmsg),
+                     KR_EINVAL);
+    assert_null(strstr(errmsg, "value\""));
+    kr_buf_free(&val);
+    assert_null(key);
+}
+
+/* ---- key prefix resolution ---- */
+
+static json_t *test_keys(void)
+{
+    json_error_t jerr;
+    json_t *k =
+        json_loads("[{\"KeyID\":\"aaaa1111-0000-4000-8000-000000000001\"},"
+                   " {\"KeyID\":\"aaaa2222-0000-4000-8000-000000000002\"},"
+                   " {\"KeyID\":\"bbbb3333-0000-4000-8000-000000000003\"},"
+                   " 42, {\"State\":\"active\"}, {\"KeyID\":7}]",
+                   0, &jerr);
+
+    assert_non_null(k);
+    return k;
+}
+
+static void test_prefix_unique(void **state)
+{
+    json_t *keys = test_keys();
+    const char *id = NULL;
+    size_t n = 0;
+
+    (void)state;
+    assert_int_equal(kr_cli_keyring_match(keys, "bb", &id, &n), 0);
+    assert_string_equal(id, "bbbb3333-0000-4000-8000-000000000003");
+    assert_int_equal(n, 1);
+    assert_int_equal(kr_cli_keyring_match(keys, "aaaa2", &id, &n), 0);
+    assert_string_equal(id, "aaaa2222-0000-4000-8000-000000000002");
+    assert_int_equal(kr_cli_keyring_match(
+                         keys, "aaaa1111-0000-4000-8000-000000000001", &id, &n),
+                     0);
+    assert_string_equal(id, "aaaa1111-0000-4000-8000-000000000001");
+    json_decref(keys);
+}
+
+static void test_prefix_ambiguous(void **state)
+{
+    json_t *keys = test_keys();
+    const char *id = NULL;
+    size_t n = 0;
+
+    (void)state;
+    assert_int_equal(kr_cli_keyring_match(keys, "aaaa", &id, &n), KR_ECONFLICT);
+    assert_int_equal(n, 2);
+    assert_null(id);
+    json_decref(keys);
+}
+
+static void test_prefix_none(void **state)
+{
+    json_t *keys = test_keys();
+    json_t *empty = json_array();
+    const char *id = NULL;
+    size_t n = 9;
+
+    (void)state;
+    assert_int_equal(kr_cli_keyring_match(keys, "cc", &id, &n), KR_ENOTFOUND);
+    assert_int_equal(n, 0);
+    assert_int_equal(kr_cli_keyring_match(keys, "", &id, &n), KR_EINVAL);
+    assert_int_equal(kr_cli_keyring_match(empty, "a", &id, &n), KR_ENOTFOUND);
+    /* Not an array at all (malformed reply): nothing matches. */
+    assert_int_equal(kr_cli_keyring_match(NULL, "a", &id, &n), KR_ENOTFOUND);
+    json_decref(empty);
+    json_decref(keys);
+}
+
+/* ---- -prepublish ---- */
+
+static void test_publish_time(void **state)
+{
+    const int64_t now = INT64_C(1700000000000000000);
+    char errmsg[KR_ERRMSG_SIZE];
+    int64_t out = 0;
+
+    (void)state;
+    assert_int_equal(kr_cli_keyring_publish_time("1h", now, &out, errmsg), 0);
+    assert_true(out == now + 3600 * KR_NS_PER_SEC);
+    assert_int_equal(kr_cli_keyring_publish_time("1h30m", now, &out, errmsg),
+                     0);
+    assert_true(out == now + 5400 * KR_NS_PER_SEC);
+    assert_int_equal(kr_cli_keyring_publish_time("720h", now, &out, errmsg), 0);
+    assert_true(out == now + INT64_C(720) * 3600 * KR_NS_PER_SEC);
+    assert_int_equal(kr_cli_keyring_publish_time("0", now, &out, errmsg),
+                     KR_EINVAL);
+    assert_int_equal(kr_cli_keyring_publish_time("-1h", now, &out, errmsg),
+                     KR_EINVAL);
+    assert_int_equal(kr_cli_keyring_publish_time("1 day", now, &out, errmsg),
+                     KR_EINVAL);
+    assert_int_equal(kr_cli_keyring_publish_time("", now, &out, errmsg),
+                     KR_EINVAL);
+    assert_int_equal(
+        kr_cli_keyring_publish_time("2562047h", INT64_MAX - 1000, &out, errmsg),
+        KR_EINVAL);
+}
+
+/* ---- output and encoding ---- */
+
+static void test_table(void **state)
+{
+    struct kr_cli_table *t = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&text, &len);
+
+    (void)state;
+    assert_int_equal(kr_cli_table_new(&t, 3), 0);
+    assert_int_equal(
+        kr_cli_table_add(t, (const char *const[]){"Key", "State", "Time"}), 0);
+    assert_int_equal(
+        kr_cli_table_add(t, (const char *const[]){"abc", "active", ""}), 0);
+    assert_int_equal(
+        kr_cli_table_add(t, (const char *const[]){"d", "x", "later"}), 0);
+    kr_cli_table_print(t, fp, "  ", "");
+    fclose(fp);
+    assert_string_equal(text, "Key  State   Time\n"
+                              "abc  active\n"
+                              "d    x       later\n");
+    free(text);
+    kr_cli_table_free(t);
+    kr_cli_table_free(NULL);
+}
+
+static void test_encoding(void **state)
+{
+    struct kr_buf b;
+
+    (void)state;
+    kr_buf_init(&b);
+    kr_cli_query_add(&b, "prefix", "a b/c&d");
+    kr_cli_query_add(&b, "filter", "Path == \"x\"");
+    assert_string_equal(kr_cli_buf_str(&b),
+                        "prefix=a%20b%2Fc%26d&filter=Path%20%3D%3D%20%22x%22");
+    kr_buf_free(&b);
+    kr_cli_path_escape(&b, "nomad/jobs/web~1_-.x?");
+    assert_string_equal(kr_cli_buf_str(&b), "nomad/jobs/web~1_-.x%3F");
+    kr_buf_free(&b);
+}
+
+static void test_format_time(void **state)
+{
+    char out[40];
+
+    (void)state;
+    kr_cli_format_time(0, out, sizeof(out));
+    assert_string_equal(out, "");
+    kr_cli_format_time(INT64_C(1700000000000000000), out, sizeof(out));
+    assert_string_equal(out, "2023-11-14T22:13:20Z");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_api_defaults),
+        cmocka_unit_test(test_api_env_only),
+        cmocka_unit_test(test_api_flag_beats_env),
+        cmocka_unit_test(test_api_bad_address),
+        cmocka_unit_test(test_flags_forms),
+        cmocka_unit_test(test_flags_errors),
+        cmocka_unit_test(test_item_plain),
+        cmocka_unit_test(test_item_file),
+        cmocka_unit_test(test_item_stdin),
+        cmocka_unit_test(test_item_errors),
+        cmocka_unit_test(test_prefix_unique),
+        cmocka_unit_test(test_prefix_ambiguous),
+        cmocka_unit_test(test_prefix_none),
+        cmocka_unit_test(test_publish_time),
+        cmocka_unit_test(test_table),
+        cmocka_unit_test(test_encoding),
+        cmocka_unit_test(test_format_time),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
