@@ -64,7 +64,8 @@ def openssl_gcm_1k():
     out = subprocess.run(
         ["openssl", "speed", "-seconds", "2", "-bytes", "1024", "-evp",
          "aes-256-gcm"], capture_output=True, text=True, check=True).stdout
-    line = [l for l in out.splitlines() if l.startswith("aes-256-gcm")][-1]
+    line = [l for l in out.splitlines()
+            if l.lower().startswith("aes-256-gcm")][-1]
     return float(line.split()[-1].rstrip("k")) * 1000
 
 

@@ -1,6 +1,7 @@
 /*
  * See aead.h.  Two EVP contexts per key (one per direction) keep the
- * expanded key; each call only re-initialises the IV.
+ * expanded key; each call only re-initialises the IV.  Nonces are drawn
+ * from the per-thread public random pool (crypto/rand.h).
  */
 #include "crypto/aead.h"
 
@@ -84,7 +85,7 @@ int kr_aead_seal(struct kr_aead *a, const uint8_t *aad, size_t aadlen,
 {
     uint8_t nonce[KR_AEAD_NONCE_LEN];
 
-    if (kr_rand_bytes(nonce, sizeof(nonce)) != 0)
+    if (kr_rand_public(nonce, sizeof(nonce)) != 0)
         return KR_ECRYPTO;
     return kr_aead_seal_with_nonce(a, nonce, aad, aadlen, pt, ptlen, out);
 }

@@ -59,6 +59,9 @@ void kr_http_reply_json(h2o_req_t *req, int status, json_t *body,
 void kr_http_reply_error(h2o_req_t *req, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void kr_http_reply_empty(h2o_req_t *req, int status, uint64_t index);
+/* Sends a prepared body (copied) with the given content type. */
+void kr_http_send(h2o_req_t *req, int status, const char *ctype,
+                  const char *body, size_t len);
 /* Adds the read headers X-Nomad-KnownLeader and X-Nomad-LastContact. */
 void kr_http_add_query_meta(h2o_req_t *req);
 void kr_http_add_header(h2o_req_t *req, const char *name, const char *value);

@@ -118,8 +118,8 @@ static const char *reason(int status)
     return "";
 }
 
-static void send_body(h2o_req_t *req, int status, const char *ctype,
-                      const char *body, size_t len)
+void kr_http_send(h2o_req_t *req, int status, const char *ctype,
+                  const char *body, size_t len)
 {
     req->res.status = status;
     req->res.reason = reason(status);
@@ -143,7 +143,7 @@ void kr_http_reply_json(h2o_req_t *req, int status, json_t *body,
         return;
     }
     add_index(req, index);
-    send_body(req, status, "application/json", text, strlen(text));
+    kr_http_send(req, status, "application/json", text, strlen(text));
     free(text);
 }
 
@@ -155,7 +155,7 @@ void kr_http_reply_error(h2o_req_t *req, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    send_body(req, status, "text/plain; charset=utf-8", msg, strlen(msg));
+    kr_http_send(req, status, "text/plain; charset=utf-8", msg, strlen(msg));
 }
 
 void kr_http_reply_empty(h2o_req_t *req, int status, uint64_t index)

@@ -29,13 +29,15 @@ struct var_op {
     char path[KR_VAR_PATH_MAX + 1];
     uint8_t op;
     uint64_t cas;
-    json_t *items; /* PUT: the plaintext being written */
+    json_t *items;         /* PUT: the plaintext being written */
+    struct kr_secret *pt;  /* PUT: Items as sealed (compact JSON) */
     char key_id[KR_UUID_LEN + 1];
 };
 
 static void op_free(struct var_op *o)
 {
     json_decref(o->items);
+    kr_secret_free(o->pt);
     kr_http_pending_done(&o->p);
 }
 
@@ -97,27 +99,56 @@ static json_t *var_json(const char *ns, const char *path,
     return j;
 }
 
-/* Decrypts a stored Variable's Items.  KR_ENOTREADY when its key is not
- * decrypted on this server yet; KR_ECRYPTO/KR_ECORRUPT on bad data. */
-static int var_items(struct kr_http *srv, const struct kr_var *v,
-                     json_t **out)
+/*
+ * Replies with a Variable whose Items are given as their compact JSON
+ * encoding (items, len; NULL for none).  The stored plaintext is exactly
+ * that encoding, written by our own encoder and authenticated by GCM, so
+ * it is spliced in without a parse: namespaces and paths are restricted
+ * to characters that need no JSON escaping.  ?pretty takes the slow path
+ * through jansson.  The body buffer is wiped when freed.
+ */
+static void reply_var(h2o_req_t *req, int status, const char *ns,
+                      const char *path, const struct kr_var *v,
+                      const uint8_t *items, size_t len, uint64_t index)
 {
-    struct kr_secret *pt = NULL;
-    json_t *items;
-    int rv;
+    struct kr_buf b;
+    json_t *j, *parsed = NULL;
 
-    rv = kr_keyring_open(srv->deps.keyring, v->key_id, v->data, v->data_len,
-                         &pt);
-    if (rv != 0)
-        return rv;
-    items = json_loadb((const char *)pt->data, pt->len, 0, NULL);
-    kr_secret_free(pt);
-    if (!json_is_object(items)) {
-        json_decref(items);
-        return KR_ECORRUPT;
+    if (kr_http_query(req, "pretty") != NULL) {
+        if (items != NULL)
+            parsed = json_loadb((const char *)items, len, 0, NULL);
+        j = var_json(ns, path, v, parsed);
+        kr_http_reply_json(req, status, j, index);
+        json_decref(j);
+        json_decref(parsed);
+        return;
     }
-    *out = items;
-    return 0;
+    kr_buf_init(&b);
+    kr_buf_printf(&b,
+                  "{\"Namespace\":\"%s\",\"Path\":\"%s\",\"CreateIndex\":%llu,"
+                  "\"ModifyIndex\":%llu,\"CreateTime\":%lld,"
+                  "\"ModifyTime\":%lld",
+                  ns, path,
+                  (unsigned long long)(v ? v->create_index : 0),
+                  (unsigned long long)(v ? v->modify_index : 0),
+                  (long long)(v ? v->create_time : 0),
+                  (long long)(v ? v->modify_time : 0));
+    if (items != NULL && !(len == 2 && memcmp(items, "{}", 2) == 0)) {
+        kr_buf_puts(&b, ",\"Items\":");
+        kr_buf_append(&b, items, len);
+    }
+    kr_buf_puts(&b, "}");
+    if (b.oom) {
+        kr_http_reply_error(req, 500, "out of memory");
+    } else {
+        char idx[32];
+        snprintf(idx, sizeof(idx), "%llu", (unsigned long long)index);
+        if (index > 0)
+            kr_http_add_header(req, "X-Nomad-Index", idx);
+        kr_http_send(req, status, "application/json", (const char *)b.data,
+                     b.len);
+    }
+    kr_buf_free(&b);
 }
 
 static void reply_decrypt_error(h2o_req_t *req, const struct kr_var *v,
@@ -139,7 +170,7 @@ static void get_reply(struct kr_http *srv, h2o_req_t *req, const char *ns,
                       const char *path)
 {
     const struct kr_var *v = kr_state_var_get(srv->deps.state, ns, path);
-    json_t *items = NULL, *j;
+    struct kr_secret *pt = NULL;
     int rv;
 
     kr_http_add_query_meta(req);
@@ -148,15 +179,14 @@ static void get_reply(struct kr_http *srv, h2o_req_t *req, const char *ns,
         kr_http_reply_error(req, 404, "variable not found");
         return;
     }
-    rv = var_items(srv, v, &items);
+    rv = kr_keyring_open(srv->deps.keyring, v->key_id, v->data, v->data_len,
+                         &pt);
     if (rv != 0) {
         reply_decrypt_error(req, v, rv);
         return;
     }
-    j = var_json(ns, path, v, items);
-    kr_http_reply_json(req, 200, j, v->modify_index);
-    json_decref(j);
-    json_decref(items);
+    reply_var(req, 200, ns, path, v, pt->data, pt->len, v->modify_index);
+    kr_secret_free(pt);
 }
 
 static void get_waited(void *arg, int status)
@@ -201,14 +231,15 @@ static void reply_conflict(struct kr_http *srv, h2o_req_t *req,
                            const char *ns, const char *path)
 {
     const struct kr_var *v = kr_state_var_get(srv->deps.state, ns, path);
-    json_t *items = NULL, *j;
+    struct kr_secret *pt = NULL;
 
-    if (v != NULL && var_items(srv, v, &items) != 0)
-        items = NULL;
-    j = var_json(ns, path, v, items);
-    kr_http_reply_json(req, 409, j, kr_state_vars_index(srv->deps.state));
-    json_decref(j);
-    json_decref(items);
+    /* Items are left out when they cannot be decrypted here. */
+    if (v != NULL && kr_keyring_open(srv->deps.keyring, v->key_id, v->data,
+                                     v->data_len, &pt) != 0)
+        pt = NULL;
+    reply_var(req, 409, ns, path, v, pt ? pt->data : NULL, pt ? pt->len : 0,
+              kr_state_vars_index(srv->deps.state));
+    kr_secret_free(pt);
 }
 
 static void applied(void *arg, int status, uint64_t index, int outcome)
@@ -217,7 +248,6 @@ static void applied(void *arg, int status, uint64_t index, int outcome)
     struct kr_http *srv = o->p.srv;
     h2o_req_t *req = o->p.req;
     const struct kr_var *v;
-    json_t *j;
 
     if (req == NULL)
         goto out;
@@ -233,9 +263,8 @@ static void applied(void *arg, int status, uint64_t index, int outcome)
             break;
         }
         v = kr_state_var_get(srv->deps.state, o->ns, o->path);
-        j = var_json(o->ns, o->path, v, o->items);
-        kr_http_reply_json(req, 200, j, index);
-        json_decref(j);
+        reply_var(req, 200, o->ns, o->path, v, o->pt->data, o->pt->len,
+                  index);
         break;
     case KR_ECONFLICT:
         reply_conflict(srv, req, o->ns, o->path);
@@ -299,8 +328,10 @@ static void seal_and_propose(struct var_op *o)
         op_free(o);
         goto out;
     }
-    rv = kr_keyring_seal(srv->deps.keyring, o->key_id, pt->data, pt->len,
-                         &ct);
+    o->pt = pt;
+    pt = NULL;
+    rv = kr_keyring_seal(srv->deps.keyring, o->key_id, o->pt->data,
+                         o->pt->len, &ct);
     if (rv != 0) {
         if (rv == KR_ENOTREADY)
             kr_http_reply_error(o->p.req, 503,
