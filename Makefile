@@ -6,7 +6,7 @@ JOBS       ?= $(shell nproc)
 PYTEST      = /usr/bin/python3 -m pytest
 SOURCES     = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find src tests bench -name '*.[ch]')
 
-.PHONY: all deps build asan run test unit e2e format format-check bench clean
+.PHONY: all deps build asan run test unit e2e format format-check bench fuzz clean
 
 all: build
 
@@ -43,17 +43,40 @@ unit: build
 e2e: build
 	KEYRAFT_BIN=$(CURDIR)/$(BUILD)/keyraft $(PYTEST) -q tests/e2e
 
-# Everything, then everything again under ASan + UBSan.
+# libFuzzer targets, one per parser, each with the sources it needs.
+FUZZ_DIR     ?= build-fuzz
+FUZZ_SECONDS ?= 20
+FUZZ_CFLAGS   = -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Isrc
+FUZZ_STATE    = src/common/*.c src/crypto/*.c src/kms/*.c src/state/*.c -lcrypto
+FUZZ_CONFIG   = src/common/*.c src/config/*.c
+
+fuzz: deps
+	@mkdir -p $(FUZZ_DIR)
+	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_entry.c $(FUZZ_STATE) -o $(FUZZ_DIR)/fuzz_entry
+	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_snapshot.c $(FUZZ_STATE) -o $(FUZZ_DIR)/fuzz_snapshot
+	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_config.c $(FUZZ_CONFIG) -o $(FUZZ_DIR)/fuzz_config
+	@for f in entry snapshot config; do \
+	  mkdir -p $(FUZZ_DIR)/corpus-$$f; \
+	  echo "fuzz_$$f: $(FUZZ_SECONDS)s"; \
+	  (cd $(FUZZ_DIR) && ./fuzz_$$f -max_total_time=$(FUZZ_SECONDS) \
+	     -print_final_stats=0 corpus-$$f >fuzz_$$f.log 2>&1) || \
+	     { tail -40 $(FUZZ_DIR)/fuzz_$$f.log; exit 1; }; \
+	  grep -h '^Done' $(FUZZ_DIR)/fuzz_$$f.log; \
+	done
+
+# Everything, then everything again under ASan + UBSan, then a short run
+# of every fuzz target.
 test: deps format-check build asan
 	cd $(BUILD) && ctest --output-on-failure
 	KEYRAFT_BIN=$(CURDIR)/$(BUILD)/keyraft $(PYTEST) -q tests/e2e
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure
 	KEYRAFT_BIN=$(CURDIR)/$(ASAN_BUILD)/keyraft KEYRAFT_SANITIZED=1 \
 	  ASAN_OPTIONS=detect_leaks=1 $(PYTEST) -q tests/e2e
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=15
 
 bench: build
 	KR_DEPS_BENCH=1 bash scripts/deps.sh
 	KEYRAFT_BIN=$(CURDIR)/$(BUILD)/keyraft bash bench/run.sh
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_DIR)

@@ -43,13 +43,15 @@ int main(int argc, char **argv)
         for (int i = 0; i < 256; i++)
             kr_aead_seal(a, (const uint8_t *)key_id, strlen(key_id), pt,
                          VALUE_LEN, ct);
-    printf("seal_1k_bytes_per_sec %.0f\n", (double)n * 256 * VALUE_LEN / (t - t0));
+    printf("seal_1k_bytes_per_sec %.0f\n",
+           (double)n * 256 * VALUE_LEN / (t - t0));
     for (n = 0, t0 = now(); (t = now()) - t0 < secs; n++)
         for (int i = 0; i < 256; i++)
             if (kr_aead_open(a, (const uint8_t *)key_id, strlen(key_id), ct,
                              sizeof(ct), back, &outlen) != 0)
                 return 1;
-    printf("open_1k_bytes_per_sec %.0f\n", (double)n * 256 * VALUE_LEN / (t - t0));
+    printf("open_1k_bytes_per_sec %.0f\n",
+           (double)n * 256 * VALUE_LEN / (t - t0));
     kr_aead_free(a);
     return 0;
 }

@@ -233,8 +233,9 @@ static void on_tick(uv_timer_t *t)
                  "is not ready - waiting for keys %s%s%s",
                  ids, why ? ": " : "", why ? why : "");
     } else if (kr_state_key_active(a->state) == NULL) {
-        KR_ERROR("agent", "keyring has no active key after %s; is there a "
-                          "cluster leader?",
+        KR_ERROR("agent",
+                 "keyring has no active key after %s; is there a "
+                 "cluster leader?",
                  "start_timeout");
     } else {
         KR_ERROR("agent", "raft log replay did not finish within "
@@ -308,8 +309,8 @@ static int make_data_dir(struct agent *a, char *errmsg)
         a->remove_data_dir = true;
     } else {
         if (mkdir(a->cfg->data_dir, 0700) != 0 && errno != EEXIST)
-            return kr_errf(errmsg, KR_EIO, "data_dir %s: %s",
-                           a->cfg->data_dir, strerror(errno));
+            return kr_errf(errmsg, KR_EIO, "data_dir %s: %s", a->cfg->data_dir,
+                           strerror(errno));
         a->data_dir = strdup(a->cfg->data_dir);
     }
     return a->data_dir ? 0 : kr_errf(errmsg, KR_ENOMEM, "out of memory");
@@ -445,8 +446,8 @@ int kr_agent_main(int argc, char **argv)
         .after_apply = after_apply,
         .arg = &a,
     };
-    KR_INFO("agent", "starting keyraft%s, data_dir %s", a.cfg->dev ? " (dev)" : "",
-            a.data_dir);
+    KR_INFO("agent", "starting keyraft%s, data_dir %s",
+            a.cfg->dev ? " (dev)" : "", a.data_dir);
     rv = kr_raft_start(&a.raft, &rc, errmsg);
     if (rv != 0) {
         KR_ERROR("agent", "%s", errmsg);

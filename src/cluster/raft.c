@@ -130,8 +130,7 @@ static int load_node_id(const char *data_dir, raft_id *out, bool *fresh,
         int ok = fscanf(f, "%" SCNu64, &id) == 1 && id != 0;
         fclose(f);
         if (!ok)
-            return kr_errf(errmsg, KR_ECORRUPT, "%s: malformed node ID",
-                           path);
+            return kr_errf(errmsg, KR_ECORRUPT, "%s: malformed node ID", path);
         *out = id;
         *fresh = false;
         return 0;

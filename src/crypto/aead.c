@@ -68,11 +68,10 @@ int kr_aead_seal_with_nonce(struct kr_aead *a,
     if (aadlen > 0 &&
         EVP_EncryptUpdate(a->enc, NULL, &n, aad, (int)aadlen) != 1)
         return KR_ECRYPTO;
-    if (ptlen > 0 && EVP_EncryptUpdate(a->enc, out + KR_AEAD_NONCE_LEN, &n,
-                                       pt, (int)ptlen) != 1)
+    if (ptlen > 0 && EVP_EncryptUpdate(a->enc, out + KR_AEAD_NONCE_LEN, &n, pt,
+                                       (int)ptlen) != 1)
         return KR_ECRYPTO;
-    if (EVP_EncryptFinal_ex(a->enc, out + KR_AEAD_NONCE_LEN + ptlen, &fin) !=
-        1)
+    if (EVP_EncryptFinal_ex(a->enc, out + KR_AEAD_NONCE_LEN + ptlen, &fin) != 1)
         return KR_ECRYPTO;
     if (EVP_CIPHER_CTX_ctrl(a->enc, EVP_CTRL_GCM_GET_TAG, KR_AEAD_TAG_LEN,
                             out + KR_AEAD_NONCE_LEN + ptlen) != 1)
@@ -91,8 +90,7 @@ int kr_aead_seal(struct kr_aead *a, const uint8_t *aad, size_t aadlen,
 }
 
 int kr_aead_open(struct kr_aead *a, const uint8_t *aad, size_t aadlen,
-                 const uint8_t *in, size_t inlen, uint8_t *out,
-                 size_t *outlen)
+                 const uint8_t *in, size_t inlen, uint8_t *out, size_t *outlen)
 {
     size_t ctlen;
     int n = 0, fin = 0;
@@ -108,8 +106,7 @@ int kr_aead_open(struct kr_aead *a, const uint8_t *aad, size_t aadlen,
     if (aadlen > 0 &&
         EVP_DecryptUpdate(a->dec, NULL, &n, aad, (int)aadlen) != 1)
         goto fail;
-    if (ctlen > 0 && EVP_DecryptUpdate(a->dec, out, &n,
-                                       in + KR_AEAD_NONCE_LEN,
+    if (ctlen > 0 && EVP_DecryptUpdate(a->dec, out, &n, in + KR_AEAD_NONCE_LEN,
                                        (int)ctlen) != 1)
         goto fail;
     if (EVP_CIPHER_CTX_ctrl(a->dec, EVP_CTRL_GCM_SET_TAG, KR_AEAD_TAG_LEN,

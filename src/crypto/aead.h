@@ -44,7 +44,6 @@ int kr_aead_seal_with_nonce(struct kr_aead *a,
  * which must hold inlen - KR_AEAD_OVERHEAD bytes; *outlen gets that length.
  * Returns 0, KR_EINVAL (too short) or KR_ECRYPTO (not authentic). */
 int kr_aead_open(struct kr_aead *a, const uint8_t *aad, size_t aadlen,
-                 const uint8_t *in, size_t inlen, uint8_t *out,
-                 size_t *outlen);
+                 const uint8_t *in, size_t inlen, uint8_t *out, size_t *outlen);
 
 #endif

@@ -68,8 +68,7 @@ out:
     return rv;
 }
 
-int kr_signer_from_ed25519_seed(struct kr_signer **out,
-                                const uint8_t seed[32])
+int kr_signer_from_ed25519_seed(struct kr_signer **out, const uint8_t seed[32])
 {
     struct kr_signer *s = calloc(1, sizeof(*s));
 

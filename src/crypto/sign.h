@@ -27,8 +27,7 @@ int kr_signer_from_rsa_der(struct kr_signer **out, const uint8_t *der,
                            size_t len);
 
 /* Builds the Ed25519 key whose seed is the given 32 bytes (borrowed). */
-int kr_signer_from_ed25519_seed(struct kr_signer **out,
-                                const uint8_t seed[32]);
+int kr_signer_from_ed25519_seed(struct kr_signer **out, const uint8_t seed[32]);
 
 void kr_signer_free(struct kr_signer *s);
 

@@ -27,8 +27,7 @@ json_t *kr_http_key_meta_json(const struct kr_root_key *k)
                         json_integer((json_int_t)k->create_index));
     json_object_set_new(j, "ModifyIndex",
                         json_integer((json_int_t)k->modify_index));
-    json_object_set_new(j, "State",
-                        json_string(kr_key_state_name(k->state)));
+    json_object_set_new(j, "State", json_string(kr_key_state_name(k->state)));
     json_object_set_new(j, "PublishTime", json_integer(k->publish_time));
     return j;
 }
@@ -53,8 +52,7 @@ struct rotate_op {
     struct kr_root_key meta; /* key_id..publish_time; no wrapped material */
 };
 
-static void rotate_applied(void *arg, int status, uint64_t index,
-                           int outcome)
+static void rotate_applied(void *arg, int status, uint64_t index, int outcome)
 {
     struct rotate_op *o = arg;
     h2o_req_t *req = o->p.req;
@@ -82,8 +80,7 @@ out:
 }
 
 static void rotate_generated(void *arg, int status, struct kr_buf *entry,
-                             const struct kr_root_key *meta,
-                             const char *errmsg)
+                             const struct kr_root_key *meta, const char *errmsg)
 {
     struct rotate_op *o = arg;
     int rv;
@@ -155,8 +152,7 @@ int kr_http_keyring_rotate(struct kr_http_call *c)
     return 0;
 }
 
-static void delete_applied(void *arg, int status, uint64_t index,
-                           int outcome)
+static void delete_applied(void *arg, int status, uint64_t index, int outcome)
 {
     struct kr_http_pending *p = arg;
     h2o_req_t *req = p->req;
@@ -180,8 +176,9 @@ static void delete_applied(void *arg, int status, uint64_t index,
         kr_http_reply_error(req, 404, "root key not found");
         break;
     case KR_EINVAL:
-        kr_http_reply_error(req, 400, "active root key cannot be deleted - "
-                                      "call rotate first");
+        kr_http_reply_error(req, 400,
+                            "active root key cannot be deleted - "
+                            "call rotate first");
         break;
     case KR_ECONFLICT:
         kr_http_reply_error(req, 409, "root key in use, cannot delete");
@@ -231,8 +228,7 @@ int kr_http_keyring_delete(struct kr_http_call *c)
         rv = kr_raft_apply(c->srv->deps.raft, &b, delete_applied, p);
     kr_buf_free(&b);
     if (rv != 0) {
-        kr_http_reply_error(req, kr_err_http_status(rv), "%s",
-                            kr_strerror(rv));
+        kr_http_reply_error(req, kr_err_http_status(rv), "%s", kr_strerror(rv));
         kr_http_pending_done(p);
     }
     return 0;

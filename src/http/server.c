@@ -56,8 +56,8 @@ void *kr_http_pending_new(struct kr_http_call *c, size_t size)
         return NULL;
     p->req = c->req;
     p->srv = c->srv;
-    p->link = h2o_mem_alloc_shared(&c->req->pool, sizeof(*p->link),
-                                   link_dispose);
+    p->link =
+        h2o_mem_alloc_shared(&c->req->pool, sizeof(*p->link), link_dispose);
     p->link->p = p;
     return p;
 }
@@ -73,8 +73,8 @@ void kr_http_add_header(h2o_req_t *req, const char *name, const char *value)
 {
     h2o_iovec_t v = h2o_strdup(&req->pool, value, strlen(value));
 
-    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name),
-                          0, NULL, v.base, v.len);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0,
+                          NULL, v.base, v.len);
 }
 
 static void add_index(h2o_req_t *req, uint64_t index)
@@ -124,8 +124,8 @@ void kr_http_send(h2o_req_t *req, int status, const char *ctype,
     req->res.status = status;
     req->res.reason = reason(status);
     req->res.content_length = len;
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE,
-                   NULL, ctype, strlen(ctype));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   ctype, strlen(ctype));
     h2o_send_inline(req, body, len);
 }
 
@@ -180,8 +180,7 @@ static int hexval(char c)
 
 /* Percent-decodes src[0..n) into a pool string; '+' becomes ' ' when form
  * is set (query strings).  NULL on a malformed escape or a NUL byte. */
-static char *decode(h2o_mem_pool_t *pool, const char *src, size_t n,
-                    bool form)
+static char *decode(h2o_mem_pool_t *pool, const char *src, size_t n, bool form)
 {
     char *out = h2o_mem_alloc_pool(pool, n + 1);
     size_t o = 0;

@@ -34,10 +34,9 @@ int kr_http_agent_health(struct kr_http_call *c)
          tok = strtok_r(NULL, " ", &save))
         json_array_append_new(list, json_string(tok));
     json_object_set_new(kr, "ok", json_boolean(pending == 0));
-    json_object_set_new(kr, "message",
-                        json_string(pending == 0
-                                        ? "ok"
-                                        : "waiting for keys to decrypt"));
+    json_object_set_new(
+        kr, "message",
+        json_string(pending == 0 ? "ok" : "waiting for keys to decrypt"));
     json_object_set_new(kr, "pending_keys", list);
     json_object_set_new(j, "server", server);
     json_object_set_new(j, "keyring", kr);

@@ -29,8 +29,8 @@ struct var_op {
     char path[KR_VAR_PATH_MAX + 1];
     uint8_t op;
     uint64_t cas;
-    json_t *items;         /* PUT: the plaintext being written */
-    struct kr_secret *pt;  /* PUT: Items as sealed (compact JSON) */
+    json_t *items;        /* PUT: the plaintext being written */
+    struct kr_secret *pt; /* PUT: Items as sealed (compact JSON) */
     char key_id[KR_UUID_LEN + 1];
 };
 
@@ -128,8 +128,7 @@ static void reply_var(h2o_req_t *req, int status, const char *ns,
                   "{\"Namespace\":\"%s\",\"Path\":\"%s\",\"CreateIndex\":%llu,"
                   "\"ModifyIndex\":%llu,\"CreateTime\":%lld,"
                   "\"ModifyTime\":%lld",
-                  ns, path,
-                  (unsigned long long)(v ? v->create_index : 0),
+                  ns, path, (unsigned long long)(v ? v->create_index : 0),
                   (unsigned long long)(v ? v->modify_index : 0),
                   (long long)(v ? v->create_time : 0),
                   (long long)(v ? v->modify_time : 0));
@@ -151,8 +150,7 @@ static void reply_var(h2o_req_t *req, int status, const char *ns,
     kr_buf_free(&b);
 }
 
-static void reply_decrypt_error(h2o_req_t *req, const struct kr_var *v,
-                                int rv)
+static void reply_decrypt_error(h2o_req_t *req, const struct kr_var *v, int rv)
 {
     if (rv == KR_ENOTREADY)
         kr_http_reply_error(req, 503,
@@ -160,8 +158,8 @@ static void reply_decrypt_error(h2o_req_t *req, const struct kr_var *v,
                             "keyring has not decrypted it yet",
                             v->key_id, v->path);
     else
-        kr_http_reply_error(req, 500, "decrypting variable \"%s\": %s",
-                            v->path, kr_strerror(rv));
+        kr_http_reply_error(req, 500, "decrypting variable \"%s\": %s", v->path,
+                            kr_strerror(rv));
 }
 
 /* ---- GET ---- */
@@ -227,8 +225,8 @@ static int var_get(struct kr_http_call *c, const char *ns)
 /* ---- PUT and DELETE ---- */
 
 /* 409: the body is the conflicting Variable (Items when decryptable). */
-static void reply_conflict(struct kr_http *srv, h2o_req_t *req,
-                           const char *ns, const char *path)
+static void reply_conflict(struct kr_http *srv, h2o_req_t *req, const char *ns,
+                           const char *path)
 {
     const struct kr_var *v = kr_state_var_get(srv->deps.state, ns, path);
     struct kr_secret *pt = NULL;
@@ -263,8 +261,7 @@ static void applied(void *arg, int status, uint64_t index, int outcome)
             break;
         }
         v = kr_state_var_get(srv->deps.state, o->ns, o->path);
-        reply_var(req, 200, o->ns, o->path, v, o->pt->data, o->pt->len,
-                  index);
+        reply_var(req, 200, o->ns, o->path, v, o->pt->data, o->pt->len, index);
         break;
     case KR_ECONFLICT:
         reply_conflict(srv, req, o->ns, o->path);
@@ -321,17 +318,16 @@ static void seal_and_propose(struct var_op *o)
     kr_buf_init(&ct);
     n = json_dumpb(o->items, NULL, 0, JSON_COMPACT | JSON_SORT_KEYS);
     pt = kr_secret_new(n);
-    if (pt == NULL ||
-        json_dumpb(o->items, (char *)pt->data, n,
-                   JSON_COMPACT | JSON_SORT_KEYS) != n) {
+    if (pt == NULL || json_dumpb(o->items, (char *)pt->data, n,
+                                 JSON_COMPACT | JSON_SORT_KEYS) != n) {
         kr_http_reply_error(o->p.req, 500, "out of memory");
         op_free(o);
         goto out;
     }
     o->pt = pt;
     pt = NULL;
-    rv = kr_keyring_seal(srv->deps.keyring, o->key_id, o->pt->data,
-                         o->pt->len, &ct);
+    rv = kr_keyring_seal(srv->deps.keyring, o->key_id, o->pt->data, o->pt->len,
+                         &ct);
     if (rv != 0) {
         if (rv == KR_ENOTREADY)
             kr_http_reply_error(o->p.req, 503,
@@ -370,16 +366,14 @@ static bool items_valid(h2o_req_t *req, json_t *items)
     size_t total = 0;
 
     if (!json_is_object(items) || json_object_size(items) == 0) {
-        kr_http_reply_error(req, 400,
-                            "variable missing required Items object");
+        kr_http_reply_error(req, 400, "variable missing required Items object");
         return false;
     }
     json_object_foreach(items, k, v)
     {
         if (!json_is_string(v)) {
             kr_http_reply_error(req, 400,
-                                "variable item \"%.64s\" must be a string",
-                                k);
+                                "variable item \"%.64s\" must be a string", k);
             return false;
         }
         total += strlen(k) + json_string_length(v);
@@ -398,8 +392,7 @@ static bool parse_cas(h2o_req_t *req, uint64_t *cas, bool *has)
 
     *has = s != NULL;
     if (s != NULL && !kr_http_parse_u64(s, cas)) {
-        kr_http_reply_error(req, 400, "failed to parse cas value \"%.32s\"",
-                            s);
+        kr_http_reply_error(req, 400, "failed to parse cas value \"%.32s\"", s);
         return false;
     }
     return true;
@@ -471,8 +464,8 @@ static int var_write(struct kr_http_call *c, bool del)
     memcpy(o->key_id, active->key_id, sizeof(o->key_id));
     if (kr_keyring_has(srv->deps.keyring, o->key_id))
         seal_and_propose(o);
-    else if (kr_keyring_wait(srv->deps.keyring, o->key_id,
-                             KR_HTTP_KEY_WAIT_MS, put_waited, o, NULL) != 0)
+    else if (kr_keyring_wait(srv->deps.keyring, o->key_id, KR_HTTP_KEY_WAIT_MS,
+                             put_waited, o, NULL) != 0)
         seal_and_propose(o);
 out:
     json_decref(body);
@@ -488,8 +481,7 @@ int kr_http_var(struct kr_http_call *c)
         kr_http_reply_error(c->req, 400, "%s", errmsg);
         return 0;
     }
-    if (h2o_memis(c->req->method.base, c->req->method.len,
-                  H2O_STRLIT("GET"))) {
+    if (h2o_memis(c->req->method.base, c->req->method.len, H2O_STRLIT("GET"))) {
         ns = request_ns(c->req, NULL, false);
         if (ns == NULL)
             return 0;
@@ -522,8 +514,8 @@ int kr_http_vars_list(struct kr_http_call *c)
 
     if (ns == NULL)
         return 0;
-    if (per_page_s != NULL && (!kr_http_parse_u64(per_page_s, &per_page) ||
-                               per_page > 1000000)) {
+    if (per_page_s != NULL &&
+        (!kr_http_parse_u64(per_page_s, &per_page) || per_page > 1000000)) {
         kr_http_reply_error(req, 400, "invalid per_page value");
         return 0;
     }
@@ -545,8 +537,9 @@ int kr_http_vars_list(struct kr_http_call *c)
     if (after_path != NULL) {
         /* Inclusive: start at the token itself. */
         v = kr_state_var_get(srv->deps.state, after_ns, after_path);
-        if (v == NULL || (ns != NULL && strcmp(ns, "*") != 0 &&
-                          strcmp(v->namespace, ns) != 0) ||
+        if (v == NULL ||
+            (ns != NULL && strcmp(ns, "*") != 0 &&
+             strcmp(v->namespace, ns) != 0) ||
             (prefix && strncmp(v->path, prefix, strlen(prefix)) != 0))
             v = kr_state_var_first(srv->deps.state, ns, prefix, after_ns,
                                    after_path);

@@ -266,8 +266,7 @@ static void task_unlink_and_free(struct task *t)
     uv_close((uv_handle_t *)&t->retry, task_closed);
 }
 
-static struct kr_kms *provider_find(const struct kr_keyring *kr,
-                                    const char *id)
+static struct kr_kms *provider_find(const struct kr_keyring *kr, const char *id)
 {
     for (size_t i = 0; i < kr->n_providers; i++)
         if (strcmp(kr_kms_id(kr->providers[i]), id) == 0)
@@ -313,15 +312,15 @@ static void task_work(uv_work_t *req)
     t->errmsg[0] = '\0';
     for (size_t i = 0; i < t->n_wrapped && t->result == NULL; i++) {
         const struct kr_wrapped_key *w = &t->wrapped[i];
-        const char *pid = w->provider_id && *w->provider_id ? w->provider_id
-                                                            : "aead";
+        const char *pid =
+            w->provider_id && *w->provider_id ? w->provider_id : "aead";
         struct kr_kms *k = provider_find(t->kr, pid);
         struct kr_secret *dek = NULL, *rsa = NULL;
         int rv;
 
         if (k == NULL) {
-            snprintf(err, sizeof(err),
-                     "no such KMS provider \"%s\" configured", pid);
+            snprintf(err, sizeof(err), "no such KMS provider \"%s\" configured",
+                     pid);
             continue;
         }
         tried = true;
@@ -375,8 +374,8 @@ static void task_done(uv_work_t *req, int status)
     KR_WARN("keyring", "decrypting key %s failed (attempt %u): %s", t->key_id,
             t->attempts, t->errmsg);
     uv_timer_start(&t->retry, task_retry, t->backoff_ms, 0);
-    t->backoff_ms = t->backoff_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS
-                                                      : t->backoff_ms * 2;
+    t->backoff_ms =
+        t->backoff_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : t->backoff_ms * 2;
 }
 
 static void task_start(struct task *t)
@@ -478,8 +477,8 @@ size_t kr_keyring_pending(const struct kr_keyring *kr, char *ids, size_t cap)
         if (set_find(kr, k->key_id) != NULL)
             continue;
         if (ids != NULL && off < cap) {
-            int w = snprintf(ids + off, cap - off, "%s%s", n ? " " : "",
-                             k->key_id);
+            int w =
+                snprintf(ids + off, cap - off, "%s%s", n ? " " : "", k->key_id);
             off += w > 0 ? (size_t)w : 0;
         }
         n++;
@@ -576,8 +575,7 @@ static void gen_work(uv_work_t *req)
     rv = kr_rand_uuid(k->key_id);
     if (rv != 0)
         goto out;
-    snprintf(k->algorithm, sizeof(k->algorithm), "%s",
-             KR_ALGORITHM_AES256GCM);
+    snprintf(k->algorithm, sizeof(k->algorithm), "%s", KR_ALGORITHM_AES256GCM);
     k->create_time = g->now_ns;
     k->state = g->state;
     k->publish_time = g->state == KR_KEY_PREPUBLISHED ? g->publish_time : 0;
@@ -648,8 +646,8 @@ int kr_keyring_generate(struct kr_keyring *kr, enum kr_key_state state,
     g = calloc(1, sizeof(*g));
     if (g == NULL)
         return KR_ENOMEM;
-    g->active = calloc(kr->n_providers ? kr->n_providers : 1,
-                       sizeof(*g->active));
+    g->active =
+        calloc(kr->n_providers ? kr->n_providers : 1, sizeof(*g->active));
     if (g->active == NULL) {
         free(g);
         return KR_ENOMEM;

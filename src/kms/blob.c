@@ -59,8 +59,8 @@ int kr_blob_copy(struct kr_blob *dst, const struct kr_blob *src)
                   src->ciphertext_len) != 0 ||
         dup_bytes(&dst->iv, &dst->iv_len, src->iv, src->iv_len) != 0 ||
         dup_str(&dst->key_id, src->key_id) != 0 ||
-        dup_bytes(&dst->wrapped_key, &dst->wrapped_key_len,
-                  src->wrapped_key, src->wrapped_key_len) != 0) {
+        dup_bytes(&dst->wrapped_key, &dst->wrapped_key_len, src->wrapped_key,
+                  src->wrapped_key_len) != 0) {
         kr_blob_clear(dst);
         return KR_ENOMEM;
     }

@@ -21,12 +21,8 @@ static const struct {
     const char *type;
     const struct kr_kms_ops *ops; /* NULL: known but not built yet */
 } providers[] = {
-    {"aead", &kr_kms_aead_ops},
-    {"awskms", NULL},
-    {"azurekeyvault", NULL},
-    {"gcpckms", NULL},
-    {"pkcs11", NULL},
-    {"transit", NULL},
+    {"aead", &kr_kms_aead_ops}, {"awskms", NULL}, {"azurekeyvault", NULL},
+    {"gcpckms", NULL},          {"pkcs11", NULL}, {"transit", NULL},
 };
 
 bool kr_kms_type_known(const char *type)
@@ -126,8 +122,7 @@ int kr_kms_unwrap(struct kr_kms *k, const char *key_id,
     if (rv != 0) {
         kr_secret_free(dek);
         kr_secret_free(rsa);
-        kr_errwrap(errmsg, "keyring \"%s\": unwrap key %s", k->cfg->id,
-                   key_id);
+        kr_errwrap(errmsg, "keyring \"%s\": unwrap key %s", k->cfg->id, key_id);
         return rv;
     }
     *dek_out = dek;

@@ -25,8 +25,7 @@ struct kr_kms;
 struct kr_kms_ops {
     const char *type;
     /* Validates cfg and builds the provider's private state (*impl). */
-    int (*open)(void **impl, const struct kr_config_keyring *cfg,
-                char *errmsg);
+    int (*open)(void **impl, const struct kr_config_keyring *cfg, char *errmsg);
     void (*close)(void *impl);
     /* Fills out's blobs (and kek); out->provider* are set by the caller.
      * rsa may be NULL (legacy keys without RSA). */

@@ -84,8 +84,8 @@ static int open_blob(struct kr_aead *a, const struct kr_blob *b,
     s = kr_secret_new(b->ciphertext_len - KR_AEAD_OVERHEAD);
     if (s == NULL)
         return KR_ENOMEM;
-    rv = kr_aead_open(a, NULL, 0, b->ciphertext, b->ciphertext_len, s->data,
-                      &n);
+    rv =
+        kr_aead_open(a, NULL, 0, b->ciphertext, b->ciphertext_len, s->data, &n);
     if (rv != 0) {
         kr_secret_free(s);
         return rv;

@@ -217,9 +217,9 @@ int kr_entry_decode(struct kr_entry *e, const void *buf, size_t len,
              get_bool(&r, &e->key_upsert.rekey);
         break;
     case KR_ENTRY_KEY_DELETE:
-        ok = get_fixed(&r, e->key_delete.key_id,
-                       sizeof(e->key_delete.key_id)) &&
-             get_bool(&r, &e->key_delete.force);
+        ok =
+            get_fixed(&r, e->key_delete.key_id, sizeof(e->key_delete.key_id)) &&
+            get_bool(&r, &e->key_delete.force);
         break;
     case KR_ENTRY_VAR_APPLY:
         e->var.op = kr_rd_u8(&r);

@@ -38,7 +38,7 @@ struct kr_entry_var_apply {
     uint8_t op; /* enum kr_var_op */
     char *namespace;
     char *path;
-    uint64_t cas; /* for CAS and DELETE_CAS */
+    uint64_t cas;                 /* for CAS and DELETE_CAS */
     char key_id[KR_UUID_LEN + 1]; /* SET/CAS only */
     uint8_t *data;                /* SET/CAS only */
     size_t data_len;

@@ -154,8 +154,7 @@ static struct kr_root_key *key_find(const struct kr_state *s,
 
 /* Appends k (contents moved in) and keeps the array ordered by
  * create_index; new keys always carry the highest index. */
-static struct kr_root_key *key_append(struct kr_state *s,
-                                      struct kr_root_key *k)
+static struct kr_root_key *key_append(struct kr_state *s, struct kr_root_key *k)
 {
     if (s->n_keys == s->cap_keys) {
         size_t cap = s->cap_keys ? s->cap_keys * 2 : 8;
@@ -204,8 +203,8 @@ static int apply_key_upsert(struct kr_state *s, uint64_t index,
     k = key_find(s, in->key_id);
     if (k != NULL && strcmp(k->algorithm, in->algorithm) != 0)
         return KR_EINVAL;
-    becoming_active = in->state == KR_KEY_ACTIVE &&
-                      (k == NULL || k->state != KR_KEY_ACTIVE);
+    becoming_active =
+        in->state == KR_KEY_ACTIVE && (k == NULL || k->state != KR_KEY_ACTIVE);
     publish_time = in->state == KR_KEY_PREPUBLISHED ? in->publish_time : 0;
     if (e->rekey && !becoming_active)
         return KR_EINVAL;
@@ -394,8 +393,8 @@ const struct kr_root_key *kr_state_key_active(const struct kr_state *s)
     return NULL;
 }
 
-const struct kr_var *kr_state_var_get(const struct kr_state *s,
-                                      const char *ns, const char *path)
+const struct kr_var *kr_state_var_get(const struct kr_state *s, const char *ns,
+                                      const char *path)
 {
     struct var_node *n = var_find(s, ns, path);
 
@@ -415,9 +414,8 @@ static bool var_matches(const struct kr_var *v, const char *ns,
     return prefix == NULL || strncmp(v->path, prefix, strlen(prefix)) == 0;
 }
 
-static const struct kr_var *scan(const struct kr_state *s,
-                                 struct var_node *n, const char *ns,
-                                 const char *prefix)
+static const struct kr_var *scan(const struct kr_state *s, struct var_node *n,
+                                 const char *ns, const char *prefix)
 {
     /* libbsd's RB_NEXT ignores its head argument. */
     (void)s;
@@ -462,8 +460,8 @@ const struct kr_var *kr_state_var_first(const struct kr_state *s,
 }
 
 const struct kr_var *kr_state_var_next(const struct kr_state *s,
-                                       const struct kr_var *v,
-                                       const char *ns, const char *prefix)
+                                       const struct kr_var *v, const char *ns,
+                                       const char *prefix)
 {
     struct var_node *n =
         (struct var_node *)((const char *)v - offsetof(struct var_node, v));
@@ -571,9 +569,21 @@ static bool get_key_id(struct kr_rd *r, char out[KR_UUID_LEN + 1])
     return kr_uuid_valid(out);
 }
 
+static bool ns_valid(const char *ns)
+{
+    if (*ns == '\0')
+        return false;
+    for (; *ns != '\0'; ns++)
+        if (!((*ns >= 'a' && *ns <= 'z') || (*ns >= 'A' && *ns <= 'Z') ||
+              (*ns >= '0' && *ns <= '9') || *ns == '-'))
+            return false;
+    return true;
+}
+
 static bool restore_var(struct kr_state *s, struct kr_rd *r)
 {
     struct var_node *n = calloc(1, sizeof(*n));
+    struct var_node *last;
     size_t len;
     const uint8_t *data;
 
@@ -597,9 +607,14 @@ static bool restore_var(struct kr_state *s, struct kr_rd *r)
     n->v.modify_index = kr_rd_u64(r);
     n->v.create_time = kr_rd_i64(r);
     n->v.modify_time = kr_rd_i64(r);
+    /* Records must come in tree order, as kr_state_snapshot writes them:
+     * one state has exactly one encoding. */
+    last = RB_MAX(var_tree, &s->vars);
     if (!kr_rd_done(r) || kr_var_path_validate(n->v.path, NULL) != 0 ||
-        RB_INSERT(var_tree, &s->vars, n) != NULL)
+        !ns_valid(n->v.namespace) ||
+        (last != NULL && var_cmp(last, n) >= 0))
         goto fail;
+    RB_INSERT(var_tree, &s->vars, n);
     s->n_vars++;
     key_uses(s, n->v.key_id, +1);
     return true;
@@ -641,7 +656,8 @@ int kr_state_restore(struct kr_state *s, const void *buf, size_t len,
             goto out;
         }
         kr_rd_init(&body, b, blen);
-        if (ended)
+        /* Exactly one indexes record, first; nothing after the end. */
+        if (ended || (n_records == 0) != (type == SNAP_REC_INDEXES))
             goto bad;
         switch (type) {
         case SNAP_REC_INDEXES:

@@ -111,8 +111,8 @@ const struct kr_root_key *kr_state_key_get(const struct kr_state *s,
                                            const char *key_id);
 const struct kr_root_key *kr_state_key_active(const struct kr_state *s);
 
-const struct kr_var *kr_state_var_get(const struct kr_state *s,
-                                      const char *ns, const char *path);
+const struct kr_var *kr_state_var_get(const struct kr_state *s, const char *ns,
+                                      const char *path);
 size_t kr_state_var_count(const struct kr_state *s);
 
 /*
@@ -126,8 +126,8 @@ const struct kr_var *kr_state_var_first(const struct kr_state *s,
                                         const char *after_ns,
                                         const char *after_path);
 const struct kr_var *kr_state_var_next(const struct kr_state *s,
-                                       const struct kr_var *v,
-                                       const char *ns, const char *prefix);
+                                       const struct kr_var *v, const char *ns,
+                                       const char *prefix);
 
 /* Path rules of spec 1.7: ^[a-zA-Z0-9-_~/]{1,128}$ and the reserved
  * "nomad/" tree.  Returns 0 or KR_EINVAL with the reason in errmsg. */

@@ -91,9 +91,9 @@ static void test_gcm_rejects_tampering(void **state)
                                   sizeof(out), back, &n),
                      KR_ECRYPTO);
     /* Too short to hold a nonce and a tag. */
-    assert_int_equal(kr_aead_open(a, aad, 6, out, KR_AEAD_OVERHEAD - 1, back,
-                                  &n),
-                     KR_EINVAL);
+    assert_int_equal(
+        kr_aead_open(a, aad, 6, out, KR_AEAD_OVERHEAD - 1, back, &n),
+        KR_EINVAL);
     kr_aead_free(a);
 }
 
@@ -112,7 +112,10 @@ static void test_gcm_nonces_differ(void **state)
 }
 
 static struct kr_config_keyring aead_cfg = {
-    .type = "aead", .name = "", .id = "aead", .active = true,
+    .type = "aead",
+    .name = "",
+    .id = "aead",
+    .active = true,
     .origin = "test:1",
 };
 
@@ -158,8 +161,7 @@ static void test_aead_wrap_round_trip(void **state)
     w.kek->data[0] ^= 1;
     /* A truncated blob (Nomad #24379) is corrupt, not a crash. */
     w.rsa.ciphertext_len = 5;
-    assert_int_equal(kr_kms_unwrap(k, id, &w, &dek2, &rsa2, err),
-                     KR_ECORRUPT);
+    assert_int_equal(kr_kms_unwrap(k, id, &w, &dek2, &rsa2, err), KR_ECORRUPT);
     /* An empty RSA blob (a key made before RSA existed) unwraps. */
     w.rsa.ciphertext_len = 0;
     assert_int_equal(kr_kms_unwrap(k, id, &w, &dek2, &rsa2, err), 0);
@@ -168,8 +170,7 @@ static void test_aead_wrap_round_trip(void **state)
     /* No KEK (a redacted snapshot) is a clear error. */
     kr_secret_free(w.kek);
     w.kek = NULL;
-    assert_int_equal(kr_kms_unwrap(k, id, &w, &dek2, &rsa2, err),
-                     KR_ECORRUPT);
+    assert_int_equal(kr_kms_unwrap(k, id, &w, &dek2, &rsa2, err), KR_ECORRUPT);
     assert_non_null(strstr(err, "redacted"));
 
     kr_wrapped_key_clear(&w);

@@ -38,8 +38,7 @@ static void fake_wrapping(struct kr_root_key *k)
     k->wrapped[0].kek = kr_secret_new(32);
 }
 
-static int upsert(struct kr_state *s, int n, enum kr_key_state st,
-                  bool rekey)
+static int upsert(struct kr_state *s, int n, enum kr_key_state st, bool rekey)
 {
     struct kr_entry e;
     struct kr_buf b;
@@ -232,7 +231,7 @@ static void test_delete_rules(void **state)
     assert_int_equal(var_op(s, KR_VAR_SET, "a/b", 1, 0), 0);
     assert_int_equal(upsert(s, 2, KR_KEY_ACTIVE, false), 0);
     assert_int_equal(del_key(s, 9, false), KR_ENOTFOUND);
-    assert_int_equal(del_key(s, 2, false), KR_EINVAL);  /* active */
+    assert_int_equal(del_key(s, 2, false), KR_EINVAL);    /* active */
     assert_int_equal(del_key(s, 1, false), KR_ECONFLICT); /* in use */
     assert_int_equal(kr_state_key_count(s), 2);
     assert_int_equal(del_key(s, 1, true), 0);
@@ -450,19 +449,19 @@ static void test_path_validator(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_plain_rotation_transitions,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plain_rotation_transitions, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_rekey_transitions, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_promotion_keeps_create_fields,
                                         setup, teardown),
-        cmocka_unit_test_setup_teardown(
-            test_rekey_without_activation_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rekey_without_activation_refused,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_at_most_one_active, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_delete_rules, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_key_in_use_tracks_rewrites,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_in_use_tracks_rewrites, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_var_cas, setup, teardown),
         cmocka_unit_test_setup_teardown(test_var_listing_order, setup,
                                         teardown),
