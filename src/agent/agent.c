@@ -271,11 +271,16 @@ static void stop(struct agent *a, int code)
     uv_close((uv_handle_t *)&a->tick, NULL);
     uv_close((uv_handle_t *)&a->sigint, NULL);
     uv_close((uv_handle_t *)&a->sigterm, NULL);
+    /* New requests get 503 from here on; requests waiting on raft get
+     * their answer when raft closes and fails them. */
     kr_http_close(a->http);
     a->http = NULL;
     if (a->raft != NULL)
         kr_raft_close(a->raft, raft_closed, a);
-    /* The keyring is closed after raft: raft's last applies call into it. */
+    /* Cancels retry timers and waiters; after_apply sees NULL from now on,
+     * and the keyring frees itself once its worker jobs return. */
+    kr_keyring_close(a->keyring);
+    a->keyring = NULL;
 }
 
 /* ---- setup ---- */
@@ -388,6 +393,11 @@ static int load_config(struct agent *a, int argc, char **argv, char *errmsg)
         rv = kr_config_merge_path(a->cfg, paths[i], errmsg);
     if (rv == 0)
         rv = kr_config_finish(a->cfg, errmsg);
+    /* keyraft has no client-only mode: every agent is a server. */
+    if (rv == 0 && !a->cfg->server.enabled)
+        rv = kr_errf(errmsg, KR_EINVAL,
+                     "server.enabled is false, but keyraft agents are "
+                     "servers: set server { enabled = true }");
     return rv;
 }
 
@@ -443,6 +453,8 @@ int kr_agent_main(int argc, char **argv)
         .data_dir = a.data_dir,
         .address = raft_addr,
         .state = a.state,
+        .snapshot_threshold = (unsigned)a.cfg->server.raft_snapshot_threshold,
+        .snapshot_trailing = (unsigned)a.cfg->server.raft_trailing_logs,
         .after_apply = after_apply,
         .arg = &a,
     };
@@ -465,12 +477,12 @@ int kr_agent_main(int argc, char **argv)
     uv_signal_start(&a.sigterm, on_signal, SIGTERM);
 
     uv_run(&a.loop, UV_RUN_DEFAULT);
-    /* raft is closed; drain the keyring's workers and handles. */
-    kr_keyring_close(a.keyring);
-    a.keyring = NULL;
-    uv_run(&a.loop, UV_RUN_DEFAULT);
-    uv_loop_close(&a.loop);
+    if (uv_loop_close(&a.loop) != 0)
+        KR_WARN("agent", "event loop closed with handles still open");
     cleanup(&a);
+    /* Joins libuv's worker threads, so their OpenSSL per-thread state is
+     * released before exit. */
+    uv_library_shutdown();
     KR_INFO("agent", "stopped");
     return a.exit_code;
 fail_loop:

@@ -41,13 +41,57 @@ struct apply_req {
     void *arg;
 };
 
+/*
+ * Entry framing.  libraft 0.15's disk format pads every entry to a multiple
+ * of 8 bytes when it writes a segment but does not when it reads one back,
+ * so a log holding an entry of any other length fails to load after a
+ * restart.  Every payload therefore travels as u32 length || payload ||
+ * zero padding, always a multiple of 8, and the state machine never sees
+ * the padding.
+ */
+#define FRAME_HEADER 4
+
+static size_t frame_size(size_t payload)
+{
+    return (FRAME_HEADER + payload + 7) & ~(size_t)7;
+}
+
+/* Returns the payload inside a frame, or NULL when the frame is malformed
+ * (then *len is 0). */
+static const uint8_t *unframe(const struct raft_buffer *buf, size_t *len)
+{
+    const uint8_t *p = buf->base;
+    uint32_t n;
+
+    *len = 0;
+    if (buf->len < FRAME_HEADER)
+        return NULL;
+    n = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+        (uint32_t)p[3] << 24;
+    if (n > buf->len - FRAME_HEADER || frame_size(n) != buf->len)
+        return NULL;
+    *len = n;
+    return p + FRAME_HEADER;
+}
+
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
                      void **result)
 {
     struct kr_raft *r = fsm->data;
     /* raft sets last_applied only after apply returns. */
     uint64_t index = raft_last_applied(&r->raft) + 1;
-    int outcome = kr_state_apply(r->cfg.state, index, buf->base, buf->len);
+    size_t len;
+    const uint8_t *payload = unframe(buf, &len);
+    int outcome;
+
+    if (payload == NULL) {
+        /* Deterministic on every replica: the entry is refused. */
+        KR_ERROR("raft", "entry %llu has a malformed frame",
+                 (unsigned long long)index);
+        outcome = KR_ECORRUPT;
+    } else {
+        outcome = kr_state_apply(r->cfg.state, index, payload, len);
+    }
 
     *result = (void *)(intptr_t)outcome;
     if (r->cfg.after_apply != NULL)
@@ -65,16 +109,18 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 
     kr_buf_init(&b);
     rv = kr_state_snapshot(r->cfg.state, &b);
-    if (rv != 0)
+    if (rv != 0 || b.len > UINT32_MAX - 8)
         goto fail;
     out = raft_malloc(sizeof(*out));
     if (out == NULL)
         goto fail;
-    out->base = raft_malloc(b.len);
+    out->len = frame_size(b.len);
+    out->base = raft_calloc(1, out->len);
     if (out->base == NULL)
         goto fail;
-    memcpy(out->base, b.data, b.len);
-    out->len = b.len;
+    for (int i = 0; i < FRAME_HEADER; i++)
+        ((uint8_t *)out->base)[i] = (uint8_t)(b.len >> (8 * i));
+    memcpy((uint8_t *)out->base + FRAME_HEADER, b.data, b.len);
     kr_buf_free(&b);
     *bufs = out;
     *n_bufs = 1;
@@ -101,8 +147,12 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm,
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     struct kr_raft *r = fsm->data;
-    char errmsg[KR_ERRMSG_SIZE];
-    int rv = kr_state_restore(r->cfg.state, buf->base, buf->len, errmsg);
+    char errmsg[KR_ERRMSG_SIZE] = "malformed snapshot frame";
+    size_t len;
+    const uint8_t *payload = unframe(buf, &len);
+    int rv = payload == NULL
+                 ? KR_ECORRUPT
+                 : kr_state_restore(r->cfg.state, payload, len, errmsg);
 
     if (rv != 0) {
         KR_ERROR("raft", "snapshot restore failed: %s", errmsg);
@@ -202,11 +252,15 @@ int kr_raft_start(struct kr_raft **out, const struct kr_raft_config *cfg,
     if (rv != 0)
         goto raft_fail;
     io_ok = true;
+    /* Never move a segment raft cannot read out of the way and start
+     * without it: that silently drops acknowledged writes.  A server with
+     * a damaged log refuses to start instead, and says which file. */
+    raft_uv_set_auto_recovery(&r->io, false);
     rv = raft_init(&r->raft, &r->io, &r->fsm, r->id, r->address);
     if (rv != 0)
         goto raft_fail;
-    raft_set_snapshot_threshold(&r->raft, 8192);
-    raft_set_snapshot_trailing(&r->raft, 4096);
+    raft_set_snapshot_threshold(&r->raft, cfg->snapshot_threshold);
+    raft_set_snapshot_trailing(&r->raft, cfg->snapshot_trailing);
     if (fresh) {
         rv = raft_configuration_add(&conf, r->id, r->address, RAFT_VOTER);
         if (rv == 0)
@@ -225,7 +279,8 @@ int kr_raft_start(struct kr_raft **out, const struct kr_raft_config *cfg,
     *out = r;
     return 0;
 raft_fail:
-    kr_errf(errmsg, KR_EIO, "raft: %s", raft_strerror(rv));
+    kr_errf(errmsg, KR_EIO, "raft: %s: %s", raft_strerror(rv),
+            raft_errmsg(&r->raft));
     rv = KR_EIO;
     /* raft_init failures leave io and transport for us to close; the loop
      * closes their handles when it next runs. */
@@ -268,13 +323,19 @@ int kr_raft_apply(struct kr_raft *r, const struct kr_buf *entry,
     a = calloc(1, sizeof(*a));
     if (a == NULL)
         return KR_ENOMEM;
-    buf.len = entry->len;
-    buf.base = raft_malloc(entry->len);
+    if (entry->len > UINT32_MAX - 8) {
+        free(a);
+        return KR_ETOOBIG;
+    }
+    buf.len = frame_size(entry->len);
+    buf.base = raft_calloc(1, buf.len);
     if (buf.base == NULL) {
         free(a);
         return KR_ENOMEM;
     }
-    memcpy(buf.base, entry->data, entry->len);
+    for (int i = 0; i < FRAME_HEADER; i++)
+        ((uint8_t *)buf.base)[i] = (uint8_t)(entry->len >> (8 * i));
+    memcpy((uint8_t *)buf.base + FRAME_HEADER, entry->data, entry->len);
     a->cb = cb;
     a->arg = arg;
     rv = raft_apply(&r->raft, &a->req, &buf, 1, apply_done);

@@ -30,6 +30,8 @@ struct kr_raft_config {
     const char *data_dir; /* raft files go in <data_dir>/raft */
     const char *address;  /* host:port raft listens on */
     struct kr_state *state;
+    unsigned snapshot_threshold; /* entries between snapshots */
+    unsigned snapshot_trailing;  /* entries kept after a snapshot */
     void (*after_apply)(void *arg);
     void *arg;
 };

@@ -30,9 +30,9 @@ struct kr_config_param {
 
 /* A `keyring "<type>" { name = "" active = false ... }` block. */
 struct kr_config_keyring {
-    char *type;   /* aead, awskms, azurekeyvault, gcpckms, transit, pkcs11 */
-    char *name;   /* "" when not set */
-    char *id;     /* type, or type.name when name is set */
+    char *type; /* aead, awskms, azurekeyvault, gcpckms, transit, pkcs11 */
+    char *name; /* "" when not set */
+    char *id;   /* type, or type.name when name is set */
     bool active;
     struct kr_config_param *params;
     size_t n_params;
@@ -47,6 +47,8 @@ struct kr_config_server {
     int64_t root_key_gc_threshold;       /* ns, default 1h */
     int64_t start_timeout;               /* ns, default 30s */
     char *oidc_issuer;                   /* "" when not set */
+    int raft_snapshot_threshold;         /* entries between snapshots, 8192 */
+    int raft_trailing_logs; /* entries kept after a snapshot, 10240 */
 };
 
 struct kr_config {
@@ -72,12 +74,17 @@ struct kr_config {
  * may be loaded by calling kr_config_merge_path() before kr_config_finish().
  *
  * kr_config_new: returns defaults, owned by the caller (kr_config_free).
+ *   With dev, the dev-mode defaults (bind_addr 127.0.0.1, server enabled)
+ *   are applied here, so files merged later override them, as they
+ *   override Nomad's DevConfig.  0 or KR_ENOMEM.
  * kr_config_merge_path: merges one file or directory; 0 or KR_EINVAL with
- *   "file:line: message" in errmsg.
+ *   "file:line: message" in errmsg (or "path: reason" when a file cannot
+ *   be read), or KR_ENOMEM.  On failure cfg may hold part of the input:
+ *   free it.
  * kr_config_merge_string: the same for text in memory; name is used in
  *   messages ("name:line: ...").  For tests and fuzzing.  JSON is chosen
  *   when the name ends in ".json".
- * kr_config_finish: applies dev-mode defaults, adds the implicit
+ * kr_config_finish: lets data_dir stay NULL in dev mode, adds the implicit
  *   `keyring "aead" { active = true }` when no keyring block exists, sorts
  *   keyrings by id, and validates cross-field rules (data_dir required
  *   unless dev, at most one active keyring, known provider types, ports in
@@ -85,8 +92,7 @@ struct kr_config {
  * Main thread only; none of these are thread safe.
  */
 int kr_config_new(struct kr_config **out, bool dev);
-int kr_config_merge_path(struct kr_config *cfg, const char *path,
-                         char *errmsg);
+int kr_config_merge_path(struct kr_config *cfg, const char *path, char *errmsg);
 int kr_config_merge_string(struct kr_config *cfg, const char *name,
                            const char *text, size_t len, char *errmsg);
 int kr_config_finish(struct kr_config *cfg, char *errmsg);

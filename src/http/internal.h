@@ -23,7 +23,8 @@ struct kr_http {
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
     uv_tcp_t listener;
-    bool listening;
+    uv_timer_t drain;  /* polls for the last connection during close */
+    bool closing;
 };
 
 /* A handler's view of one request. */

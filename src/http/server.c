@@ -30,6 +30,8 @@ static const struct route {
     {M_PUT | M_POST, "/v1/operator/keyring/rotate", false,
      kr_http_keyring_rotate},
     {M_DELETE, "/v1/operator/keyring/key/", true, kr_http_keyring_delete},
+    /* Nomad answers 405 for any other keyring subpath. */
+    {0, "/v1/operator/keyring/", true, NULL},
     {M_GET, "/v1/status/leader", false, kr_http_status_leader},
     {M_GET, "/v1/agent/health", false, kr_http_agent_health},
 };
@@ -314,6 +316,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     bool path_known = false;
     char *path;
 
+    if (srv->closing) {
+        kr_http_reply_error(req, 503, "server is shutting down");
+        return 0;
+    }
     path = decode(&req->pool, req->path.base, plen, false);
     if (path == NULL) {
         kr_http_reply_error(req, 400, "malformed URL escape in path");
@@ -398,7 +404,8 @@ int kr_http_start(struct kr_http **out, const struct kr_http_deps *deps,
     }
     uv_tcp_init(deps->loop, &srv->listener);
     srv->listener.data = srv;
-    srv->listening = true;
+    uv_timer_init(deps->loop, &srv->drain);
+    srv->drain.data = srv;
     rv = uv_tcp_bind(&srv->listener, (struct sockaddr *)&addr, 0);
     if (rv == 0)
         rv = uv_listen((uv_stream_t *)&srv->listener, 512, on_accept);
@@ -418,19 +425,65 @@ fail:
     return rv;
 }
 
-static void listener_closed(uv_handle_t *h)
+/*
+ * Closing: the listener goes first, then h2o closes idle keep-alive
+ * connections and marks busy ones to close after their response.  The
+ * context can only be disposed once no connection uses it, so a timer
+ * polls for that; h2o's own request timeout bounds the wait.
+ */
+static void drain_closed(uv_handle_t *h)
 {
     struct kr_http *srv = h->data;
 
-    /* h2o keeps timers on the loop until its context is disposed. */
     h2o_context_dispose(&srv->ctx);
     h2o_config_dispose(&srv->config);
     free(srv);
 }
 
+/* h2o_context_dispose asserts that no timeout still holds an entry. */
+static bool ctx_idle(h2o_context_t *c)
+{
+    h2o_timeout_t *const timeouts[] = {
+        &c->zero_timeout,
+        &c->one_sec_timeout,
+        &c->hundred_ms_timeout,
+        &c->handshake_timeout,
+        &c->http1.req_timeout,
+        &c->http2.idle_timeout,
+        &c->http2.graceful_shutdown_timeout,
+    };
+
+    if (!h2o_linklist_is_empty(&c->http1._conns) ||
+        !h2o_linklist_is_empty(&c->http2._conns))
+        return false;
+    for (size_t i = 0; i < sizeof(timeouts) / sizeof(timeouts[0]); i++)
+        if (!h2o_linklist_is_empty(&timeouts[i]->_entries))
+            return false;
+    return true;
+}
+
+static void drain_poll(uv_timer_t *t)
+{
+    struct kr_http *srv = t->data;
+
+    if (!ctx_idle(&srv->ctx))
+        return;
+    uv_timer_stop(t);
+    uv_close((uv_handle_t *)t, drain_closed);
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+    struct kr_http *srv = h->data;
+
+    h2o_context_request_shutdown(&srv->ctx);
+    uv_timer_start(&srv->drain, drain_poll, 0, 10);
+}
+
 void kr_http_close(struct kr_http *h)
 {
-    if (h == NULL)
+    if (h == NULL || h->closing)
         return;
+    h->closing = true;
     uv_close((uv_handle_t *)&h->listener, listener_closed);
 }

@@ -207,6 +207,14 @@ static int var_get(struct kr_http_call *c, const char *ns)
         get_reply(srv, c->req, ns, c->tail);
         return 0;
     }
+    if (kr_state_key_get(srv->deps.state, v->key_id) == NULL) {
+        /* Force-removed: waiting cannot help. */
+        kr_http_reply_error(c->req, 500,
+                            "variable \"%s\" is encrypted with key %s, "
+                            "which has been removed from the keyring",
+                            v->path, v->key_id);
+        return 0;
+    }
     o = kr_http_pending_new(c, sizeof(*o));
     if (o == NULL) {
         kr_http_reply_error(c->req, 500, "out of memory");
@@ -235,8 +243,10 @@ static void reply_conflict(struct kr_http *srv, h2o_req_t *req, const char *ns,
     if (v != NULL && kr_keyring_open(srv->deps.keyring, v->key_id, v->data,
                                      v->data_len, &pt) != 0)
         pt = NULL;
+    /* Like Nomad, the index is the conflicting Variable's. */
     reply_var(req, 409, ns, path, v, pt ? pt->data : NULL, pt ? pt->len : 0,
-              kr_state_vars_index(srv->deps.state));
+              v != NULL ? v->modify_index
+                        : kr_state_vars_index(srv->deps.state));
     kr_secret_free(pt);
 }
 
@@ -390,8 +400,9 @@ static bool parse_cas(h2o_req_t *req, uint64_t *cas, bool *has)
 {
     const char *s = kr_http_query(req, "cas");
 
-    *has = s != NULL;
-    if (s != NULL && !kr_http_parse_u64(s, cas)) {
+    /* Like Nomad, an empty cas= means no check-and-set. */
+    *has = s != NULL && *s != '\0';
+    if (*has && !kr_http_parse_u64(s, cas)) {
         kr_http_reply_error(req, 400, "failed to parse cas value \"%.32s\"", s);
         return false;
     }

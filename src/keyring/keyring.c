@@ -330,10 +330,12 @@ static void task_work(uv_work_t *req)
         if (rv != 0 && err[0] == '\0')
             snprintf(err, sizeof(err), "%s", kr_strerror(rv));
     }
-    if (t->result == NULL)
-        snprintf(t->errmsg, sizeof(t->errmsg), "%s%s",
-                 tried ? "" : "no wrapping can be tried: ",
-                 err[0] ? err : "key has no wrapped material");
+    if (t->result != NULL)
+        return;
+    snprintf(t->errmsg, sizeof(t->errmsg), "%s",
+             err[0] ? err : "key has no wrapped material");
+    if (!tried)
+        kr_errwrap(t->errmsg, "no wrapping can be tried");
 }
 
 static void task_start(struct task *t);

@@ -7,6 +7,7 @@ suite doubles as the ASan/UBSan run (KEYRAFT_SANITIZED=1).
 """
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -21,6 +22,10 @@ BIN = os.environ.get("KEYRAFT_BIN", os.path.join(ROOT, "build", "keyraft"))
 SANITIZED = os.environ.get("KEYRAFT_SANITIZED") == "1"
 # Sanitized builds run several times slower.
 SLOW = 4 if SANITIZED else 1
+SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:",
+                     "BUG at")
+UUID_RE = re.compile(
+    r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 _live_pids = set()
 
@@ -99,10 +104,12 @@ server {{
     def url(self, path):
         return self.addr + path
 
-    def start(self, wait=True, timeout=20):
+    def start(self, wait=True, timeout=20, args=None):
+        """Starts `keyraft agent -config <this agent's file>`, or
+        `keyraft ARGS` when args is given (e.g. a -dev agent)."""
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [BIN, "agent", "-config", self.config_path],
+            [BIN, *(args or ["agent", "-config", self.config_path])],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
         _live_pids.add(self.proc.pid)
@@ -131,8 +138,7 @@ server {{
 
     def check_log_clean(self):
         text = self.log()
-        for marker in ("AddressSanitizer", "LeakSanitizer",
-                       "runtime error:", "BUG at"):
+        for marker in SANITIZER_MARKERS:
             assert marker not in text, f"{marker} in agent log:\n{text}"
 
     def stop(self, timeout=20):
@@ -155,15 +161,76 @@ server {{
     def api(self, method, path, body=None, **kw):
         return http(method, self.url(path), body, **kw)
 
+    # Conveniences over api() for the common calls; they assert success.
+
+    def keys(self):
+        """The key list (GET /v1/operator/keyring/keys), as dicts."""
+        r = self.api("GET", "/v1/operator/keyring/keys")
+        assert r.status == 200, r
+        return r.json()
+
+    def active_key(self):
+        act = [k for k in self.keys() if k["State"] == "active"]
+        assert len(act) == 1, act
+        return act[0]
+
+    def rotate(self, query=""):
+        r = self.api("PUT", "/v1/operator/keyring/rotate" + query)
+        assert r.status == 200, r
+        return r.json()["Key"]
+
+    def put_var(self, path, items, query=""):
+        r = self.api("PUT", f"/v1/var/{path}{query}", {"Items": items})
+        assert r.status == 200, r
+        return r.json()
+
+    def get_var(self, path, query=""):
+        r = self.api("GET", f"/v1/var/{path}{query}")
+        assert r.status == 200, r
+        return r.json()
+
     def cli(self, *args, input=None, env=None, check=False):
-        e = dict(os.environ)
+        # Only the variables a test sets: none inherited from the caller.
+        e = {k: v for k, v in os.environ.items()
+             if not k.startswith("KEYRAFT_")}
         e["KEYRAFT_ADDR"] = self.addr
         e.update(env or {})
         r = subprocess.run([BIN, *args], input=input, capture_output=True,
                            env=e, timeout=30 * SLOW)
+        check_output_clean(r.stderr)
         if check:
             assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
         return r
+
+
+def check_output_clean(stderr):
+    """Fails on a sanitizer report in a CLI process's stderr."""
+    text = stderr.decode("utf-8", "replace") if isinstance(
+        stderr, bytes) else stderr
+    for marker in SANITIZER_MARKERS:
+        assert marker not in text, f"{marker} in CLI stderr:\n{text}"
+
+
+def run_agent_to_exit(args, timeout=10):
+    """Runs `keyraft agent ARGS` expecting it to exit by itself (a bad
+    configuration).  Returns (returncode, stdout, stderr, seconds); an agent
+    still running after the timeout is killed by PID and reported as
+    returncode None."""
+    start = time.time()
+    p = subprocess.Popen([BIN, "agent", *args], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    _live_pids.add(p.pid)
+    try:
+        out, err = p.communicate(timeout=timeout * SLOW)
+        rc = p.returncode
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        rc = None
+    _live_pids.discard(p.pid)
+    err = err.decode("utf-8", "replace")
+    check_output_clean(err)
+    return rc, out.decode("utf-8", "replace"), err, time.time() - start
 
 
 @pytest.fixture
@@ -187,6 +254,16 @@ def make_agent(tmp_path):
 @pytest.fixture
 def agent(make_agent):
     return make_agent()
+
+
+@pytest.fixture(scope="module")
+def module_agent(tmp_path_factory):
+    """One agent shared by a module's tests that do not interfere."""
+    a = Agent(tmp_path_factory.mktemp("module"))
+    a.start()
+    yield a
+    if a.proc is not None and a.proc.poll() is None:
+        a.stop()
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -1,0 +1,267 @@
+"""Root keyring over HTTP: list, rotate (plain, full, prepublished),
+remove.  Every test gets a fresh agent: rotations change global state."""
+import time
+import uuid
+
+from conftest import UUID_RE
+
+KEYS = "/v1/operator/keyring/keys"
+ROTATE = "/v1/operator/keyring/rotate"
+META_FIELDS = {"KeyID", "Algorithm", "CreateTime", "CreateIndex",
+               "ModifyIndex", "State", "PublishTime"}
+
+
+def delete_key(a, kid, query=""):
+    return a.api("DELETE", f"/v1/operator/keyring/key/{kid}{query}")
+
+
+def states(a):
+    return {k["KeyID"]: k["State"] for k in a.keys()}
+
+
+def test_initial_keyring(agent):
+    before = time.time_ns()
+    r = agent.api("GET", KEYS)
+    assert r.status == 200, r
+    assert int(r.headers["X-Nomad-Index"]) > 0
+    keys = r.json()
+    assert len(keys) == 1, keys
+    k = keys[0]
+    assert set(k) == META_FIELDS, k
+    assert UUID_RE.match(k["KeyID"]), k
+    assert k["Algorithm"] == "aes256-gcm"
+    assert k["State"] == "active"
+    assert k["PublishTime"] == 0
+    assert 0 < k["CreateIndex"] <= k["ModifyIndex"]
+    # CreateTime is Unix nanoseconds, recent.
+    assert before - 120 * 10**9 < k["CreateTime"] <= time.time_ns()
+
+
+def test_rotate_reply_and_transitions(agent):
+    old = agent.active_key()
+    before = time.time_ns()
+    r = agent.api("PUT", ROTATE)
+    assert r.status == 200, r
+    body = r.json()
+    assert set(body) == {"Key", "Index"}, body
+    new = body["Key"]
+    assert set(new) == META_FIELDS
+    assert UUID_RE.match(new["KeyID"]) and new["KeyID"] != old["KeyID"]
+    assert new["State"] == "active"
+    assert new["Algorithm"] == "aes256-gcm"
+    assert new["PublishTime"] == 0
+    # Nomad's rotate reply carries zero indexes in Key.
+    assert new["CreateIndex"] == 0 and new["ModifyIndex"] == 0
+    assert body["Index"] > old["ModifyIndex"]
+    assert int(r.headers["X-Nomad-Index"]) == body["Index"]
+    assert before - 5 * 10**9 <= new["CreateTime"] <= time.time_ns()
+
+    keys = {k["KeyID"]: k for k in agent.keys()}
+    assert len(keys) == 2
+    assert keys[new["KeyID"]]["State"] == "active"
+    assert keys[new["KeyID"]]["CreateIndex"] == body["Index"]
+    assert keys[old["KeyID"]]["State"] == "inactive"
+    # The demoted key keeps its creation fields; its ModifyIndex moves.
+    assert keys[old["KeyID"]]["CreateIndex"] == old["CreateIndex"]
+    assert keys[old["KeyID"]]["CreateTime"] == old["CreateTime"]
+    assert keys[old["KeyID"]]["ModifyIndex"] == body["Index"]
+
+    # POST works too, and only one key is ever active.
+    r = agent.api("POST", ROTATE)
+    assert r.status == 200, r
+    st = states(agent)
+    assert sorted(st.values()) == ["active", "inactive", "inactive"]
+
+
+def test_rotate_keeps_old_vars_readable_and_tracks_key_use(agent):
+    """Which key encrypted a variable shows through the in-use check: the
+    old key cannot be removed while a variable still uses it, and can once
+    that variable has been rewritten under the new key."""
+    old = agent.active_key()["KeyID"]
+    agent.put_var("kr/a", {"secret": "under-old-key"})
+    agent.put_var("kr/b", {"secret": "also-old"})
+    new = agent.rotate()["KeyID"]
+    assert states(agent) == {old: "inactive", new: "active"}
+
+    # Old variables still read after rotation.
+    assert agent.get_var("kr/a")["Items"] == {"secret": "under-old-key"}
+    assert agent.get_var("kr/b")["Items"] == {"secret": "also-old"}
+    # New writes go under the new key: a fresh variable does not pin the
+    # old key (checked below once the old ones are rewritten).
+    agent.put_var("kr/c", {"secret": "under-new-key"})
+
+    r = delete_key(agent, old)
+    assert r.status == 409, r
+    assert "root key in use, cannot delete" in r.text
+    assert old in states(agent)
+
+    agent.put_var("kr/a", {"secret": "rewritten"})
+    r = delete_key(agent, old)
+    assert r.status == 409, "kr/b still uses the old key: %r" % r
+    agent.api("DELETE", "/v1/var/kr/b")
+
+    r = delete_key(agent, old)
+    assert r.status == 200, r
+    assert set(r.json()) == {"Index"}
+    assert int(r.headers["X-Nomad-Index"]) == r.json()["Index"]
+    assert states(agent) == {new: "active"}
+    assert agent.get_var("kr/a")["Items"] == {"secret": "rewritten"}
+    assert agent.get_var("kr/c")["Items"] == {"secret": "under-new-key"}
+    # Deleting it again: it is gone.
+    r = delete_key(agent, old)
+    assert r.status == 404, r
+    assert "root key not found" in r.text
+
+
+def test_new_writes_use_new_key(agent):
+    """A variable written only after rotation never pins the old key."""
+    old = agent.active_key()["KeyID"]
+    agent.rotate()
+    for i in range(5):
+        agent.put_var(f"kr/new{i}", {"v": str(i)})
+    r = delete_key(agent, old)
+    assert r.status == 200, r
+    for i in range(5):
+        assert agent.get_var(f"kr/new{i}")["Items"] == {"v": str(i)}
+
+
+def test_cas_update_moves_var_to_new_key(agent):
+    old = agent.active_key()["KeyID"]
+    v = agent.put_var("kr/cas", {"v": "1"})
+    agent.rotate()
+    agent.put_var("kr/cas", {"v": "2"}, f"?cas={v['ModifyIndex']}")
+    assert delete_key(agent, old).status == 200
+
+
+def test_rotate_full_marks_rekeying(agent):
+    k1 = agent.active_key()["KeyID"]
+    agent.put_var("kr/full", {"v": "1"})
+    k2 = agent.rotate()["KeyID"]                 # k1 -> inactive
+    assert states(agent) == {k1: "inactive", k2: "active"}
+    r = agent.api("PUT", ROTATE + "?full")
+    assert r.status == 200, r
+    k3 = r.json()["Key"]["KeyID"]
+    assert r.json()["Key"]["State"] == "active"
+    # Spec 7.1: with a rekey, active and inactive keys become rekeying.
+    assert states(agent) == {k1: "rekeying", k2: "rekeying", k3: "active"}
+    assert agent.get_var("kr/full")["Items"] == {"v": "1"}
+
+
+def test_rotate_full_false_still_rekeys(agent):
+    """The presence of `full` alone asks for a rekey, as in Nomad."""
+    k1 = agent.active_key()["KeyID"]
+    k2 = agent.rotate("?full=false")["KeyID"]
+    assert states(agent) == {k1: "rekeying", k2: "active"}
+
+
+def test_rotate_rekeying_and_prepublished_unchanged(agent):
+    k1 = agent.active_key()["KeyID"]
+    k2 = agent.rotate("?full")["KeyID"]                   # k1 rekeying
+    pub = time.time_ns() + 3600 * 10**9
+    k3 = agent.rotate(f"?publish_time={pub}")["KeyID"]     # prepublished
+    k4 = agent.rotate()["KeyID"]
+    assert states(agent) == {k1: "rekeying", k2: "inactive",
+                             k3: "prepublished", k4: "active"}
+
+
+def test_publish_time_with_full_is_rejected(agent):
+    before = agent.keys()
+    pub = time.time_ns() + 3600 * 10**9
+    for q in (f"?full&publish_time={pub}", f"?publish_time={pub}&full=true"):
+        r = agent.api("PUT", ROTATE + q)
+        assert r.status == 400, r
+        assert r.text.strip() == ("keyring cannot be prepublished and full "
+                                  "rotated at the same time"), r.text
+    assert agent.keys() == before
+
+
+def test_prepublish(agent):
+    active = agent.active_key()
+    pub = time.time_ns() + 3600 * 10**9
+    r = agent.api("PUT", ROTATE + f"?publish_time={pub}")
+    assert r.status == 200, r
+    key = r.json()["Key"]
+    assert key["State"] == "prepublished"
+    assert key["PublishTime"] == pub
+    keys = {k["KeyID"]: k for k in agent.keys()}
+    assert len(keys) == 2
+    assert keys[key["KeyID"]]["State"] == "prepublished"
+    assert keys[key["KeyID"]]["PublishTime"] == pub
+    # The active key is untouched and still encrypts.
+    assert keys[active["KeyID"]]["State"] == "active"
+    assert keys[active["KeyID"]]["ModifyIndex"] == active["ModifyIndex"]
+    agent.put_var("kr/pp", {"v": "1"})
+    r = delete_key(agent, active["KeyID"])
+    assert r.status == 400, r
+    # More than one key may be prepublished.
+    key2 = agent.rotate(f"?publish_time={pub + 10**9}")
+    st = states(agent)
+    assert st[key2["KeyID"]] == "prepublished"
+    assert st[key["KeyID"]] == "prepublished"
+    # No variable uses a prepublished key: it can go without force.
+    r = delete_key(agent, key["KeyID"])
+    assert r.status == 200, r
+    assert agent.get_var("kr/pp")["Items"] == {"v": "1"}
+
+
+def test_publish_time_zero_is_plain_rotation(agent):
+    old = agent.active_key()["KeyID"]
+    new = agent.rotate("?publish_time=0")
+    assert new["State"] == "active"
+    assert states(agent)[old] == "inactive"
+
+
+def test_remove_active_refused(agent):
+    kid = agent.active_key()["KeyID"]
+    for q in ("", "?force=true"):
+        r = delete_key(agent, kid, q)
+        assert r.status == 400, r
+        assert "active root key cannot be deleted - call rotate first" \
+            in r.text
+    assert states(agent) == {kid: "active"}
+
+
+def test_remove_unknown_key(agent):
+    r = delete_key(agent, str(uuid.uuid4()))
+    assert r.status == 404, r
+    assert "root key not found" in r.text
+
+
+def test_remove_in_use_needs_force(agent):
+    old = agent.active_key()["KeyID"]
+    agent.put_var("kr/pinned", {"secret": "s3cr3t"})
+    new = agent.rotate()["KeyID"]
+    for q in ("", "?force=false", "?force=0", "?force=F"):
+        r = delete_key(agent, old, q)
+        assert r.status == 409, (q, r)
+        assert "root key in use, cannot delete" in r.text
+    assert old in states(agent)
+    r = delete_key(agent, old, "?force=true")
+    assert r.status == 200, r
+    assert states(agent) == {new: "active"}
+    # The variable's key is gone: it cannot be decrypted any more, and the
+    # reply must not pretend otherwise (nor leak anything).
+    r = agent.api("GET", "/v1/var/kr/pinned")
+    assert r.status != 200, r
+    assert b"s3cr3t" not in r.body
+    # Writing it again under the active key repairs it.
+    agent.put_var("kr/pinned", {"secret": "fresh"})
+    assert agent.get_var("kr/pinned")["Items"] == {"secret": "fresh"}
+
+
+def test_keys_index_moves_with_changes(agent):
+    i1 = int(agent.api("GET", KEYS).headers["X-Nomad-Index"])
+    agent.rotate()
+    i2 = int(agent.api("GET", KEYS).headers["X-Nomad-Index"])
+    assert i2 > i1
+    # A variable write does not change the keyring's index.
+    agent.put_var("kr/idx", {"v": "1"})
+    i3 = int(agent.api("GET", KEYS).headers["X-Nomad-Index"])
+    assert i3 == i2
+
+
+def test_status_leader(agent):
+    r = agent.api("GET", "/v1/status/leader")
+    assert r.status == 200, r
+    leader = r.json()
+    assert leader == f"127.0.0.1:{agent.rpc_port}", leader
