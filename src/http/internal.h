@@ -23,7 +23,7 @@ struct kr_http {
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
     uv_tcp_t listener;
-    uv_timer_t drain;  /* polls for the last connection during close */
+    uv_timer_t drain; /* polls for the last connection during close */
     bool closing;
 };
 
@@ -63,6 +63,13 @@ void kr_http_reply_empty(h2o_req_t *req, int status, uint64_t index);
 /* Sends a prepared body (copied) with the given content type. */
 void kr_http_send(h2o_req_t *req, int status, const char *ctype,
                   const char *body, size_t len);
+/* As kr_http_send for a body holding plaintext secrets: it is copied into
+ * a request-pool block that is wiped when h2o releases the request, and
+ * sent from there without further copies. */
+void kr_http_send_secret(h2o_req_t *req, int status, const char *ctype,
+                         const uint8_t *body, size_t len);
+/* Wipes the request body in h2o's buffer once it has been parsed. */
+void kr_http_wipe_body(h2o_req_t *req);
 /* Adds the read headers X-Nomad-KnownLeader and X-Nomad-LastContact. */
 void kr_http_add_query_meta(h2o_req_t *req);
 void kr_http_add_header(h2o_req_t *req, const char *name, const char *value);

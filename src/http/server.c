@@ -131,6 +131,44 @@ void kr_http_send(h2o_req_t *req, int status, const char *ctype,
     h2o_send_inline(req, body, len);
 }
 
+struct secret_body {
+    size_t len;
+    uint8_t data[];
+};
+
+static void secret_body_dispose(void *p)
+{
+    struct secret_body *b = p;
+
+    explicit_bzero(b->data, b->len);
+}
+
+void kr_http_send_secret(h2o_req_t *req, int status, const char *ctype,
+                         const uint8_t *body, size_t len)
+{
+    static h2o_generator_t generator = {NULL, NULL};
+    struct secret_body *b;
+    h2o_iovec_t iov;
+
+    b = h2o_mem_alloc_shared(&req->pool, sizeof(*b) + len, secret_body_dispose);
+    b->len = len;
+    memcpy(b->data, body, len);
+    req->res.status = status;
+    req->res.reason = reason(status);
+    req->res.content_length = len;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   ctype, strlen(ctype));
+    iov = h2o_iovec_init(b->data, len);
+    h2o_start_response(req, &generator);
+    h2o_send(req, &iov, 1, H2O_SEND_STATE_FINAL);
+}
+
+void kr_http_wipe_body(h2o_req_t *req)
+{
+    if (req->entity.base != NULL && req->entity.len > 0)
+        explicit_bzero(req->entity.base, req->entity.len);
+}
+
 void kr_http_reply_json(h2o_req_t *req, int status, json_t *body,
                         uint64_t index)
 {
@@ -279,6 +317,11 @@ json_t *kr_http_body_json(h2o_req_t *req)
     j = json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES,
                    &err);
     if (j == NULL) {
+        /* jansson quotes the input near the error, which may be part of a
+         * secret value: keep only its description and the position. */
+        char *near = strstr(err.text, " near '");
+        if (near != NULL)
+            *near = '\0';
         kr_http_reply_error(req, 400,
                             "failed to parse JSON: %s at line %d column %d "
                             "(byte %d)",

@@ -114,16 +114,23 @@ static void reply_var(h2o_req_t *req, int status, const char *ns,
     struct kr_buf b;
     json_t *j, *parsed = NULL;
 
+    kr_buf_init(&b);
     if (kr_http_query(req, "pretty") != NULL) {
+        size_t n;
         if (items != NULL)
             parsed = json_loadb((const char *)items, len, 0, NULL);
         j = var_json(ns, path, v, parsed);
-        kr_http_reply_json(req, status, j, index);
+        /* Dump straight into the wiped buffer. */
+        n = json_dumpb(j, NULL, 0, JSON_INDENT(4));
+        if (n > 0 && kr_buf_reserve(&b, n) == 0 &&
+            json_dumpb(j, (char *)b.data, n, JSON_INDENT(4)) == n)
+            b.len = n;
+        else
+            b.oom = true;
         json_decref(j);
         json_decref(parsed);
-        return;
+        goto send;
     }
-    kr_buf_init(&b);
     kr_buf_printf(&b,
                   "{\"Namespace\":\"%s\",\"Path\":\"%s\",\"CreateIndex\":%llu,"
                   "\"ModifyIndex\":%llu,\"CreateTime\":%lld,"
@@ -137,6 +144,7 @@ static void reply_var(h2o_req_t *req, int status, const char *ns,
         kr_buf_append(&b, items, len);
     }
     kr_buf_puts(&b, "}");
+send:
     if (b.oom) {
         kr_http_reply_error(req, 500, "out of memory");
     } else {
@@ -144,8 +152,7 @@ static void reply_var(h2o_req_t *req, int status, const char *ns,
         snprintf(idx, sizeof(idx), "%llu", (unsigned long long)index);
         if (index > 0)
             kr_http_add_header(req, "X-Nomad-Index", idx);
-        kr_http_send(req, status, "application/json", (const char *)b.data,
-                     b.len);
+        kr_http_send_secret(req, status, "application/json", b.data, b.len);
     }
     kr_buf_free(&b);
 }
@@ -438,6 +445,8 @@ static int var_write(struct kr_http_call *c, bool del)
     }
     if (!del) {
         body = kr_http_body_json(req);
+        /* The parsed copy lives in wiped memory; h2o's need not keep it. */
+        kr_http_wipe_body(req);
         if (body == NULL)
             return 0;
     }

@@ -239,3 +239,34 @@ def test_leak_scanner_finds_every_encoding():
                      base64.urlsafe_b64encode(pad + raw + junk)):
             assert find_leaks({"f": junk + blob + junk}, [s]), (off, blob)
     assert not find_leaks({"f": junk + base64.b64encode(junk)}, [s])
+
+
+@pytest.mark.parametrize("how", ["kill9", "clean"])
+def test_restart_from_raft_snapshot(make_agent, how):
+    """With a tiny snapshot threshold the log is compacted many times; a
+    restart must rebuild every key and Variable from the latest snapshot
+    plus the trailing log, and the keyring must decrypt them again."""
+    a = make_agent('server {\n  raft_snapshot_threshold = 64\n'
+                   '  raft_trailing_logs = 16\n}\n')
+    paths = [f"snap/{i}" for i in range(400)]
+    for i, p in enumerate(paths):
+        assert a.api("PUT", f"/v1/var/{p}",
+                     {"Items": {"n": str(i)}}).status == 200
+        if i == 200:
+            assert a.api("PUT", "/v1/operator/keyring/rotate").status == 200
+    before = snapshot_vars(a, paths)
+    keys = a.api("GET", "/v1/operator/keyring/keys").json()
+    raft_dir = os.path.join(a.data_dir, "raft")
+    snaps = [f for f in os.listdir(raft_dir) if f.startswith("snapshot-")]
+    assert snaps, os.listdir(raft_dir)
+    # The log was truncated: the first entries are no longer on disk.
+    assert not os.path.exists(
+        os.path.join(raft_dir, "0000000000000001-0000000000000001"))
+    if how == "kill9":
+        a.kill9()
+    else:
+        a.stop()
+    a.start()
+    assert a.api("GET", "/v1/operator/keyring/keys").json() == keys
+    assert snapshot_vars(a, paths) == before
+    assert not [f for f in os.listdir(raft_dir) if f.startswith("corrupt")]
