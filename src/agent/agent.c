@@ -285,9 +285,12 @@ static void stop(struct agent *a, int code)
 
 /* ---- setup ---- */
 
-static int usage(void)
+#define HELP_REQUESTED 3
+
+/* -h prints to stdout and succeeds; a usage error prints to stderr. */
+static int usage(FILE *out, int code)
 {
-    fprintf(stderr,
+    fprintf(out,
             "Usage: keyraft agent [-dev] [-config PATH]...\n"
             "\n"
             "  Runs a keyraft server.\n"
@@ -300,7 +303,7 @@ static int usage(void)
             "                files merge in the order given, a directory's "
             "in lexical order).\n",
             KR_DEFAULT_HTTP_PORT);
-    return 2;
+    return code;
 }
 
 static int make_data_dir(struct agent *a, char *errmsg)
@@ -378,7 +381,7 @@ static int load_config(struct agent *a, int argc, char **argv, char *errmsg)
                 return kr_errf(errmsg, KR_EINVAL, "too many -config flags");
             paths[n_paths++] = arg + 8;
         } else if (strcmp(arg, "-h") == 0 || strcmp(arg, "-help") == 0) {
-            return 2;
+            return HELP_REQUESTED;
         } else {
             kr_errf(errmsg, KR_EINVAL, "unknown flag %s", argv[i]);
             return 2;
@@ -411,11 +414,13 @@ int kr_agent_main(int argc, char **argv)
 
     memset(&a, 0, sizeof(a));
     rv = load_config(&a, argc, argv, errmsg);
+    if (rv == HELP_REQUESTED)
+        return usage(stdout, 0);
     if (rv == 2) {
         if (errmsg[0] != '\0')
             fprintf(stderr, "keyraft agent: %s\n\n", errmsg);
         kr_config_free(a.cfg);
-        return usage();
+        return usage(stderr, 2);
     }
     if (rv != 0) {
         fprintf(stderr, "keyraft agent: %s\n", errmsg);
