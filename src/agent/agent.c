@@ -94,6 +94,32 @@ static bool under_sanitizer(void)
 #endif
 }
 
+/*
+ * The locked secret pool: SECMEM_SIZE when the memlock limit allows (root,
+ * CAP_IPC_LOCK, or a raised ulimit -l), else the largest power of two that
+ * fits in half the limit, so an unprivileged `make run` still starts with
+ * every key locked.  Below 1 MiB the agent refuses to start.
+ */
+static size_t secmem_size(void)
+{
+    struct rlimit rl;
+    size_t size = SECMEM_SIZE;
+
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        geteuid() == 0)
+        return size;
+    while (size > (1u << 20) && size > rl.rlim_cur / 2)
+        size /= 2;
+    if (size < SECMEM_SIZE)
+        KR_WARN("agent",
+                "RLIMIT_MEMLOCK is %llu bytes: using a %zu KiB secret memory "
+                "pool instead of %u KiB (fewer large Variables can be in "
+                "flight at once); raise ulimit -l to lift this",
+                (unsigned long long)rl.rlim_cur, size / 1024,
+                SECMEM_SIZE / 1024);
+    return size;
+}
+
 /* No core dumps, not ptrace-able by other users, memory never swapped. */
 static int harden(char *errmsg)
 {
@@ -109,7 +135,7 @@ static int harden(char *errmsg)
                 "mlockall failed (%s): memory may be swapped; raise "
                 "RLIMIT_MEMLOCK or grant CAP_IPC_LOCK",
                 strerror(errno));
-    return kr_secmem_init(SECMEM_SIZE, errmsg);
+    return kr_secmem_init(secmem_size(), errmsg);
 }
 
 static void stop(struct agent *a, int code);
