@@ -611,8 +611,7 @@ static bool restore_var(struct kr_state *s, struct kr_rd *r)
      * one state has exactly one encoding. */
     last = RB_MAX(var_tree, &s->vars);
     if (!kr_rd_done(r) || kr_var_path_validate(n->v.path, NULL) != 0 ||
-        !ns_valid(n->v.namespace) ||
-        (last != NULL && var_cmp(last, n) >= 0))
+        !ns_valid(n->v.namespace) || (last != NULL && var_cmp(last, n) >= 0))
         goto fail;
     RB_INSERT(var_tree, &s->vars, n);
     s->n_vars++;
