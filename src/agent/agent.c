@@ -475,6 +475,13 @@ int kr_agent_main(int argc, char **argv)
         KR_ERROR("agent", "%s", kr_strerror(rv));
         goto fail_loop;
     }
+    if (strchr(a.cfg->bind_addr, ':') != NULL) {
+        KR_ERROR("agent",
+                 "bind_addr %s: IPv6 addresses are not supported "
+                 "yet; use an IPv4 address",
+                 a.cfg->bind_addr);
+        goto fail_loop;
+    }
     snprintf(raft_addr, sizeof(raft_addr), "%s:%d",
              strcmp(a.cfg->bind_addr, "0.0.0.0") == 0 ? "127.0.0.1"
                                                       : a.cfg->bind_addr,

@@ -241,9 +241,9 @@ int kr_cli_keyring_rotate_main(int argc, char **argv)
     json_error_t jerr;
     const struct kr_cli_flag flags[] = {
         {"full", KR_CLI_FLAG_BOOL, &full, NULL, NULL,
-         "Decrypt all existing variables and re-encrypt them with the new\n"
-         "key.  The command returns at once; the re-encryption runs\n"
-         "asynchronously on the leader.",
+         "Mark every older key \"rekeying\": its variables are to be\n"
+         "re-encrypted under the new key.  This build records the state\n"
+         "change only; the re-encryption job is not built yet.",
          NULL},
         {"now", KR_CLI_FLAG_BOOL, &now, NULL, NULL,
          "Publish the new key immediately without prepublishing.  One of\n"
@@ -251,8 +251,9 @@ int kr_cli_keyring_rotate_main(int argc, char **argv)
          NULL},
         {"prepublish", KR_CLI_FLAG_STRING, &prepublish, NULL, "<duration>",
          "Prepublish the new key for this long (e.g. \"1h\") before it\n"
-         "becomes active.  The active key is unchanged meanwhile, but the\n"
-         "new public key is already served by the JWKS endpoint.  One of\n"
+         "becomes active.  The active key is unchanged meanwhile.  This\n"
+         "build does not promote prepublished keys yet (the periodic key\n"
+         "job comes later); use -now to rotate immediately.  One of\n"
          "-now or -prepublish must be set.",
          NULL},
         {"verbose", KR_CLI_FLAG_BOOL, &verbose, NULL, NULL,

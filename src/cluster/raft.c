@@ -278,9 +278,13 @@ int kr_raft_start(struct kr_raft **out, const struct kr_raft_config *cfg,
             r->address, fresh ? "bootstrapped" : "existing state");
     *out = r;
     return 0;
-raft_fail:
-    kr_errf(errmsg, KR_EIO, "raft: %s: %s", raft_strerror(rv),
-            raft_errmsg(&r->raft));
+raft_fail : {
+    const char *detail = raft_errmsg(&r->raft);
+    kr_errf(errmsg, KR_EIO, "raft on %s: %s%s%s%s", r->address,
+            raft_strerror(rv), *detail ? ": " : "", detail,
+            rv == RAFT_IOERR && !*detail ? " (is the rpc port already in use?)"
+                                         : "");
+}
     rv = KR_EIO;
     /* raft_init failures leave io and transport for us to close; the loop
      * closes their handles when it next runs. */

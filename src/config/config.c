@@ -752,6 +752,12 @@ static int finish_keyrings(struct ctx *c, const struct key *key, void *field,
         if (r->active)
             active = r;
     }
+    if (active == NULL) {
+        rv = fail(c, 0,
+                  "no keyring block is active: new root keys could not be "
+                  "wrapped; set active = true on one keyring block");
+        goto out;
+    }
     if (cfg->n_keyrings > 0)
         qsort(cfg->keyrings, cfg->n_keyrings, sizeof(*cfg->keyrings),
               cmp_keyring);

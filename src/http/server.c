@@ -429,6 +429,9 @@ int kr_http_start(struct kr_http **out, const struct kr_http_deps *deps,
     srv->deps = *deps;
     h2o_config_init(&srv->config);
     srv->config.max_request_entity_size = MAX_BODY;
+    /* h2o 2.2.5 has no fix for HTTP/2 Rapid Reset (CVE-2023-44487): no
+     * cleartext upgrade to HTTP/2. */
+    srv->config.http1.upgrade_to_http2 = 0;
     srv->config.server_name = h2o_iovec_init(H2O_STRLIT("keyraft"));
     hostconf = h2o_config_register_host(
         &srv->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);

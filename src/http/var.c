@@ -19,6 +19,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/time.h"
+#include "crypto/aead.h"
 #include "state/codec.h"
 
 #define DEFAULT_NS "default"
@@ -341,6 +342,12 @@ static void seal_and_propose(struct var_op *o)
         op_free(o);
         goto out;
     }
+    if (pt->len + KR_AEAD_OVERHEAD > KR_VAR_DATA_MAX) {
+        kr_http_reply_error(o->p.req, 400,
+                            "variable is too large once encoded");
+        op_free(o);
+        goto out;
+    }
     o->pt = pt;
     pt = NULL;
     rv = kr_keyring_seal(srv->deps.keyring, o->key_id, o->pt->data, o->pt->len,
@@ -534,6 +541,12 @@ int kr_http_vars_list(struct kr_http_call *c)
 
     if (ns == NULL)
         return 0;
+    if (kr_http_query(req, "filter") != NULL) {
+        kr_http_reply_error(req, 400,
+                            "filter expressions are not supported by this "
+                            "server yet; use prefix");
+        return 0;
+    }
     if (per_page_s != NULL &&
         (!kr_http_parse_u64(per_page_s, &per_page) || per_page > 1000000)) {
         kr_http_reply_error(req, 400, "invalid per_page value");

@@ -45,7 +45,8 @@ struct task {
     uint64_t backoff_ms;
     unsigned attempts;
     struct cipher_set *result;
-    char errmsg[KR_ERRMSG_SIZE];
+    char work_err[KR_ERRMSG_SIZE]; /* written by the worker only */
+    char errmsg[KR_ERRMSG_SIZE];   /* loop thread: last attempt's error */
     struct task *next;
 };
 
@@ -309,7 +310,7 @@ static void task_work(uv_work_t *req)
     char err[KR_ERRMSG_SIZE] = "";
     bool tried = false;
 
-    t->errmsg[0] = '\0';
+    t->work_err[0] = '\0';
     for (size_t i = 0; i < t->n_wrapped && t->result == NULL; i++) {
         const struct kr_wrapped_key *w = &t->wrapped[i];
         const char *pid =
@@ -332,10 +333,10 @@ static void task_work(uv_work_t *req)
     }
     if (t->result != NULL)
         return;
-    snprintf(t->errmsg, sizeof(t->errmsg), "%s",
+    snprintf(t->work_err, sizeof(t->work_err), "%s",
              err[0] ? err : "key has no wrapped material");
     if (!tried)
-        kr_errwrap(t->errmsg, "no wrapping can be tried");
+        kr_errwrap(t->work_err, "no wrapping can be tried");
 }
 
 static void task_start(struct task *t);
@@ -372,6 +373,8 @@ static void task_done(uv_work_t *req, int status)
         wake_waiters(kr, id);
         return;
     }
+    /* uv_queue_work's completion orders the worker's writes before this. */
+    memcpy(t->errmsg, t->work_err, sizeof(t->errmsg));
     t->attempts++;
     KR_WARN("keyring", "decrypting key %s failed (attempt %u): %s", t->key_id,
             t->attempts, t->errmsg);

@@ -12,7 +12,8 @@
 
 #define MAX_WRAPPED 16
 #define MAX_ID_LEN 256
-#define MAX_BLOB_LEN (1u << 20)
+/* Wrapped keys and Variable ciphertexts; see KR_VAR_DATA_MAX. */
+#define MAX_BLOB_LEN KR_VAR_DATA_MAX
 
 static void put_blob(struct kr_buf *b, const struct kr_blob *x)
 {

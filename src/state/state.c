@@ -296,8 +296,8 @@ static int apply_var(struct kr_state *s, uint64_t index,
         s->vars_index = index;
         return 0;
     }
-    if (kr_var_path_validate(e->path, NULL) != 0 || e->data_len == 0 ||
-        key_find(s, e->key_id) == NULL)
+    if (kr_var_path_validate(e->path, NULL) != 0 || e->data_len < 28 ||
+        e->data_len > KR_VAR_DATA_MAX || key_find(s, e->key_id) == NULL)
         return KR_EINVAL;
     if (n == NULL) {
         n = xcalloc(1, sizeof(*n));
@@ -596,7 +596,7 @@ static bool restore_var(struct kr_state *s, struct kr_rd *r)
     if (!get_key_id(r, n->v.key_id))
         goto fail;
     data = kr_rd_bytes(r, &len);
-    if (r->err || len < 28 || len > 2 * KR_VAR_ITEMS_MAX + 4096)
+    if (r->err || len < 28 || len > KR_VAR_DATA_MAX)
         goto fail;
     n->v.data = malloc(len);
     if (n->v.data == NULL)

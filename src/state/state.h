@@ -31,6 +31,10 @@
 #define KR_VAR_PATH_MAX 128
 #define KR_VAR_ITEMS_MAX 65536
 #define KR_NAMESPACE_MAX 128
+/* The largest Variable ciphertext anywhere: the HTTP body cap (1 MiB)
+ * bounds the Items JSON, plus nonce and tag.  Apply, restore and the HTTP
+ * layer all use this one number, so whatever was accepted can be restored. */
+#define KR_VAR_DATA_MAX ((1u << 20) + 28u)
 
 enum kr_key_state {
     KR_KEY_ACTIVE,

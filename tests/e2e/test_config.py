@@ -226,3 +226,14 @@ def test_bad_config_does_not_listen(tmp_path):
     with socket.socket() as s:
         s.settimeout(1)
         assert s.connect_ex(("127.0.0.1", http)) != 0
+
+
+def test_no_active_keyring_is_refused(tmp_path):
+    """Blocks exist but none is active: no new key could ever be wrapped,
+    so the agent refuses the config instead of waiting for start_timeout."""
+    path, text, _ = write_config(
+        tmp_path, 'keyring "aead" {\n  active = false\n}\n')
+    rc, out, err, secs = run_agent_to_exit(["-config", path])
+    assert rc not in (None, 0), (rc, err)
+    assert secs < 5 * SLOW
+    assert "no keyring block is active" in err, err

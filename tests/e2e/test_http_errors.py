@@ -276,3 +276,25 @@ def test_server_survives_garbage(a):
         finally:
             s.close()
     assert a.api("GET", "/v1/agent/health").status == 200
+
+
+def test_list_filter_is_refused_not_ignored(module_agent):
+    r = module_agent.api("GET", "/v1/vars?filter=Path%20contains%20%22a%22")
+    assert r.status == 400, r
+    assert "filter" in r.text
+
+
+def test_no_cleartext_http2(module_agent):
+    """h2o 2.2.5 lacks the HTTP/2 Rapid Reset fix: no h2c upgrade, and no
+    prior-knowledge HTTP/2 on the plain port."""
+    import subprocess
+    up = subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_version}",
+         "--http2", module_agent.url("/v1/agent/health")],
+        capture_output=True, text=True, timeout=10)
+    assert up.stdout == "1.1", up
+    pk = subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_version}",
+         "--http2-prior-knowledge", module_agent.url("/v1/agent/health")],
+        capture_output=True, text=True, timeout=10)
+    assert pk.stdout != "2", pk

@@ -561,14 +561,11 @@ static void test_keyring_active_rules(void **state)
                "agent.hcl:2: keyring \"awskms\": only one keyring can be "
                "active (keyring \"aead\" at agent.hcl:1 is active too)");
 
-    /* Once any block exists there is no implicit aead, active or not. */
-    cfg = new_cfg(true);
-    merge_ok(cfg, "a.hcl", "keyring \"awskms\" { kms_key_id = \"k\" }");
-    finish_ok(cfg);
-    assert_int_equal(cfg->n_keyrings, 1);
-    assert_string_equal(cfg->keyrings[0].id, "awskms");
-    assert_false(cfg->keyrings[0].active);
-    kr_config_free(cfg);
+    /* Once any block exists there is no implicit aead, active or not; and
+     * with no active block at all no new key could ever be wrapped. */
+    finish_err(true, "keyring \"awskms\" { kms_key_id = \"k\" }",
+               "no keyring block is active: new root keys could not be "
+               "wrapped; set active = true on one keyring block");
 
     /* Same (type, name) in one file merges too: later active wins. */
     cfg = new_cfg(true);
