@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hex.h"
 #include "common/err.h"
 
 enum tok {
@@ -407,17 +408,6 @@ out:
     return rv;
 }
 
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Reads n hex digits at s[at..end); returns false when they are not. */
 static bool read_hex(const unsigned char *s, size_t at, size_t end, size_t n,
                      uint32_t *out)
@@ -427,7 +417,7 @@ static bool read_hex(const unsigned char *s, size_t at, size_t end, size_t n,
     if (at > end || end - at < n)
         return false;
     for (size_t i = 0; i < n; i++) {
-        int h = hex_value(s[at + i]);
+        int h = kr_hex_digit(s[at + i]);
 
         if (h < 0)
             return false;
@@ -703,10 +693,10 @@ static int lex_number(struct parser *p, bool hex_ok, struct token *t)
         (s[pos + 1] == 'x' || s[pos + 1] == 'X')) {
         pos += 2;
         ds = pos;
-        for (; pos < p->len && hex_value(s[pos]) >= 0; pos++) {
+        for (; pos < p->len && kr_hex_digit(s[pos]) >= 0; pos++) {
             if (v > (UINT64_MAX >> 4))
                 goto range;
-            v = (v << 4) | (uint64_t)hex_value(s[pos]);
+            v = (v << 4) | (uint64_t)kr_hex_digit(s[pos]);
         }
         if (pos == ds)
             goto bad;

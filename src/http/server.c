@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hex.h"
 #include "common/err.h"
 #include "common/log.h"
 
@@ -207,17 +208,6 @@ void kr_http_reply_empty(h2o_req_t *req, int status, uint64_t index)
     h2o_send_inline(req, "", 0);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes src[0..n) into a pool string; '+' becomes ' ' when form
  * is set (query strings).  NULL on a malformed escape or a NUL byte. */
 static char *decode(h2o_mem_pool_t *pool, const char *src, size_t n, bool form)
@@ -231,8 +221,8 @@ static char *decode(h2o_mem_pool_t *pool, const char *src, size_t n, bool form)
             int hi, lo;
             if (i + 2 >= n)
                 return NULL;
-            hi = hexval(src[i + 1]);
-            lo = hexval(src[i + 2]);
+            hi = kr_hex_digit(src[i + 1]);
+            lo = kr_hex_digit(src[i + 2]);
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
                 return NULL;
             out[o++] = (char)(hi * 16 + lo);
