@@ -1,6 +1,8 @@
 # Thin wrapper over CMake.  `make run` and `make test` install what is
 # missing first (scripts/deps.sh), so both work on a fresh Debian 12.
 BUILD      ?= build
+# cmake --build runs make again; keep its directory chatter out of the way.
+MAKEFLAGS  += --no-print-directory
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 PYTEST      = /usr/bin/python3 -m pytest
