@@ -488,6 +488,54 @@ int kr_cli_connect(struct kr_cli_api *api, struct kr_cli_client **out)
     return rv;
 }
 
+json_t *kr_cli_resp_json(const struct kr_cli_resp *resp, bool want_array)
+{
+    json_error_t jerr;
+    json_t *v = json_loadb((const char *)resp->body.data, resp->body.len,
+                           JSON_DECODE_ANY, &jerr);
+
+    if (v == NULL) {
+        kr_cli_error("unexpected reply from server: %s", jerr.text);
+        return NULL;
+    }
+    if (want_array && json_is_null(v)) {
+        json_decref(v);
+        return json_array();
+    }
+    if (want_array ? !json_is_array(v) : !json_is_object(v)) {
+        kr_cli_error("unexpected reply from server: not a JSON %s",
+                     want_array ? "array" : "object");
+        json_decref(v);
+        return NULL;
+    }
+    return v;
+}
+
+void kr_cli_session_init(struct kr_cli_session *s)
+{
+    kr_cli_api_init(&s->api);
+    s->client = NULL;
+    kr_cli_resp_init(&s->resp);
+    kr_buf_init(&s->url);
+    kr_buf_init(&s->query);
+}
+
+void kr_cli_session_free(struct kr_cli_session *s)
+{
+    kr_buf_free(&s->query);
+    kr_buf_free(&s->url);
+    kr_cli_resp_free(&s->resp);
+    kr_cli_client_free(s->client);
+    s->client = NULL;
+}
+
+int kr_cli_session_call(struct kr_cli_session *s, const char *method,
+                        const char *path, const char *body, long allow)
+{
+    return kr_cli_client_call(s->client, method, path,
+                              kr_cli_buf_str(&s->query), body, allow, &s->resp);
+}
+
 static void escape(struct kr_buf *b, const char *s, bool keep_slash)
 {
     static const char hex[] = "0123456789ABCDEF";

@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "cli/cmd.h"
 #include "common/buf.h"
 
@@ -110,6 +112,41 @@ int kr_cli_client_call(struct kr_cli_client *c, const char *method,
  * "Error: ..." on failure.  Returns 0 or a kr_err code.
  */
 int kr_cli_connect(struct kr_cli_api *api, struct kr_cli_client **out);
+
+/*
+ * Parses resp's body, which must be a JSON object (or, when want_array, an
+ * array; "null" reads as an empty one), printing "Error: unexpected reply
+ * from server: ..." when it is not.  Returns a new reference (release
+ * with json_decref) or NULL.
+ */
+json_t *kr_cli_resp_json(const struct kr_cli_resp *resp, bool want_array);
+
+/*
+ * What one API command holds from start to end: its global options, the
+ * client (NULL until kr_cli_connect(&s->api, &s->client)), the reply, and
+ * the URL path and query it builds.  Put `api.flags` in the command's
+ * struct kr_cli_cmd as `general`.
+ */
+struct kr_cli_session {
+    struct kr_cli_api api;
+    struct kr_cli_client *client;
+    struct kr_cli_resp resp;
+    struct kr_buf url;
+    struct kr_buf query;
+};
+
+/* Initialises every member of s (api as kr_cli_api_init does). */
+void kr_cli_session_init(struct kr_cli_session *s);
+/* Frees the client, wipes and frees the reply and buffers. */
+void kr_cli_session_free(struct kr_cli_session *s);
+
+/*
+ * kr_cli_client_call on the session's client with its query, filling
+ * s->resp: path is already escaped, body may be NULL, allow is a non-2xx
+ * status the caller handles (0 for none).  Returns 0 or KR_EIO (reported).
+ */
+int kr_cli_session_call(struct kr_cli_session *s, const char *method,
+                        const char *path, const char *body, long allow);
 
 /* Appends "key=value" (percent-encoded) to a query, with '&' as needed. */
 void kr_cli_query_add(struct kr_buf *q, const char *key, const char *value);

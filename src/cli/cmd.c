@@ -181,6 +181,19 @@ bool kr_cli_parse(const struct kr_cli_cmd *cmd, int argc, char **argv,
     return true;
 }
 
+bool kr_cli_parse_args(const struct kr_cli_cmd *cmd, int argc, char **argv,
+                       int min, int max, const char *msg, int *argi,
+                       int *exit_code)
+{
+    if (!kr_cli_parse(cmd, argc, argv, argi, exit_code))
+        return false;
+    if (argc - *argi < min || argc - *argi > max) {
+        *exit_code = kr_cli_usage_error(cmd, "%s", msg);
+        return false;
+    }
+    return true;
+}
+
 void kr_cli_flags_env(const struct kr_cli_flag *flags,
                       kr_cli_getenv_fn getenv_fn)
 {

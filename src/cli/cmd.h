@@ -78,6 +78,15 @@ struct kr_cli_cmd {
 bool kr_cli_parse(const struct kr_cli_cmd *cmd, int argc, char **argv,
                   int *argi, int *exit_code);
 
+/*
+ * kr_cli_parse, then checks that between min and max positional arguments
+ * follow the flags; if not, prints `msg` as a usage error and sets
+ * *exit_code to 2.  Returns true when the command should go on.
+ */
+bool kr_cli_parse_args(const struct kr_cli_cmd *cmd, int argc, char **argv,
+                       int min, int max, const char *msg, int *argi,
+                       int *exit_code);
+
 /* The flag parser behind kr_cli_parse: returns 0, or KR_EINVAL with the
  * reason in errmsg; *help is set when -h/-help was seen. */
 int kr_cli_flags_parse(const struct kr_cli_cmd *cmd, int argc, char **argv,

@@ -19,6 +19,8 @@
 #include "common/uuid.h"
 
 #define SHORT_ID_LEN 8
+#define MSG_NO_ARGS "this command takes no arguments"
+#define MSG_ONE_ID "this command requires one argument: <key ID>"
 
 int kr_cli_keyring_match(const json_t *keys, const char *prefix,
                          const char **out_id, size_t *nmatch)
@@ -112,26 +114,12 @@ static int print_keys(json_t *const *keys, size_t n, bool verbose, FILE *fp)
 static json_t *fetch_keys(struct kr_cli_client *client)
 {
     struct kr_cli_resp resp;
-    json_error_t jerr;
     json_t *v = NULL;
 
     kr_cli_resp_init(&resp);
     if (kr_cli_client_call(client, "GET", "/v1/operator/keyring/keys", NULL,
-                           NULL, 0, &resp) != 0)
-        goto out;
-    v = json_loadb((const char *)resp.body.data, resp.body.len, JSON_DECODE_ANY,
-                   &jerr);
-    if (json_is_null(v)) {
-        json_decref(v);
-        v = json_array();
-    }
-    if (!json_is_array(v)) {
-        kr_cli_error("unexpected reply from server: %s",
-                     v == NULL ? jerr.text : "not a JSON array");
-        json_decref(v);
-        v = NULL;
-    }
-out:
+                           NULL, 0, &resp) == 0)
+        v = kr_cli_resp_json(&resp, true);
     kr_cli_resp_free(&resp);
     return v;
 }
@@ -163,8 +151,7 @@ static const char LIST_ABOUT[] =
 
 int kr_cli_keyring_list_main(int argc, char **argv)
 {
-    struct kr_cli_api api;
-    struct kr_cli_client *client = NULL;
+    struct kr_cli_session s;
     json_t *keys = NULL;
     json_t **items = NULL;
     bool verbose = false;
@@ -181,19 +168,15 @@ int kr_cli_keyring_list_main(int argc, char **argv)
         LIST_ABOUT,
         "Keyring Options",
         flags,
-        api.flags,
+        s.api.flags,
     };
 
-    kr_cli_api_init(&api);
-    if (!kr_cli_parse(&cmd, argc, argv, &argi, &rc))
+    kr_cli_session_init(&s);
+    if (!kr_cli_parse_args(&cmd, argc, argv, 0, 0, MSG_NO_ARGS, &argi, &rc))
         goto out;
-    if (argi != argc) {
-        rc = kr_cli_usage_error(&cmd, "this command takes no arguments");
+    if (kr_cli_connect(&s.api, &s.client) != 0)
         goto out;
-    }
-    if (kr_cli_connect(&api, &client) != 0)
-        goto out;
-    keys = fetch_keys(client);
+    keys = fetch_keys(s.client);
     if (keys == NULL)
         goto out;
     items = array_items(keys, &n);
@@ -206,7 +189,7 @@ int kr_cli_keyring_list_main(int argc, char **argv)
 out:
     free(items);
     json_decref(keys);
-    kr_cli_client_free(client);
+    kr_cli_session_free(&s);
     return rc;
 }
 
@@ -228,10 +211,7 @@ static const char ROTATE_NEED_ONE[] =
 
 int kr_cli_keyring_rotate_main(int argc, char **argv)
 {
-    struct kr_cli_api api;
-    struct kr_cli_client *client = NULL;
-    struct kr_cli_resp resp;
-    struct kr_buf query;
+    struct kr_cli_session s;
     json_t *reply = NULL, *key;
     const char *prepublish = NULL;
     bool full = false, now = false, verbose = false;
@@ -266,18 +246,12 @@ int kr_cli_keyring_rotate_main(int argc, char **argv)
         ROTATE_ABOUT,
         "Keyring Options",
         flags,
-        api.flags,
+        s.api.flags,
     };
 
-    kr_cli_api_init(&api);
-    kr_cli_resp_init(&resp);
-    kr_buf_init(&query);
-    if (!kr_cli_parse(&cmd, argc, argv, &argi, &rc))
+    kr_cli_session_init(&s);
+    if (!kr_cli_parse_args(&cmd, argc, argv, 0, 0, MSG_NO_ARGS, &argi, &rc))
         goto out;
-    if (argi != argc) {
-        rc = kr_cli_usage_error(&cmd, "this command takes no arguments");
-        goto out;
-    }
     if (now == (prepublish != NULL)) {
         rc = kr_cli_usage_error(&cmd, "%s", ROTATE_NEED_ONE);
         goto out;
@@ -288,19 +262,20 @@ int kr_cli_keyring_rotate_main(int argc, char **argv)
         rc = kr_cli_usage_error(&cmd, "%s", errmsg);
         goto out;
     }
-    if (kr_cli_connect(&api, &client) != 0)
+    if (kr_cli_connect(&s.api, &s.client) != 0)
         goto out;
     /* The server switches on a full rekey when `full` is present at all. */
     if (full)
-        kr_cli_query_add(&query, "full", "true");
+        kr_cli_query_add(&s.query, "full", "true");
     if (publish_time != 0) {
         snprintf(num, sizeof(num), "%lld", (long long)publish_time);
-        kr_cli_query_add(&query, "publish_time", num);
+        kr_cli_query_add(&s.query, "publish_time", num);
     }
-    if (kr_cli_client_call(client, "PUT", "/v1/operator/keyring/rotate",
-                           kr_cli_buf_str(&query), NULL, 0, &resp) != 0)
+    if (kr_cli_session_call(&s, "PUT", "/v1/operator/keyring/rotate", NULL,
+                            0) != 0)
         goto out;
-    reply = json_loadb((const char *)resp.body.data, resp.body.len, 0, &jerr);
+    reply =
+        json_loadb((const char *)s.resp.body.data, s.resp.body.len, 0, &jerr);
     key = json_object_get(reply, "Key");
     if (!json_is_object(key)) {
         kr_cli_error("unexpected reply from server: %s",
@@ -311,9 +286,7 @@ int kr_cli_keyring_rotate_main(int argc, char **argv)
         rc = KR_CLI_EXIT_OK;
 out:
     json_decref(reply);
-    kr_buf_free(&query);
-    kr_cli_resp_free(&resp);
-    kr_cli_client_free(client);
+    kr_cli_session_free(&s);
     return rc;
 }
 
@@ -347,10 +320,7 @@ static void report_ambiguous(json_t *keys, const char *prefix, size_t n)
 
 int kr_cli_keyring_remove_main(int argc, char **argv)
 {
-    struct kr_cli_api api;
-    struct kr_cli_client *client = NULL;
-    struct kr_cli_resp resp;
-    struct kr_buf url, query;
+    struct kr_cli_session s;
     json_t *keys = NULL;
     const char *arg, *id = NULL;
     bool force = false, verbose = false;
@@ -372,29 +342,24 @@ int kr_cli_keyring_remove_main(int argc, char **argv)
         REMOVE_ABOUT,
         "Remove Options",
         flags,
-        api.flags,
+        s.api.flags,
     };
 
-    kr_cli_api_init(&api);
-    kr_cli_resp_init(&resp);
-    kr_buf_init(&url);
-    kr_buf_init(&query);
-    if (!kr_cli_parse(&cmd, argc, argv, &argi, &rc))
+    kr_cli_session_init(&s);
+    if (!kr_cli_parse_args(&cmd, argc, argv, 1, 1, MSG_ONE_ID, &argi, &rc))
         goto out;
-    if (argc - argi != 1 || argv[argi][0] == '\0') {
-        rc =
-            kr_cli_usage_error(&cmd, "this command requires one argument: <key "
-                                     "ID>");
+    arg = argv[argi];
+    if (arg[0] == '\0') {
+        rc = kr_cli_usage_error(&cmd, MSG_ONE_ID);
         goto out;
     }
-    arg = argv[argi];
-    if (kr_cli_connect(&api, &client) != 0)
+    if (kr_cli_connect(&s.api, &s.client) != 0)
         goto out;
     if (kr_uuid_valid(arg)) {
         /* A whole ID needs no lookup (nor the keyring-read capability). */
         id = arg;
     } else {
-        keys = fetch_keys(client);
+        keys = fetch_keys(s.client);
         if (keys == NULL)
             goto out;
         rv = kr_cli_keyring_match(keys, arg, &id, &nmatch);
@@ -407,20 +372,16 @@ int kr_cli_keyring_remove_main(int argc, char **argv)
             goto out;
         }
     }
-    kr_buf_puts(&url, "/v1/operator/keyring/key/");
-    kr_cli_path_escape(&url, id);
+    kr_buf_puts(&s.url, "/v1/operator/keyring/key/");
+    kr_cli_path_escape(&s.url, id);
     if (force)
-        kr_cli_query_add(&query, "force", "true");
-    if (kr_cli_client_call(client, "DELETE", kr_cli_buf_str(&url),
-                           kr_cli_buf_str(&query), NULL, 0, &resp) != 0)
+        kr_cli_query_add(&s.query, "force", "true");
+    if (kr_cli_session_call(&s, "DELETE", kr_cli_buf_str(&s.url), NULL, 0) != 0)
         goto out;
     printf("Removed encryption key %s\n", id);
     rc = KR_CLI_EXIT_OK;
 out:
     json_decref(keys);
-    kr_buf_free(&query);
-    kr_buf_free(&url);
-    kr_cli_resp_free(&resp);
-    kr_cli_client_free(client);
+    kr_cli_session_free(&s);
     return rc;
 }

@@ -10,6 +10,7 @@
  */
 #include "cli/var.h"
 
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 #define MSG_FILTER                                                             \
     "Filter queries require a full scan of the data; use prefix searching "    \
     "where possible"
+#define MSG_ONE_PATH "this command takes one argument: <path>"
 #define MSG_WILDCARD                                                           \
     "The wildcard namespace (\"*\") is not valid for this command."
 
@@ -264,31 +266,6 @@ static int print_var(json_t *v, const char *fmt)
     return KR_CLI_EXIT_OK;
 }
 
-/* Parses a reply body that must be a JSON object (or array when want_array)
- * and reports a malformed one. */
-static json_t *parse_reply(struct kr_cli_resp *r, bool want_array)
-{
-    json_error_t jerr;
-    json_t *v = json_loadb((const char *)r->body.data, r->body.len,
-                           JSON_DECODE_ANY, &jerr);
-
-    if (v == NULL) {
-        kr_cli_error("unexpected reply from server: %s", jerr.text);
-        return NULL;
-    }
-    if (want_array && json_is_null(v)) {
-        json_decref(v);
-        return json_array();
-    }
-    if (want_array ? !json_is_array(v) : !json_is_object(v)) {
-        kr_cli_error("unexpected reply from server: not a JSON %s",
-                     want_array ? "array" : "object");
-        json_decref(v);
-        return NULL;
-    }
-    return v;
-}
-
 /* A 409 from a check-and-set write: the body is the current variable. */
 static int report_conflict(struct kr_cli_resp *r, uint64_t check, bool force)
 {
@@ -313,13 +290,73 @@ static int report_conflict(struct kr_cli_resp *r, uint64_t check, bool force)
     return KR_CLI_EXIT_ERROR;
 }
 
-static bool out_valid(const char *fmt, const char *const *allowed)
+/*
+ * Defaults -out (*fmt NULL) to tty_fmt on a terminal and to "json" when
+ * stdout is redirected, then checks it is one of `allowed` (NULL-ended).
+ * Returns true when it is; else prints a usage error and sets *rc.
+ */
+static bool check_out(const struct kr_cli_cmd *cmd, const char **fmt,
+                      const char *tty_fmt, const char *const *allowed, int *rc)
 {
-    for (; *allowed != NULL; allowed++) {
-        if (strcmp(fmt, *allowed) == 0)
+    struct kr_buf list;
+
+    if (*fmt == NULL)
+        *fmt = kr_cli_stdout_is_tty() ? tty_fmt : "json";
+    for (size_t i = 0; allowed[i] != NULL; i++) {
+        if (strcmp(*fmt, allowed[i]) == 0)
             return true;
     }
+    kr_buf_init(&list);
+    for (size_t i = 0; allowed[i] != NULL; i++) {
+        if (i > 0)
+            kr_buf_puts(&list, ", ");
+        kr_buf_puts(&list, allowed[i]);
+    }
+    *rc =
+        kr_cli_usage_error(cmd, "invalid value for -out; valid values are [%s]",
+                           kr_cli_buf_str(&list));
+    kr_buf_free(&list);
     return false;
+}
+
+/*
+ * Connects s for a command on one variable, which needs one namespace:
+ * -namespace=* is a usage error.  Returns true when the command should go
+ * on; else the error is printed and *rc set.
+ */
+static bool connect_one_ns(const struct kr_cli_cmd *cmd,
+                           struct kr_cli_session *s, int *rc)
+{
+    if (kr_cli_connect(&s->api, &s->client) != 0) {
+        *rc = KR_CLI_EXIT_ERROR;
+        return false;
+    }
+    if (strcmp(s->api.namespace, "*") == 0) {
+        *rc = kr_cli_usage_error(cmd, MSG_WILDCARD);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * The start of `get` and `purge`, which address the variable `arg` in the
+ * -namespace one: connects (see connect_one_ns), sets *path to the cleaned
+ * path (the caller frees it) and puts the namespace in s->query.  Returns
+ * true when the command should go on; else the error is printed and *rc
+ * set.
+ */
+static bool open_var(const struct kr_cli_cmd *cmd, struct kr_cli_session *s,
+                     const char *arg, char **path, int *rc)
+{
+    if (!connect_one_ns(cmd, s, rc))
+        return false;
+    *path = clean_path(arg);
+    if (*path == NULL) {
+        *rc = kr_cli_error("out of memory");
+        return false;
+    }
+    kr_cli_query_add(&s->query, "namespace", s->api.namespace);
+    return true;
 }
 
 /* What a spec file or stdin contributed to `var put`. */
@@ -441,10 +478,8 @@ static const char PUT_ABOUT[] =
 int kr_cli_var_put_main(int argc, char **argv)
 {
     static const char *const outs[] = {"json", "table", "none", NULL};
-    struct kr_cli_api api;
-    struct kr_cli_client *client = NULL;
-    struct kr_cli_resp resp;
-    struct kr_buf url, query, value;
+    struct kr_cli_session s;
+    struct kr_buf value;
     struct spec spec = {0};
     json_t *spec_json = NULL, *items = NULL, *req = NULL, *reply = NULL;
     char *path = NULL, *key = NULL, *body = NULL;
@@ -474,24 +509,18 @@ int kr_cli_var_put_main(int argc, char **argv)
     const struct kr_cli_cmd cmd = {
         "var put", "[options] <path|@spec.json|-> [<spec>] [<key>=<value>]...",
         PUT_ABOUT, "Put Options",
-        flags,     api.flags,
+        flags,     s.api.flags,
     };
 
     kr_cli_protect_secrets();
-    kr_cli_api_init(&api);
-    kr_cli_resp_init(&resp);
-    kr_buf_init(&url);
-    kr_buf_init(&query);
+    kr_cli_session_init(&s);
     kr_buf_init(&value);
-    if (!kr_cli_parse(&cmd, argc, argv, &argi, &rc))
+    if (!kr_cli_parse_args(&cmd, argc, argv, 1, INT_MAX, "not enough arguments",
+                           &argi, &rc))
         goto out;
     args = argv + argi;
     nargs = argc - argi;
     rc = KR_CLI_EXIT_USAGE;
-    if (nargs < 1) {
-        kr_cli_usage_error(&cmd, "not enough arguments");
-        goto out;
-    }
     if (strcmp(in_fmt, "json") != 0) {
         kr_cli_usage_error(&cmd, "invalid value for -in: %s%s", in_fmt,
                            strcmp(in_fmt, "hcl") == 0
@@ -499,13 +528,8 @@ int kr_cli_var_put_main(int argc, char **argv)
                                : "; valid values are [json]");
         goto out;
     }
-    if (out_fmt == NULL)
-        out_fmt = kr_cli_stdout_is_tty() ? "none" : "json";
-    if (!out_valid(out_fmt, outs)) {
-        kr_cli_usage_error(&cmd, "invalid value for -out; valid values are "
-                                 "[json, table, none]");
+    if (!check_out(&cmd, &out_fmt, "none", outs, &rc))
         goto out;
-    }
     next = 1;
     if (is_stdin_ref(args[0]) || is_file_ref(args[0])) {
         spec_ref = args[0];
@@ -517,13 +541,9 @@ int kr_cli_var_put_main(int argc, char **argv)
                                  "a specification");
         goto out;
     }
+    if (!connect_one_ns(&cmd, &s, &rc))
+        goto out;
     rc = KR_CLI_EXIT_ERROR;
-    if (kr_cli_connect(&api, &client) != 0)
-        goto out;
-    if (strcmp(api.namespace, "*") == 0) {
-        rc = kr_cli_usage_error(&cmd, MSG_WILDCARD);
-        goto out;
-    }
 
     if (spec_ref != NULL) {
         if (load_spec(spec_ref, &stdin_used, &spec_json, errmsg) != 0 ||
@@ -534,12 +554,12 @@ int kr_cli_var_put_main(int argc, char **argv)
     }
     /* As nomad: a namespace or path that differs from the spec's makes
      * this a copy, so the spec's index no longer applies. */
-    if (api.namespace_explicit) {
-        ns = api.namespace;
+    if (s.api.namespace_explicit) {
+        ns = s.api.namespace;
         if (spec.ns == NULL || strcmp(spec.ns, ns) != 0)
             spec.index = 0;
     } else {
-        ns = spec.ns != NULL && *spec.ns != '\0' ? spec.ns : api.namespace;
+        ns = spec.ns != NULL && *spec.ns != '\0' ? spec.ns : s.api.namespace;
     }
     path = clean_path(spec_ref == args[0] ? (spec.path ? spec.path : "")
                                           : args[0]);
@@ -590,20 +610,19 @@ int kr_cli_var_put_main(int argc, char **argv)
         kr_cli_error("out of memory");
         goto out;
     }
-    kr_cli_query_add(&query, "namespace", ns);
+    kr_cli_query_add(&s.query, "namespace", ns);
     cas = check_set ? check_index : spec.index;
     if (!force) {
         snprintf(num, sizeof(num), "%llu", (unsigned long long)cas);
-        kr_cli_query_add(&query, "cas", num);
+        kr_cli_query_add(&s.query, "cas", num);
     }
-    if (kr_cli_client_call(client, "PUT", var_url(&url, path),
-                           kr_cli_buf_str(&query), body, 409, &resp) != 0)
+    if (kr_cli_session_call(&s, "PUT", var_url(&s.url, path), body, 409) != 0)
         goto out;
-    if (resp.status == 409) {
-        rc = report_conflict(&resp, cas, true);
+    if (s.resp.status == 409) {
+        rc = report_conflict(&s.resp, cas, true);
         goto out;
     }
-    reply = parse_reply(&resp, false);
+    reply = kr_cli_resp_json(&s.resp, false);
     if (reply == NULL)
         goto out;
     if (strcmp(out_fmt, "none") == 0) {
@@ -629,10 +648,7 @@ out:
     free(key);
     free(path);
     kr_buf_free(&value);
-    kr_buf_free(&query);
-    kr_buf_free(&url);
-    kr_cli_resp_free(&resp);
-    kr_cli_client_free(client);
+    kr_cli_session_free(&s);
     return rc;
 }
 
@@ -646,10 +662,7 @@ static const char GET_ABOUT[] =
 int kr_cli_var_get_main(int argc, char **argv)
 {
     static const char *const outs[] = {"json", "table", "none", NULL};
-    struct kr_cli_api api;
-    struct kr_cli_client *client = NULL;
-    struct kr_cli_resp resp;
-    struct kr_buf url, query;
+    struct kr_cli_session s;
     json_t *reply = NULL, *v;
     char *path = NULL;
     const char *item = NULL, *out_fmt = NULL;
@@ -667,44 +680,18 @@ int kr_cli_var_get_main(int argc, char **argv)
     };
     const struct kr_cli_cmd cmd = {
         "var get", "[options] <path>", GET_ABOUT, "Get Options",
-        flags,     api.flags,
+        flags,     s.api.flags,
     };
 
     kr_cli_protect_secrets();
-    kr_cli_api_init(&api);
-    kr_cli_resp_init(&resp);
-    kr_buf_init(&url);
-    kr_buf_init(&query);
-    if (!kr_cli_parse(&cmd, argc, argv, &argi, &rc))
+    kr_cli_session_init(&s);
+    if (!kr_cli_parse_args(&cmd, argc, argv, 1, 1, MSG_ONE_PATH, &argi, &rc) ||
+        !check_out(&cmd, &out_fmt, "table", outs, &rc) ||
+        !open_var(&cmd, &s, argv[argi], &path, &rc))
         goto out;
-    if (argc - argi != 1) {
-        rc =
-            kr_cli_usage_error(&cmd, "this command takes one argument: <path>");
+    if (kr_cli_session_call(&s, "GET", var_url(&s.url, path), NULL, 0) != 0)
         goto out;
-    }
-    if (out_fmt == NULL)
-        out_fmt = kr_cli_stdout_is_tty() ? "table" : "json";
-    if (!out_valid(out_fmt, outs)) {
-        rc = kr_cli_usage_error(&cmd, "invalid value for -out; valid values "
-                                      "are [json, table, none]");
-        goto out;
-    }
-    if (kr_cli_connect(&api, &client) != 0)
-        goto out;
-    if (strcmp(api.namespace, "*") == 0) {
-        rc = kr_cli_usage_error(&cmd, MSG_WILDCARD);
-        goto out;
-    }
-    path = clean_path(argv[argi]);
-    if (path == NULL) {
-        kr_cli_error("out of memory");
-        goto out;
-    }
-    kr_cli_query_add(&query, "namespace", api.namespace);
-    if (kr_cli_client_call(client, "GET", var_url(&url, path),
-                           kr_cli_buf_str(&query), NULL, 0, &resp) != 0)
-        goto out;
-    reply = parse_reply(&resp, false);
+    reply = kr_cli_resp_json(&s.resp, false);
     if (reply == NULL)
         goto out;
     if (item != NULL) {
@@ -721,10 +708,7 @@ int kr_cli_var_get_main(int argc, char **argv)
 out:
     json_decref(reply);
     free(path);
-    kr_buf_free(&query);
-    kr_buf_free(&url);
-    kr_cli_resp_free(&resp);
-    kr_cli_client_free(client);
+    kr_cli_session_free(&s);
     return rc;
 }
 
@@ -799,10 +783,7 @@ static const char LIST_ABOUT[] =
 int kr_cli_var_list_main(int argc, char **argv)
 {
     static const char *const outs[] = {"json", "table", "terse", NULL};
-    struct kr_cli_api api;
-    struct kr_cli_client *client = NULL;
-    struct kr_cli_resp resp;
-    struct kr_buf query;
+    struct kr_cli_session s;
     json_t *reply = NULL, *wrapped = NULL;
     const char *token = NULL, *filter = NULL, *out_fmt = NULL;
     const char *prefix = NULL;
@@ -826,48 +807,38 @@ int kr_cli_var_list_main(int argc, char **argv)
         {NULL, KR_CLI_FLAG_BOOL, NULL, NULL, NULL, NULL, NULL},
     };
     const struct kr_cli_cmd cmd = {
-        "var list", "[options] [<prefix>]", LIST_ABOUT, "List Options", flags,
-        api.flags,
+        "var list",  "[options] [<prefix>]", LIST_ABOUT, "List Options", flags,
+        s.api.flags,
     };
 
-    kr_cli_api_init(&api);
-    kr_cli_resp_init(&resp);
-    kr_buf_init(&query);
-    if (!kr_cli_parse(&cmd, argc, argv, &argi, &rc))
+    kr_cli_session_init(&s);
+    if (!kr_cli_parse_args(&cmd, argc, argv, 0, 1,
+                           "this command takes flags and either no arguments "
+                           "or one: <prefix>",
+                           &argi, &rc))
         goto out;
-    if (argc - argi > 1) {
-        rc = kr_cli_usage_error(&cmd, "this command takes flags and either "
-                                      "no arguments or one: <prefix>");
-        goto out;
-    }
     if (argc - argi == 1)
         prefix = argv[argi];
-    if (out_fmt == NULL)
-        out_fmt = kr_cli_stdout_is_tty() ? "table" : "json";
-    if (!out_valid(out_fmt, outs)) {
-        rc = kr_cli_usage_error(&cmd, "invalid value for -out; valid values "
-                                      "are [json, table, terse]");
+    if (!check_out(&cmd, &out_fmt, "table", outs, &rc))
         goto out;
-    }
-    if (kr_cli_connect(&api, &client) != 0)
+    if (kr_cli_connect(&s.api, &s.client) != 0)
         goto out;
     if (filter != NULL && *filter != '\0')
         fprintf(stderr, "%s\n", MSG_FILTER);
     if (prefix != NULL && *prefix != '\0')
-        kr_cli_query_add(&query, "prefix", prefix);
-    kr_cli_query_add(&query, "namespace", api.namespace);
+        kr_cli_query_add(&s.query, "prefix", prefix);
+    kr_cli_query_add(&s.query, "namespace", s.api.namespace);
     if (per_page > 0) {
         snprintf(num, sizeof(num), "%d", per_page);
-        kr_cli_query_add(&query, "per_page", num);
+        kr_cli_query_add(&s.query, "per_page", num);
     }
     if (token != NULL && *token != '\0')
-        kr_cli_query_add(&query, "next_token", token);
+        kr_cli_query_add(&s.query, "next_token", token);
     if (filter != NULL && *filter != '\0')
-        kr_cli_query_add(&query, "filter", filter);
-    if (kr_cli_client_call(client, "GET", "/v1/vars", kr_cli_buf_str(&query),
-                           NULL, 0, &resp) != 0)
+        kr_cli_query_add(&s.query, "filter", filter);
+    if (kr_cli_session_call(&s, "GET", "/v1/vars", NULL, 0) != 0)
         goto out;
-    reply = parse_reply(&resp, true);
+    reply = kr_cli_resp_json(&s.resp, true);
     if (reply == NULL)
         goto out;
 
@@ -876,10 +847,11 @@ int kr_cli_var_list_main(int argc, char **argv)
         if (per_page > 0) {
             wrapped = json_pack(
                 "{s:O, s:{s:I, s:I, s:b, s:I, s:s}}", "Data", reply,
-                "QueryMeta", "LastIndex", (json_int_t)resp.index, "LastContact",
-                (json_int_t)resp.last_contact_ms * 1000000, "KnownLeader",
-                resp.known_leader, "RequestTime", (json_int_t)resp.request_ns,
-                "NextToken", resp.next_token != NULL ? resp.next_token : "");
+                "QueryMeta", "LastIndex", (json_int_t)s.resp.index,
+                "LastContact", (json_int_t)s.resp.last_contact_ms * 1000000,
+                "KnownLeader", s.resp.known_leader, "RequestTime",
+                (json_int_t)s.resp.request_ns, "NextToken",
+                s.resp.next_token != NULL ? s.resp.next_token : "");
             if (wrapped == NULL) {
                 kr_cli_error("out of memory");
                 goto out;
@@ -890,19 +862,17 @@ int kr_cli_var_list_main(int argc, char **argv)
         goto out;
     }
     if (print_list(reply, strcmp(out_fmt, "terse") == 0,
-                   strcmp(api.namespace, "*") == 0) != 0) {
+                   strcmp(s.api.namespace, "*") == 0) != 0) {
         kr_cli_error("out of memory");
         goto out;
     }
-    if (resp.next_token != NULL)
-        fprintf(stderr, "Next page token: %s\n", resp.next_token);
+    if (s.resp.next_token != NULL)
+        fprintf(stderr, "Next page token: %s\n", s.resp.next_token);
     rc = KR_CLI_EXIT_OK;
 out:
     json_decref(wrapped);
     json_decref(reply);
-    kr_buf_free(&query);
-    kr_cli_resp_free(&resp);
-    kr_cli_client_free(client);
+    kr_cli_session_free(&s);
     return rc;
 }
 
@@ -915,10 +885,7 @@ static const char PURGE_ABOUT[] =
 
 int kr_cli_var_purge_main(int argc, char **argv)
 {
-    struct kr_cli_api api;
-    struct kr_cli_client *client = NULL;
-    struct kr_cli_resp resp;
-    struct kr_buf url, query;
+    struct kr_cli_session s;
     char *path = NULL;
     uint64_t check_index = 0;
     bool check_set = false;
@@ -933,41 +900,22 @@ int kr_cli_var_purge_main(int argc, char **argv)
     };
     const struct kr_cli_cmd cmd = {
         "var purge", "[options] <path>", PURGE_ABOUT, "Purge Options",
-        flags,       api.flags,
+        flags,       s.api.flags,
     };
 
-    kr_cli_api_init(&api);
-    kr_cli_resp_init(&resp);
-    kr_buf_init(&url);
-    kr_buf_init(&query);
-    if (!kr_cli_parse(&cmd, argc, argv, &argi, &rc))
+    kr_cli_session_init(&s);
+    if (!kr_cli_parse_args(&cmd, argc, argv, 1, 1, MSG_ONE_PATH, &argi, &rc) ||
+        !open_var(&cmd, &s, argv[argi], &path, &rc))
         goto out;
-    if (argc - argi != 1) {
-        rc =
-            kr_cli_usage_error(&cmd, "this command takes one argument: <path>");
-        goto out;
-    }
-    if (kr_cli_connect(&api, &client) != 0)
-        goto out;
-    if (strcmp(api.namespace, "*") == 0) {
-        rc = kr_cli_usage_error(&cmd, MSG_WILDCARD);
-        goto out;
-    }
-    path = clean_path(argv[argi]);
-    if (path == NULL) {
-        kr_cli_error("out of memory");
-        goto out;
-    }
-    kr_cli_query_add(&query, "namespace", api.namespace);
     if (check_set) {
         snprintf(num, sizeof(num), "%llu", (unsigned long long)check_index);
-        kr_cli_query_add(&query, "cas", num);
+        kr_cli_query_add(&s.query, "cas", num);
     }
-    if (kr_cli_client_call(client, "DELETE", var_url(&url, path),
-                           kr_cli_buf_str(&query), NULL, 409, &resp) != 0)
+    if (kr_cli_session_call(&s, "DELETE", var_url(&s.url, path), NULL, 409) !=
+        0)
         goto out;
-    if (resp.status == 409) {
-        rc = report_conflict(&resp, check_index, false);
+    if (s.resp.status == 409) {
+        rc = report_conflict(&s.resp, check_index, false);
         goto out;
     }
     fputs("Successfully purged variable ", stdout);
@@ -976,9 +924,6 @@ int kr_cli_var_purge_main(int argc, char **argv)
     rc = KR_CLI_EXIT_OK;
 out:
     free(path);
-    kr_buf_free(&query);
-    kr_buf_free(&url);
-    kr_cli_resp_free(&resp);
-    kr_cli_client_free(client);
+    kr_cli_session_free(&s);
     return rc;
 }
