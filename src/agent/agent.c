@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <raft.h>
 #include <uv.h>
 
 #include "cluster/raft.h"
@@ -139,6 +140,8 @@ static int harden(char *errmsg)
 }
 
 static void stop(struct agent *a, int code);
+static void on_forwarded_http(void *arg, uv_stream_t *stream);
+static void on_fatal(void *arg, const char *why);
 
 static void on_signal(uv_signal_t *h, int signum)
 {
@@ -239,8 +242,17 @@ static void on_tick(uv_timer_t *t)
     ensure_active_key(a);
     if (a->ready)
         return;
+    /* While discovery looks for the other servers there is no clock: a
+     * cluster may take as long as its operators take to start it. */
+    if (!kr_raft_started(a->raft))
+        return;
+    if (a->start_ms == 0) {
+        /* start_timeout covers replaying our own log and decrypting the
+         * keys it holds, as in Nomad. */
+        a->start_ms = kr_time_mono_ms();
+        a->replay_target = kr_raft_last_index(a->raft);
+    }
     if (kr_raft_last_applied(a->raft) >= a->replay_target &&
-        kr_state_key_active(a->state) != NULL &&
         kr_keyring_pending(a->keyring, NULL, 0) == 0) {
         become_ready(a);
         return;
@@ -258,14 +270,9 @@ static void on_tick(uv_timer_t *t)
                  "failed to wait for keyring decryption to complete: keyring "
                  "is not ready - waiting for keys %s%s%s",
                  ids, why ? ": " : "", why ? why : "");
-    } else if (kr_state_key_active(a->state) == NULL) {
-        KR_ERROR("agent",
-                 "keyring has no active key after %s; is there a "
-                 "cluster leader?",
-                 "start_timeout");
     } else {
         KR_ERROR("agent", "raft log replay did not finish within "
-                          "start_timeout");
+                          "start_timeout; is there a cluster leader?");
     }
     stop(a, 1);
 }
@@ -276,6 +283,26 @@ static void after_apply(void *arg)
 
     if (a->keyring != NULL)
         kr_keyring_sync(a->keyring);
+}
+
+/* A request forwarded to us over the RPC port: h2o serves it like any
+ * other connection, once the HTTP server runs. */
+static void on_forwarded_http(void *arg, uv_stream_t *stream)
+{
+    struct agent *a = arg;
+
+    if (a->http == NULL)
+        uv_close((uv_handle_t *)stream, (uv_close_cb)raft_free);
+    else
+        kr_http_accept(a->http, stream);
+}
+
+static void on_fatal(void *arg, const char *why)
+{
+    struct agent *a = arg;
+
+    KR_ERROR("agent", "stopping: %s", why);
+    stop(a, 1);
 }
 
 /* ---- shutdown ---- */
@@ -489,7 +516,17 @@ int kr_agent_main(int argc, char **argv)
     rc = (struct kr_raft_config){
         .loop = &a.loop,
         .data_dir = a.data_dir,
+        .bind_host = a.cfg->bind_addr,
+        .rpc_port = a.cfg->rpc_port,
         .address = raft_addr,
+        .bootstrap_expect = a.cfg->server.bootstrap_expect,
+        .retry_join =
+            (const char *const *)a.cfg->server.server_join.retry_join.v,
+        .n_retry_join = a.cfg->server.server_join.retry_join.n,
+        .retry_interval_ms =
+            (uint64_t)(a.cfg->server.server_join.retry_interval / KR_NS_PER_MS),
+        .on_http = on_forwarded_http,
+        .on_fatal = on_fatal,
         .state = a.state,
         .snapshot_threshold = (unsigned)a.cfg->server.raft_snapshot_threshold,
         .snapshot_trailing = (unsigned)a.cfg->server.raft_trailing_logs,
@@ -503,8 +540,6 @@ int kr_agent_main(int argc, char **argv)
         KR_ERROR("agent", "%s", errmsg);
         goto fail_loop;
     }
-    a.replay_target = kr_raft_last_index(a.raft);
-    a.start_ms = kr_time_mono_ms();
     uv_timer_init(&a.loop, &a.tick);
     a.tick.data = &a;
     uv_timer_start(&a.tick, on_tick, 0, TICK_MS);

@@ -1,8 +1,15 @@
 /*
  * See raft.h.  The node ID is drawn once and kept in <data_dir>/node-id,
- * so a restarted server is the same raft member and never bootstraps a
- * second time (raft_bootstrap on an existing log returns
- * RAFT_CANTBOOTSTRAP, which is expected).
+ * so a restarted server is the same raft member.  raft state in
+ * <data_dir>/raft (its metadata files) is what "already part of a
+ * cluster" means: such a server never bootstraps again.
+ *
+ * Membership calls travel as KR_RPC_CALL requests (rpc.h):
+ *   STATUS -> id, address, started, leader?, leader address,
+ *             configuration [id, address, voter], seen [id, address]
+ *   JOIN(id, address) -> code (0 accepted, 1 not leader, 2 busy), leader
+ * "seen" carries the fresh servers a node has heard of, so discovery is
+ * transitive: each server only needs one other's address.
  */
 #include "cluster/raft.h"
 
@@ -18,9 +25,22 @@
 #include <raft.h>
 #include <raft/uv.h>
 
+#include "cluster/rpc.h"
+#include "cluster/transport.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "crypto/rand.h"
+
+#define MAX_PEERS 64
+#define CALL_TIMEOUT_MS 2000
+
+enum { OP_STATUS = 1, OP_JOIN = 2 };
+enum { JOIN_ACCEPTED = 0, JOIN_NOT_LEADER = 1, JOIN_BUSY = 2 };
+
+struct peer {
+    uint64_t id;
+    char address[256];
+};
 
 struct kr_raft {
     struct raft raft;
@@ -28,11 +48,34 @@ struct kr_raft {
     struct raft_uv_transport transport;
     struct raft_fsm fsm;
     struct kr_raft_config cfg;
+    char **retry_join; /* owned copies of cfg.retry_join */
     char *raft_dir;
     char *address;
     raft_id id;
+    bool io_ok, transport_ok, raft_ok;
+    bool started;
+    bool had_state; /* raft state existed when we started */
+    struct kr_rpc *rpc;
+    /* discovery */
+    uv_timer_t tick;
+    unsigned calls_out;          /* STATUS calls of this round in flight */
+    struct peer seen[MAX_PEERS]; /* fresh servers heard of, us included */
+    size_t n_seen;
+    char leader_hint[256]; /* a running cluster's leader */
+    bool found_cluster;
+    /* A running cluster's configuration that lists us: a server of the
+     * same bootstrap round, which we must bootstrap with too. */
+    struct peer adopt[MAX_PEERS];
+    size_t n_adopt;
+    bool removed;
+    struct raft_change change; /* one membership change at a time */
+    bool changing;
+    uint64_t changing_id;
+    kr_raft_barrier_cb remove_cb;
+    void *remove_arg;
     void (*close_cb)(void *arg);
     void *close_arg;
+    int closing; /* handles and components still to close */
 };
 
 struct apply_req {
@@ -41,14 +84,34 @@ struct apply_req {
     void *arg;
 };
 
-/*
- * Entry framing.  libraft 0.15's disk format pads every entry to a multiple
- * of 8 bytes when it writes a segment but does not when it reads one back,
- * so a log holding an entry of any other length fails to load after a
- * restart.  Every payload therefore travels as u32 length || payload ||
- * zero padding, always a multiple of 8, and the state machine never sees
- * the padding.
- */
+struct barrier_req {
+    struct raft_barrier req;
+    kr_raft_barrier_cb cb;
+    void *arg;
+};
+
+static int to_kr(int rv)
+{
+    switch (rv) {
+    case 0:
+        return 0;
+    case RAFT_NOTLEADER:
+    case RAFT_LEADERSHIPLOST:
+        return KR_ENOLEADER;
+    case RAFT_SHUTDOWN:
+    case RAFT_CANCELED:
+        return KR_ESHUTDOWN;
+    case RAFT_NOMEM:
+        return KR_ENOMEM;
+    case RAFT_BADID:
+        return KR_ENOTFOUND;
+    case RAFT_CANTCHANGE:
+        return KR_ECONFLICT;
+    default:
+        return KR_EIO;
+    }
+}
+
 #define FRAME_HEADER 4
 
 static size_t frame_size(size_t payload)
@@ -207,16 +270,450 @@ static int load_node_id(const char *data_dir, raft_id *out, bool *fresh,
     return 0;
 }
 
+static bool raft_dir_has_state(const char *raft_dir)
+{
+    char p[4200];
+
+    snprintf(p, sizeof(p), "%s/metadata1", raft_dir);
+    if (access(p, F_OK) == 0)
+        return true;
+    snprintf(p, sizeof(p), "%s/metadata2", raft_dir);
+    return access(p, F_OK) == 0;
+}
+
+/* Starts raft; with peers (n > 0) on a fresh directory, bootstraps it
+ * with that configuration first. */
+static int start_raft(struct kr_raft *r, const struct peer *peers, size_t n)
+{
+    struct raft_configuration conf;
+    int rv = 0;
+
+    raft_configuration_init(&conf);
+    for (size_t i = 0; i < n && rv == 0; i++)
+        rv = raft_configuration_add(&conf, peers[i].id, peers[i].address,
+                                    RAFT_VOTER);
+    if (rv == 0 && n > 0) {
+        rv = raft_bootstrap(&r->raft, &conf);
+        if (rv == RAFT_CANTBOOTSTRAP)
+            rv = 0;
+    }
+    raft_configuration_close(&conf);
+    if (rv == 0)
+        rv = raft_start(&r->raft);
+    if (rv != 0) {
+        const char *detail = raft_errmsg(&r->raft);
+        KR_ERROR("raft", "cannot start raft on %s: %s%s%s", r->address,
+                 raft_strerror(rv), *detail ? ": " : "", detail);
+        return rv;
+    }
+    r->started = true;
+    KR_INFO("raft", "started node %llu at %s (%s)", (unsigned long long)r->id,
+            r->address,
+            n > 1          ? "bootstrapped a new cluster"
+            : n == 1       ? "bootstrapped a one-server cluster"
+            : r->had_state ? "existing state"
+                           : "waiting to be added by the leader");
+    return 0;
+}
+
+/* ---- membership: serving calls ---- */
+
+static bool in_config(struct kr_raft *r, uint64_t id, bool *voter)
+{
+    for (unsigned i = 0; i < r->raft.configuration.n; i++) {
+        const struct raft_server *s = &r->raft.configuration.servers[i];
+        if (s->id == id) {
+            if (voter != NULL)
+                *voter = s->role == RAFT_VOTER;
+            return true;
+        }
+    }
+    return false;
+}
+
+static void add_seen(struct kr_raft *r, uint64_t id, const char *address)
+{
+    for (size_t i = 0; i < r->n_seen; i++)
+        if (r->seen[i].id == id)
+            return;
+    if (r->n_seen == MAX_PEERS || id == 0)
+        return;
+    r->seen[r->n_seen].id = id;
+    snprintf(r->seen[r->n_seen].address, sizeof(r->seen[0].address), "%s",
+             address);
+    r->n_seen++;
+}
+
+static void change_done(struct raft_change *req, int status)
+{
+    struct kr_raft *r = req->data;
+    kr_raft_barrier_cb cb = r->remove_cb;
+    bool voter = false;
+    int rv;
+
+    r->remove_cb = NULL;
+    if (cb != NULL) {
+        r->changing = false;
+        cb(r->remove_arg, to_kr(status));
+        return;
+    }
+    /* A join: after raft_add succeeds, promote the new server. */
+    if (status == 0 && in_config(r, r->changing_id, &voter) && !voter) {
+        rv = raft_assign(&r->raft, &r->change, r->changing_id, RAFT_VOTER,
+                         change_done);
+        if (rv == 0)
+            return;
+        status = rv;
+    }
+    if (status != 0)
+        KR_WARN("raft", "adding server %llu: %s",
+                (unsigned long long)r->changing_id, raft_strerror(status));
+    else
+        KR_INFO("raft", "server %llu is now a voter",
+                (unsigned long long)r->changing_id);
+    r->changing = false;
+}
+
+static int serve_join(struct kr_raft *r, struct kr_rd *rd, struct kr_buf *out)
+{
+    uint64_t id = kr_rd_u64(rd);
+    char *address = kr_rd_strdup(rd, 255);
+    bool voter = false;
+    int code = JOIN_ACCEPTED, rv;
+
+    if (address == NULL || !kr_rd_done(rd) || id == 0) {
+        free(address);
+        return KR_EINVAL;
+    }
+    if (!kr_raft_is_leader(r)) {
+        code = JOIN_NOT_LEADER;
+    } else if (in_config(r, id, &voter) && voter) {
+        code = JOIN_ACCEPTED; /* already a member */
+    } else if (r->changing) {
+        code = JOIN_BUSY;
+    } else {
+        r->change.data = r;
+        r->changing = true;
+        r->changing_id = id;
+        if (in_config(r, id, NULL))
+            rv = raft_assign(&r->raft, &r->change, id, RAFT_VOTER, change_done);
+        else
+            rv = raft_add(&r->raft, &r->change, id, address, change_done);
+        if (rv != 0) {
+            r->changing = false;
+            code = JOIN_BUSY;
+        } else {
+            KR_INFO("raft", "adding server %llu at %s", (unsigned long long)id,
+                    address);
+        }
+    }
+    kr_buf_u8(out, (uint8_t)code);
+    kr_buf_str(out, kr_raft_leader_address(r));
+    free(address);
+    return 0;
+}
+
+static int on_call(void *arg, const uint8_t *req, size_t len,
+                   struct kr_buf *out)
+{
+    struct kr_raft *r = arg;
+    struct kr_rd rd;
+    uint8_t op;
+
+    kr_rd_init(&rd, req, len);
+    op = kr_rd_u8(&rd);
+    if (op == OP_JOIN)
+        return serve_join(r, &rd, out);
+    if (op != OP_STATUS || !kr_rd_done(&rd))
+        return KR_EINVAL;
+    kr_buf_u64(out, r->id);
+    kr_buf_str(out, r->address);
+    kr_buf_u8(out, r->started);
+    kr_buf_u8(out, kr_raft_is_leader(r));
+    kr_buf_str(out, kr_raft_leader_address(r));
+    kr_buf_u32(out, r->raft.configuration.n);
+    for (unsigned i = 0; i < r->raft.configuration.n; i++) {
+        const struct raft_server *s = &r->raft.configuration.servers[i];
+        kr_buf_u64(out, s->id);
+        kr_buf_str(out, s->address);
+        kr_buf_u8(out, s->role == RAFT_VOTER);
+    }
+    kr_buf_u32(out, r->started ? 0 : (uint32_t)r->n_seen);
+    for (size_t i = 0; !r->started && i < r->n_seen; i++) {
+        kr_buf_u64(out, r->seen[i].id);
+        kr_buf_str(out, r->seen[i].address);
+    }
+    return 0;
+}
+
+static void on_raft_stream(void *arg, uint64_t id, const char *address,
+                           uv_stream_t *stream)
+{
+    struct kr_raft *r = arg;
+
+    kr_transport_accept(&r->transport, id, address, stream);
+}
+
+static void on_http_stream(void *arg, uv_stream_t *stream)
+{
+    struct kr_raft *r = arg;
+
+    if (r->cfg.on_http != NULL)
+        r->cfg.on_http(r->cfg.arg, stream);
+    else
+        uv_close((uv_handle_t *)stream, (uv_close_cb)raft_free);
+}
+
+/* ---- membership: discovery and joining ---- */
+
+static void join_answered(void *arg, int status, const uint8_t *resp,
+                          size_t len)
+{
+    struct kr_raft *r = arg;
+    struct kr_rd rd;
+    uint8_t code;
+    char *leader;
+
+    r->calls_out--;
+    if (status != 0)
+        return;
+    kr_rd_init(&rd, resp, len);
+    code = kr_rd_u8(&rd);
+    leader = kr_rd_strdup(&rd, 255);
+    if (leader != NULL && code == JOIN_NOT_LEADER && *leader != '\0')
+        snprintf(r->leader_hint, sizeof(r->leader_hint), "%s", leader);
+    free(leader);
+}
+
+static void send_join(struct kr_raft *r, const char *to)
+{
+    struct kr_buf req;
+
+    kr_buf_init(&req);
+    kr_buf_u8(&req, OP_JOIN);
+    kr_buf_u64(&req, r->id);
+    kr_buf_str(&req, r->address);
+    if (!req.oom && kr_rpc_call(r->cfg.loop, to, req.data, req.len,
+                                CALL_TIMEOUT_MS, join_answered, r) == 0)
+        r->calls_out++;
+    kr_buf_free(&req);
+}
+
+static int cmp_peer(const void *a, const void *b)
+{
+    const struct peer *x = a, *y = b;
+
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* After a round of STATUS answers: join a running cluster, or bootstrap
+ * once exactly bootstrap_expect fresh servers know each other. */
+static void round_done(struct kr_raft *r)
+{
+    bool voter = false;
+
+    if (r->removed || r->closing)
+        return;
+    if (r->found_cluster) {
+        /* Listed in the running cluster's configuration: we belong to
+         * the same bootstrap, so we bootstrap with that configuration. */
+        if (!r->started && !r->had_state && r->n_adopt > 0) {
+            KR_INFO("raft", "joining the cluster bootstrapped by %s",
+                    r->leader_hint[0] ? r->leader_hint : "a peer");
+            start_raft(r, r->adopt, r->n_adopt);
+            return;
+        }
+        if (!r->started && start_raft(r, NULL, 0) != 0)
+            return;
+        if (!(in_config(r, r->id, &voter) && voter) &&
+            r->leader_hint[0] != '\0')
+            send_join(r, r->leader_hint);
+        return;
+    }
+    if (r->started || (int)r->n_seen < r->cfg.bootstrap_expect)
+        return;
+    if ((int)r->n_seen > r->cfg.bootstrap_expect) {
+        KR_WARN("raft",
+                "%zu fresh servers found but bootstrap_expect is %d: not "
+                "bootstrapping; make bootstrap_expect match the number of "
+                "initial servers",
+                r->n_seen, r->cfg.bootstrap_expect);
+        return;
+    }
+    qsort(r->seen, r->n_seen, sizeof(r->seen[0]), cmp_peer);
+    KR_INFO("raft", "found %zu servers, bootstrapping the cluster", r->n_seen);
+    start_raft(r, r->seen, r->n_seen);
+}
+
+static void status_answered(void *arg, int status, const uint8_t *resp,
+                            size_t len)
+{
+    struct kr_raft *r = arg;
+    struct kr_rd rd;
+    uint64_t id;
+    char *address = NULL, *leader_addr = NULL;
+    uint8_t started, is_leader;
+    uint32_t n;
+    bool member = false, member_voter = false;
+    struct peer conf[MAX_PEERS];
+    size_t n_conf;
+
+    r->calls_out--;
+    if (status != 0 || r->closing)
+        goto out;
+    kr_rd_init(&rd, resp, len);
+    id = kr_rd_u64(&rd);
+    address = kr_rd_strdup(&rd, 255);
+    started = kr_rd_u8(&rd);
+    is_leader = kr_rd_u8(&rd);
+    leader_addr = kr_rd_strdup(&rd, 255);
+    if (address == NULL || leader_addr == NULL)
+        goto out;
+    n = kr_rd_u32(&rd);
+    n_conf = 0;
+    for (uint32_t i = 0; i < n && !rd.err; i++) {
+        uint64_t sid = kr_rd_u64(&rd);
+        char *sa = kr_rd_strdup(&rd, 255);
+        uint8_t v = kr_rd_u8(&rd);
+        if (sid == r->id) {
+            member = true;
+            member_voter = v;
+        }
+        if (sa != NULL && n_conf < MAX_PEERS) {
+            conf[n_conf].id = sid;
+            snprintf(conf[n_conf].address, sizeof(conf[0].address), "%s", sa);
+            n_conf++;
+        }
+        free(sa);
+    }
+    if (started && member && !rd.err) {
+        memcpy(r->adopt, conf, n_conf * sizeof(conf[0]));
+        r->n_adopt = n_conf;
+    }
+    if (!started) {
+        add_seen(r, id, address);
+        n = kr_rd_u32(&rd);
+        for (uint32_t i = 0; i < n && !rd.err; i++) {
+            uint64_t sid = kr_rd_u64(&rd);
+            char *sa = kr_rd_strdup(&rd, 255);
+            if (sa != NULL)
+                add_seen(r, sid, sa);
+            free(sa);
+        }
+    } else {
+        /* A running cluster, even one between leaders: never bootstrap a
+         * second one beside it. */
+        r->found_cluster = true;
+        if (is_leader || *leader_addr != '\0')
+            snprintf(r->leader_hint, sizeof(r->leader_hint), "%s",
+                     is_leader ? address : leader_addr);
+        /* Our log says we are a member, the leader's says we are not: we
+         * were removed, and must not rejoin with stale state. */
+        if (is_leader && r->had_state && !member && in_config(r, r->id, NULL)) {
+            r->removed = true;
+            KR_ERROR("raft",
+                     "this server (%llu) was removed from the cluster led "
+                     "by %s; stop it and empty its data_dir to join again",
+                     (unsigned long long)r->id, address);
+            if (r->cfg.on_fatal != NULL)
+                r->cfg.on_fatal(r->cfg.arg,
+                                "server was removed from the cluster");
+        }
+        (void)member_voter;
+    }
+out:
+    free(address);
+    free(leader_addr);
+    if (r->calls_out == 0)
+        round_done(r);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct kr_raft *r = t->data;
+    struct kr_buf req;
+    bool voter = false;
+
+    if (r->calls_out > 0 || r->removed || r->closing)
+        return;
+    /* A started member that knows a leader only keeps watching for its
+     * own removal; everything else is discovery. */
+    if (r->started && in_config(r, r->id, &voter) && voter && !r->had_state)
+        return;
+    r->found_cluster = false;
+    r->n_adopt = 0;
+    kr_buf_init(&req);
+    kr_buf_u8(&req, OP_STATUS);
+    for (size_t i = 0; i < r->cfg.n_retry_join; i++) {
+        if (strcmp(r->retry_join[i], r->address) == 0)
+            continue;
+        if (kr_rpc_call(r->cfg.loop, r->retry_join[i], req.data, req.len,
+                        CALL_TIMEOUT_MS, status_answered, r) == 0)
+            r->calls_out++;
+        else
+            KR_WARN("raft", "retry_join: invalid address \"%s\"",
+                    r->retry_join[i]);
+    }
+    kr_buf_free(&req);
+    if (r->calls_out == 0)
+        round_done(r);
+}
+
+/* ---- lifecycle ---- */
+
+static void component_closed(struct kr_raft *r)
+{
+    void (*cb)(void *) = r->close_cb;
+    void *arg = r->close_arg;
+
+    if (--r->closing > 0)
+        return;
+    if (r->raft_ok || r->io_ok)
+        raft_uv_close(&r->io);
+    if (r->transport_ok)
+        kr_transport_release(&r->transport);
+    for (size_t i = 0; i < r->cfg.n_retry_join; i++)
+        free(r->retry_join[i]);
+    free(r->retry_join);
+    free(r->raft_dir);
+    free(r->address);
+    free(r);
+    if (cb != NULL)
+        cb(arg);
+}
+
+static void tick_closed(uv_handle_t *h)
+{
+    component_closed(h->data);
+}
+
+static void raft_closed(struct raft *raft)
+{
+    component_closed((struct kr_raft *)raft);
+}
+
+static void free_partial(struct kr_raft *r)
+{
+    if (r->retry_join != NULL) {
+        for (size_t i = 0; i < r->cfg.n_retry_join; i++)
+            free(r->retry_join[i]);
+        free(r->retry_join);
+    }
+    free(r->raft_dir);
+    free(r->address);
+    free(r);
+}
+
 int kr_raft_start(struct kr_raft **out, const struct kr_raft_config *cfg,
                   char *errmsg)
 {
     struct kr_raft *r = NULL;
-    struct raft_configuration conf;
-    bool fresh = false, io_ok = false, tr_ok = false;
+    struct kr_rpc_handlers h;
+    struct peer self;
+    bool fresh = false;
     size_t n;
     int rv;
 
-    raft_configuration_init(&conf);
     r = calloc(1, sizeof(*r));
     if (r == NULL)
         return kr_errf(errmsg, KR_ENOMEM, "out of memory");
@@ -224,18 +721,26 @@ int kr_raft_start(struct kr_raft **out, const struct kr_raft_config *cfg,
     n = strlen(cfg->data_dir) + sizeof("/raft");
     r->raft_dir = malloc(n);
     r->address = strdup(cfg->address);
-    if (r->raft_dir == NULL || r->address == NULL) {
-        rv = kr_errf(errmsg, KR_ENOMEM, "out of memory");
-        goto fail;
+    r->retry_join = calloc(cfg->n_retry_join + 1, sizeof(char *));
+    if (r->raft_dir == NULL || r->address == NULL || r->retry_join == NULL)
+        goto oom;
+    for (size_t i = 0; i < cfg->n_retry_join; i++) {
+        r->retry_join[i] = strdup(cfg->retry_join[i]);
+        if (r->retry_join[i] == NULL)
+            goto oom;
     }
     snprintf(r->raft_dir, n, "%s/raft", cfg->data_dir);
     if (mkdir(r->raft_dir, 0700) != 0 && errno != EEXIST) {
         rv = kr_errf(errmsg, KR_EIO, "%s: %s", r->raft_dir, strerror(errno));
-        goto fail;
+        free_partial(r);
+        return rv;
     }
     rv = load_node_id(cfg->data_dir, &r->id, &fresh, errmsg);
-    if (rv != 0)
-        goto fail;
+    if (rv != 0) {
+        free_partial(r);
+        return rv;
+    }
+    r->had_state = raft_dir_has_state(r->raft_dir);
 
     r->fsm.version = 2;
     r->fsm.data = r;
@@ -244,14 +749,14 @@ int kr_raft_start(struct kr_raft **out, const struct kr_raft_config *cfg,
     r->fsm.snapshot_finalize = fsm_snapshot_finalize;
     r->fsm.restore = fsm_restore;
 
-    rv = raft_uv_tcp_init(&r->transport, cfg->loop);
+    rv = kr_transport_init(&r->transport, cfg->loop);
     if (rv != 0)
-        goto raft_fail;
-    tr_ok = true;
+        goto oom;
+    r->transport_ok = true;
     rv = raft_uv_init(&r->io, cfg->loop, r->raft_dir, &r->transport);
     if (rv != 0)
         goto raft_fail;
-    io_ok = true;
+    r->io_ok = true;
     /* Never move a segment raft cannot read out of the way and start
      * without it: that silently drops acknowledged writes.  A server with
      * a damaged log refuses to start instead, and says which file. */
@@ -259,58 +764,85 @@ int kr_raft_start(struct kr_raft **out, const struct kr_raft_config *cfg,
     rv = raft_init(&r->raft, &r->io, &r->fsm, r->id, r->address);
     if (rv != 0)
         goto raft_fail;
+    r->raft_ok = true;
     raft_set_snapshot_threshold(&r->raft, cfg->snapshot_threshold);
     raft_set_snapshot_trailing(&r->raft, cfg->snapshot_trailing);
-    if (fresh) {
-        rv = raft_configuration_add(&conf, r->id, r->address, RAFT_VOTER);
-        if (rv == 0)
-            rv = raft_bootstrap(&r->raft, &conf);
-        if (rv == RAFT_CANTBOOTSTRAP)
-            rv = 0;
-        if (rv != 0)
-            goto raft_fail;
-    }
-    rv = raft_start(&r->raft);
+    raft_set_pre_vote(&r->raft, true);
+
+    h = (struct kr_rpc_handlers){
+        .on_raft = on_raft_stream,
+        .on_http = on_http_stream,
+        .on_call = on_call,
+        .arg = r,
+    };
+    rv = kr_rpc_listen(&r->rpc, cfg->loop, cfg->bind_host, cfg->rpc_port, &h,
+                       errmsg);
     if (rv != 0)
-        goto raft_fail;
-    raft_configuration_close(&conf);
-    KR_INFO("raft", "started node %llu at %s (%s)", (unsigned long long)r->id,
-            r->address, fresh ? "bootstrapped" : "existing state");
+        goto fail_after_init;
+    uv_timer_init(cfg->loop, &r->tick);
+    r->tick.data = r;
+
+    self.id = r->id;
+    snprintf(self.address, sizeof(self.address), "%s", r->address);
+    add_seen(r, r->id, r->address);
+    if (r->had_state) {
+        rv = start_raft(r, NULL, 0);
+    } else if (cfg->bootstrap_expect <= 1 && cfg->n_retry_join == 0) {
+        rv = start_raft(r, &self, 1);
+    } else {
+        KR_INFO("raft",
+                "node %llu at %s: looking for %d servers through "
+                "retry_join",
+                (unsigned long long)r->id, r->address, cfg->bootstrap_expect);
+        rv = 0;
+    }
+    if (rv != 0) {
+        rv = kr_errf(
+            errmsg, KR_EIO, "raft on %s: %s%s", r->address, raft_strerror(rv),
+            rv == RAFT_IOERR ? " (is the rpc port already in use?)" : "");
+        goto fail_after_init;
+    }
+    if (cfg->n_retry_join > 0)
+        uv_timer_start(&r->tick, on_tick, 0, cfg->retry_interval_ms);
     *out = r;
     return 0;
-raft_fail : {
-    const char *detail = raft_errmsg(&r->raft);
-    kr_errf(errmsg, KR_EIO, "raft on %s: %s%s%s%s", r->address,
-            raft_strerror(rv), *detail ? ": " : "", detail,
-            rv == RAFT_IOERR && !*detail ? " (is the rpc port already in use?)"
-                                         : "");
-}
-    rv = KR_EIO;
-    /* raft_init failures leave io and transport for us to close; the loop
-     * closes their handles when it next runs. */
-    if (io_ok)
-        raft_uv_close(&r->io);
-    if (tr_ok)
-        raft_uv_tcp_close(&r->transport);
-fail:
-    raft_configuration_close(&conf);
-    free(r->raft_dir);
-    free(r->address);
-    free(r);
+oom:
+    rv = kr_errf(errmsg, KR_ENOMEM, "out of memory");
+    if (r->transport_ok)
+        kr_transport_release(&r->transport);
+    free_partial(r);
     return rv;
+raft_fail:
+    kr_errf(errmsg, KR_EIO, "raft: %s", raft_strerror(rv));
+    rv = KR_EIO;
+    if (r->io_ok)
+        raft_uv_close(&r->io);
+    kr_transport_release(&r->transport);
+    free_partial(r);
+    return rv;
+fail_after_init:
+    /* raft owns io and transport now: close it properly. */
+    *out = NULL;
+    {
+        int err = rv;
+        r->close_cb = NULL;
+        r->closing = 1;
+        if (r->rpc != NULL) {
+            kr_rpc_close(r->rpc);
+            r->rpc = NULL;
+            r->closing++;
+            uv_close((uv_handle_t *)&r->tick, tick_closed);
+        }
+        raft_close(&r->raft, raft_closed);
+        return err;
+    }
 }
 
 static void apply_done(struct raft_apply *req, int status, void *result)
 {
     struct apply_req *a = (struct apply_req *)req;
-    int st = 0;
+    int st = to_kr(status);
 
-    if (status == RAFT_NOTLEADER || status == RAFT_LEADERSHIPLOST)
-        st = KR_ENOLEADER;
-    else if (status == RAFT_SHUTDOWN)
-        st = KR_ESHUTDOWN;
-    else if (status != 0)
-        st = KR_EIO;
     a->cb(a->arg, st, req->index, st == 0 ? (int)(intptr_t)result : 0);
     free(a);
 }
@@ -322,15 +854,13 @@ int kr_raft_apply(struct kr_raft *r, const struct kr_buf *entry,
     struct raft_buffer buf;
     int rv;
 
-    if (raft_state(&r->raft) != RAFT_LEADER)
+    if (!kr_raft_is_leader(r))
         return KR_ENOLEADER;
+    if (entry->len > UINT32_MAX - 8)
+        return KR_ETOOBIG;
     a = calloc(1, sizeof(*a));
     if (a == NULL)
         return KR_ENOMEM;
-    if (entry->len > UINT32_MAX - 8) {
-        free(a);
-        return KR_ETOOBIG;
-    }
     buf.len = frame_size(entry->len);
     buf.base = raft_calloc(1, buf.len);
     if (buf.base == NULL) {
@@ -346,24 +876,57 @@ int kr_raft_apply(struct kr_raft *r, const struct kr_buf *entry,
     if (rv != 0) {
         raft_free(buf.base);
         free(a);
-        return rv == RAFT_NOTLEADER ? KR_ENOLEADER : KR_EIO;
+        return to_kr(rv);
     }
     return 0;
 }
 
+static void barrier_done(struct raft_barrier *req, int status)
+{
+    struct barrier_req *b = (struct barrier_req *)req;
+
+    b->cb(b->arg, to_kr(status));
+    free(b);
+}
+
+int kr_raft_barrier(struct kr_raft *r, kr_raft_barrier_cb cb, void *arg)
+{
+    struct barrier_req *b;
+    int rv;
+
+    if (!kr_raft_is_leader(r))
+        return KR_ENOLEADER;
+    b = calloc(1, sizeof(*b));
+    if (b == NULL)
+        return KR_ENOMEM;
+    b->cb = cb;
+    b->arg = arg;
+    rv = raft_barrier(&r->raft, &b->req, barrier_done);
+    if (rv != 0) {
+        free(b);
+        return to_kr(rv);
+    }
+    return 0;
+}
+
+bool kr_raft_started(struct kr_raft *r)
+{
+    return r->started;
+}
+
 bool kr_raft_is_leader(struct kr_raft *r)
 {
-    return raft_state(&r->raft) == RAFT_LEADER;
+    return r->started && raft_state(&r->raft) == RAFT_LEADER;
 }
 
 uint64_t kr_raft_last_applied(struct kr_raft *r)
 {
-    return raft_last_applied(&r->raft);
+    return r->started ? raft_last_applied(&r->raft) : 0;
 }
 
 uint64_t kr_raft_last_index(struct kr_raft *r)
 {
-    return raft_last_index(&r->raft);
+    return r->started ? raft_last_index(&r->raft) : 0;
 }
 
 uint64_t kr_raft_id(struct kr_raft *r)
@@ -371,33 +934,86 @@ uint64_t kr_raft_id(struct kr_raft *r)
     return r->id;
 }
 
+unsigned kr_raft_voters(struct kr_raft *r)
+{
+    unsigned n = 0;
+
+    for (unsigned i = 0; i < r->raft.configuration.n; i++)
+        n += r->raft.configuration.servers[i].role == RAFT_VOTER;
+    return n;
+}
+
 const char *kr_raft_leader_address(struct kr_raft *r)
 {
     raft_id id;
     const char *addr = NULL;
 
+    if (!r->started)
+        return "";
     raft_leader(&r->raft, &id, &addr);
     return addr != NULL ? addr : "";
 }
 
-static void raft_closed(struct raft *raft)
+uint64_t kr_raft_last_contact_ms(struct kr_raft *r)
 {
-    struct kr_raft *r = (struct kr_raft *)raft;
-    void (*cb)(void *) = r->close_cb;
-    void *arg = r->close_arg;
+    raft_time now;
 
-    raft_uv_close(&r->io);
-    raft_uv_tcp_close(&r->transport);
-    free(r->raft_dir);
-    free(r->address);
-    free(r);
-    if (cb != NULL)
-        cb(arg);
+    if (!r->started || raft_state(&r->raft) == RAFT_LEADER)
+        return 0;
+    now = r->io.time(&r->io);
+    return now > r->raft.election_timer_start
+               ? now - r->raft.election_timer_start
+               : 0;
+}
+
+size_t kr_raft_servers(struct kr_raft *r, struct kr_raft_server *out,
+                       size_t cap)
+{
+    const char *leader = kr_raft_leader_address(r);
+    unsigned n = r->raft.configuration.n;
+
+    for (unsigned i = 0; i < n && i < cap; i++) {
+        const struct raft_server *s = &r->raft.configuration.servers[i];
+        out[i].id = s->id;
+        snprintf(out[i].address, sizeof(out[i].address), "%s", s->address);
+        out[i].voter = s->role == RAFT_VOTER;
+        out[i].leader = strcmp(s->address, leader) == 0;
+    }
+    return n;
+}
+
+int kr_raft_remove(struct kr_raft *r, uint64_t id, kr_raft_barrier_cb cb,
+                   void *arg)
+{
+    int rv;
+
+    if (!kr_raft_is_leader(r))
+        return KR_ENOLEADER;
+    if (!in_config(r, id, NULL))
+        return KR_ENOTFOUND;
+    if (r->changing)
+        return KR_ECONFLICT;
+    r->change.data = r;
+    r->changing = true;
+    r->remove_cb = cb;
+    r->remove_arg = arg;
+    rv = raft_remove(&r->raft, &r->change, id, change_done);
+    if (rv != 0) {
+        r->changing = false;
+        r->remove_cb = NULL;
+        return to_kr(rv);
+    }
+    return 0;
 }
 
 void kr_raft_close(struct kr_raft *r, void (*cb)(void *arg), void *arg)
 {
     r->close_cb = cb;
     r->close_arg = arg;
+    r->closing = 2; /* the tick timer and raft */
+    uv_timer_stop(&r->tick);
+    uv_close((uv_handle_t *)&r->tick, tick_closed);
+    kr_rpc_close(r->rpc);
+    r->rpc = NULL;
     raft_close(&r->raft, raft_closed);
 }

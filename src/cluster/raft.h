@@ -1,13 +1,22 @@
 /*
- * Raft glue: runs canonical raft (libraft) with its libuv disk and TCP
- * backends on the agent's loop, feeds committed entries to the pure state
- * machine, and carries each entry's outcome back to whoever proposed it.
+ * The cluster: canonical raft (libraft) with its libuv disk backend and
+ * our own transport over the RPC port, membership (discovery, bootstrap,
+ * join, peer removal), and the link from committed entries to the pure
+ * state machine.
  *
- * The FSM apply hands raft the command's outcome (a kr_err code) through
- * raft's result pointer, cast to an integer, so nothing is allocated per
- * entry and followers have nothing to free.  After every apply and restore
- * the after_apply hook runs, so the keyring can start decrypt tasks for
- * keys that arrived.
+ * Startup.  A server whose data_dir already holds raft state starts raft
+ * at once and never bootstraps again.  A fresh server with
+ * bootstrap_expect = 1 and no retry_join bootstraps a one-server cluster.
+ * Any other fresh server asks the retry_join addresses for their status
+ * every retry_interval: when it finds a running cluster it asks the
+ * leader to add it; when exactly bootstrap_expect fresh servers know each
+ * other, every one of them bootstraps raft with that same set.  Until raft
+ * starts the server reports no leader.
+ *
+ * Outcomes.  The FSM apply hands raft each command's outcome (a kr_err)
+ * through raft's result pointer, cast to an integer, so nothing is
+ * allocated per entry and followers have nothing to free.  After every
+ * apply and restore the after_apply hook runs.
  *
  * raft's own positive error codes are translated here and nowhere else.
  * Loop thread only.
@@ -16,6 +25,7 @@
 #define KR_CLUSTER_RAFT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <uv.h>
@@ -28,11 +38,23 @@ struct kr_raft;
 struct kr_raft_config {
     uv_loop_t *loop;
     const char *data_dir; /* raft files go in <data_dir>/raft */
-    const char *address;  /* host:port raft listens on */
+    const char *bind_host;
+    int rpc_port;
+    const char *address; /* host:port other servers reach us at */
+    int bootstrap_expect;
+    const char *const *retry_join; /* host:port of other servers */
+    size_t n_retry_join;
+    uint64_t retry_interval_ms;
     struct kr_state *state;
     unsigned snapshot_threshold; /* entries between snapshots */
     unsigned snapshot_trailing;  /* entries kept after a snapshot */
     void (*after_apply)(void *arg);
+    /* A connection forwarded to us over the RPC port, speaking HTTP; the
+     * callee takes the stream (NULL: such connections are refused). */
+    void (*on_http)(void *arg, uv_stream_t *stream);
+    /* Fatal membership problem (this server was removed from its
+     * cluster): the agent should stop. */
+    void (*on_fatal)(void *arg, const char *why);
     void *arg;
 };
 
@@ -41,9 +63,12 @@ struct kr_raft_config {
  * KR_ENOLEADER and outcome is meaningless. */
 typedef void (*kr_raft_apply_cb)(void *arg, int status, uint64_t index,
                                  int outcome);
+/* status 0: every entry committed before the barrier is applied here. */
+typedef void (*kr_raft_barrier_cb)(void *arg, int status);
 
-/* Opens (or creates and bootstraps as a one-server cluster) the raft
- * directory and starts raft.  cfg is copied; its pointers are borrowed. */
+/* Opens the raft directory, listens on the RPC port and starts raft or
+ * membership discovery as described above.  cfg is copied; the strings it
+ * points to are copied too. */
 int kr_raft_start(struct kr_raft **out, const struct kr_raft_config *cfg,
                   char *errmsg);
 
@@ -52,14 +77,41 @@ int kr_raft_start(struct kr_raft **out, const struct kr_raft_config *cfg,
 int kr_raft_apply(struct kr_raft *r, const struct kr_buf *entry,
                   kr_raft_apply_cb cb, void *arg);
 
+/* Appends a barrier; cb runs exactly once unless this returns an error. */
+int kr_raft_barrier(struct kr_raft *r, kr_raft_barrier_cb cb, void *arg);
+
+/* True once raft runs (bootstrapped, joined or restarted). */
+bool kr_raft_started(struct kr_raft *r);
 bool kr_raft_is_leader(struct kr_raft *r);
 uint64_t kr_raft_last_applied(struct kr_raft *r);
 uint64_t kr_raft_last_index(struct kr_raft *r);
 uint64_t kr_raft_id(struct kr_raft *r);
+/* Number of voters in the current configuration. */
+unsigned kr_raft_voters(struct kr_raft *r);
 /* "host:port" of the leader, or "" when unknown.  Borrowed. */
 const char *kr_raft_leader_address(struct kr_raft *r);
+/* Milliseconds since this follower last heard from a leader (0 on the
+ * leader). */
+uint64_t kr_raft_last_contact_ms(struct kr_raft *r);
 
-/* Closes raft; cb(arg) runs once raft and its I/O have shut down. */
+/* The current raft configuration, for the operator API. */
+struct kr_raft_server {
+    uint64_t id;
+    char address[256];
+    bool voter;
+    bool leader;
+};
+/* Fills up to cap servers; returns how many there are. */
+size_t kr_raft_servers(struct kr_raft *r, struct kr_raft_server *out,
+                       size_t cap);
+
+/* Removes a server by id (leader only).  cb: 0, KR_ENOTFOUND, or another
+ * kr_err; runs exactly once unless this returns an error. */
+int kr_raft_remove(struct kr_raft *r, uint64_t id, kr_raft_barrier_cb cb,
+                   void *arg);
+
+/* Closes raft and the RPC listener; cb(arg) runs once everything is shut
+ * down. */
 void kr_raft_close(struct kr_raft *r, void (*cb)(void *arg), void *arg);
 
 #endif

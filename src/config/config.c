@@ -59,6 +59,7 @@ enum kind {
     K_LOG_LEVEL, /* enum kr_log_level */
     K_BLOCK,     /* a nested block: another table */
     K_KEYRINGS,  /* the labelled `keyring "<type>"` blocks (top level) */
+    K_STRINGS,   /* struct kr_config_strings, from a list of strings */
 };
 
 #define F_REQUIRED 0x1u            /* must be set by kr_config_finish */
@@ -225,6 +226,58 @@ static void fini_string(struct ctx *c, const struct key *k, void *field)
     (void)k;
     free(*s);
     *s = NULL;
+}
+
+/* A later file's list replaces an earlier one, like any other value. */
+static int set_strings(struct ctx *c, const struct key *k, void *field,
+                       const struct kr_hcl_item *it, const char *path)
+{
+    const struct kr_hcl_node *v = it->value;
+    struct kr_config_strings *dst = field, fresh = {NULL, 0};
+    int rv = 0;
+
+    if (v->type != KR_HCL_LIST)
+        return expect(c, k, v, path);
+    fresh.v = calloc(v->n_elems + 1, sizeof(char *));
+    if (fresh.v == NULL)
+        return nomem(c);
+    for (size_t i = 0; rv == 0 && i < v->n_elems; i++) {
+        const struct kr_hcl_node *e = v->elems[i];
+        if (e->type != KR_HCL_STRING || e->str[0] == '\0') {
+            rv = fail(c, e->line, "%s: expected a list of non-empty strings",
+                      path);
+        } else {
+            fresh.v[i] = strdup(e->str);
+            if (fresh.v[i] == NULL)
+                rv = nomem(c);
+            else
+                fresh.n = i + 1;
+        }
+    }
+    if (rv != 0) {
+        for (size_t i = 0; i < fresh.n; i++)
+            free(fresh.v[i]);
+        free(fresh.v);
+        return rv;
+    }
+    for (size_t i = 0; i < dst->n; i++)
+        free(dst->v[i]);
+    free(dst->v);
+    *dst = fresh;
+    return 0;
+}
+
+static void fini_strings(struct ctx *c, const struct key *k, void *field)
+{
+    struct kr_config_strings *s = field;
+
+    (void)c;
+    (void)k;
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    free(s->v);
+    s->v = NULL;
+    s->n = 0;
 }
 
 static int set_bool(struct ctx *c, const struct key *k, void *field,
@@ -791,6 +844,7 @@ static const struct kind_ops kinds[] = {
     [K_LOG_LEVEL] = {"a string", set_log_level, init_log_level,
                      finish_log_level, NULL},
     [K_BLOCK] = {"a block", set_block, init_block, finish_block, fini_block},
+    [K_STRINGS] = {"a list of strings", set_strings, NULL, NULL, fini_strings},
     [K_KEYRINGS] = {"a block", set_keyrings, NULL, finish_keyrings,
                     fini_keyrings},
 };
@@ -825,6 +879,17 @@ static const struct key ports_keys[] = {
      .max = 65535},
 };
 static const struct block ports_block = {KEYS(ports_keys)};
+
+static const struct key server_join_keys[] = {
+    {.name = "retry_join",
+     .kind = K_STRINGS,
+     .offset = offsetof(struct kr_config_server_join, retry_join)},
+    {.name = "retry_interval",
+     .kind = K_DURATION,
+     .offset = offsetof(struct kr_config_server_join, retry_interval),
+     .def = "30s"},
+};
+static const struct block server_join_block = {KEYS(server_join_keys)};
 
 static const struct key server_keys[] = {
     {.name = "enabled",
@@ -864,6 +929,10 @@ static const struct key server_keys[] = {
      .def = "8192",
      .min = 1,
      .max = INT_MAX},
+    {.name = "server_join",
+     .kind = K_BLOCK,
+     .offset = offsetof(struct kr_config_server, server_join),
+     .block = &server_join_block},
     {.name = "raft_trailing_logs",
      .kind = K_INT,
      .offset = offsetof(struct kr_config_server, raft_trailing_logs),

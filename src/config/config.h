@@ -39,6 +39,18 @@ struct kr_config_keyring {
     char *origin; /* "file:line" of the block, for later error messages */
 };
 
+/* A list of strings, each owned. */
+struct kr_config_strings {
+    char **v;
+    size_t n;
+};
+
+/* server { server_join { retry_join = [...] retry_interval = "30s" } } */
+struct kr_config_server_join {
+    struct kr_config_strings retry_join; /* host:port of other servers */
+    int64_t retry_interval;              /* ns, default 30s */
+};
+
 struct kr_config_server {
     bool enabled;
     int bootstrap_expect;
@@ -49,6 +61,7 @@ struct kr_config_server {
     char *oidc_issuer;                   /* "" when not set */
     int raft_snapshot_threshold;         /* entries between snapshots, 8192 */
     int raft_trailing_logs; /* entries kept after a snapshot, 10240 */
+    struct kr_config_server_join server_join;
 };
 
 struct kr_config {

@@ -33,6 +33,10 @@ struct kr_http;
 int kr_http_start(struct kr_http **out, const struct kr_http_deps *deps,
                   const char *host, int port, char *errmsg);
 
+/* Serves an already-connected stream (a request forwarded over the RPC
+ * port).  Takes ownership of stream, which must come from raft_malloc. */
+void kr_http_accept(struct kr_http *h, uv_stream_t *stream);
+
 /* Stops accepting; in-flight requests finish or are dropped. */
 void kr_http_close(struct kr_http *h);
 

@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "common/hex.h"
+#include <raft.h>
+
 #include "common/err.h"
 #include "common/log.h"
 
@@ -383,6 +385,20 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     c.path = path;
     c.tail = path + strlen(match->path);
     return match->handler(&c);
+}
+
+static void free_raft_handle(uv_handle_t *h)
+{
+    raft_free(h);
+}
+
+void kr_http_accept(struct kr_http *h, uv_stream_t *stream)
+{
+    if (h->closing) {
+        uv_close((uv_handle_t *)stream, free_raft_handle);
+        return;
+    }
+    h2o_accept(&h->accept_ctx, h2o_uv_socket_create(stream, free_raft_handle));
 }
 
 static void on_accept(uv_stream_t *listener, int status)

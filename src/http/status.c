@@ -22,7 +22,10 @@ int kr_http_agent_health(struct kr_http_call *c)
     char ids[4096];
     size_t pending = kr_keyring_pending(srv->deps.keyring, ids, sizeof(ids));
     bool leader_known = *kr_raft_leader_address(srv->deps.raft) != '\0';
-    bool ok = leader_known && pending == 0;
+    const struct kr_root_key *active = kr_state_key_active(srv->deps.state);
+    bool keyring_ok = pending == 0 && active != NULL &&
+                      kr_keyring_has(srv->deps.keyring, active->key_id);
+    bool ok = leader_known && keyring_ok;
     json_t *j = json_object(), *server = json_object(), *kr = json_object();
     json_t *list = json_array();
     char *save = NULL, *tok;
@@ -33,10 +36,12 @@ int kr_http_agent_health(struct kr_http_call *c)
     for (tok = strtok_r(ids, " ", &save); tok != NULL;
          tok = strtok_r(NULL, " ", &save))
         json_array_append_new(list, json_string(tok));
-    json_object_set_new(kr, "ok", json_boolean(pending == 0));
-    json_object_set_new(
-        kr, "message",
-        json_string(pending == 0 ? "ok" : "waiting for keys to decrypt"));
+    json_object_set_new(kr, "ok", json_boolean(keyring_ok));
+    json_object_set_new(kr, "message",
+                        json_string(keyring_ok    ? "ok"
+                                    : pending > 0 ? "waiting for keys to "
+                                                    "decrypt"
+                                                  : "no active key yet"));
     json_object_set_new(kr, "pending_keys", list);
     json_object_set_new(j, "server", server);
     json_object_set_new(j, "keyring", kr);
