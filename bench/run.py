@@ -7,8 +7,11 @@
 2. Crypto: keyraft's seal/open of a 1 KiB value as a fraction of
    `openssl speed -evp aes-256-gcm -bytes 1024` on the same machine.
 
+3. Cluster: Variable PUT on a 3-server keyraft cluster against a 3-member
+   etcd cluster, run last by bench/cluster.py (see there).
+
 Reproduce with: make bench   (or: KEYRAFT_BIN=build/keyraft bench/run.sh)
-Environment: BENCH_SECONDS (default 5) per wrk run.
+Environment: BENCH_SECONDS (default 5) per wrk run; BENCH_CLUSTER=0 skips 3.
 """
 import json
 import os
@@ -157,6 +160,14 @@ def main():
             except subprocess.TimeoutExpired:
                 p.kill()
         subprocess.run(["rm", "-rf", work])
+
+    # The 3-server cluster against etcd: bench/cluster.py (BENCH_CLUSTER=0
+    # skips it).  Its exit status is this run's.
+    if os.environ.get("BENCH_CLUSTER", "1") != "0":
+        return subprocess.run(
+            [sys.executable, os.path.join(ROOT, "bench", "cluster.py")],
+            env=dict(os.environ, KEYRAFT_BIN=BIN)).returncode
+    return 0
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@
 #include "agent/agent.h"
 #include "cli/cmd.h"
 #include "cli/keyring.h"
+#include "cli/tls.h"
 #include "cli/var.h"
 
 static int version_main(int argc, char **argv);
@@ -37,6 +38,13 @@ static const struct command commands[] = {
      "Removes a root encryption key"},
     {"operator root keyring rotate", kr_cli_keyring_rotate_main,
      "Rotates the root encryption key"},
+    {"tls", NULL, "Generate self-signed TLS certificates for keyraft"},
+    {"tls ca", NULL, "Helpers for managing certificate authorities"},
+    {"tls ca create", kr_cli_tls_ca_create_main,
+     "Create a certificate authority for keyraft"},
+    {"tls cert", NULL, "Helpers for managing certificates"},
+    {"tls cert create", kr_cli_tls_cert_create_main,
+     "Create a new TLS certificate"},
     {"var", NULL, "Interact with variables"},
     {"var get", kr_cli_var_get_main, "Read a variable"},
     {"var list", kr_cli_var_list_main, "List variable metadata"},

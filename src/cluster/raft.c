@@ -768,6 +768,9 @@ int kr_raft_start(struct kr_raft **out, const struct kr_raft_config *cfg,
     raft_set_snapshot_threshold(&r->raft, cfg->snapshot_threshold);
     raft_set_snapshot_trailing(&r->raft, cfg->snapshot_trailing);
     raft_set_pre_vote(&r->raft, true);
+    /* A snapshot sent to a server that was down is retried after this
+     * long (libraft's default is 30 s). */
+    raft_set_install_snapshot_timeout(&r->raft, 10000);
 
     h = (struct kr_rpc_handlers){
         .on_raft = on_raft_stream,

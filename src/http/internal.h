@@ -17,8 +17,20 @@
 /* How long a request waits for a key that is still being decrypted. */
 #define KR_HTTP_KEY_WAIT_MS 1000
 
+struct pooled;
+struct barrier_wait;
+
 struct kr_http {
     struct kr_http_deps deps;
+    /* forward.c: connections to the leader, and consistent-read
+     * barriers; live_ops counts forwards and barriers in flight, which
+     * must end before the server is freed. */
+    struct pooled *pool;
+    unsigned n_pooled;
+    unsigned live_ops;
+    struct barrier_wait *barrier_waiting; /* need a barrier not started */
+    struct barrier_wait *barrier_serving; /* wait on the one in flight */
+    bool barrier_in_flight;
     h2o_globalconf_t config;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
@@ -27,15 +39,25 @@ struct kr_http {
     bool closing;
 };
 
+struct kr_http_call;
+typedef int (*kr_http_handler)(struct kr_http_call *c);
+
+/* Where a route is served: here, or by the leader. */
+enum kr_http_mode {
+    KR_HTTP_LOCAL, /* always here (status, health) */
+    KR_HTTP_READ,  /* the leader, after a barrier; here with ?stale */
+    KR_HTTP_WRITE, /* the leader */
+};
+
 /* A handler's view of one request. */
 struct kr_http_call {
+    kr_http_handler handler;
+    enum kr_http_mode mode;
     struct kr_http *srv;
     h2o_req_t *req;
     const char *path; /* decoded path (no query), NUL-terminated, in pool */
     const char *tail; /* part of path after the route's prefix */
 };
-
-typedef int (*kr_http_handler)(struct kr_http_call *c);
 
 /* Deferred replies.  A handler that answers later allocates a struct
  * kr_http_pending (any larger struct beginning with it) with
@@ -71,7 +93,7 @@ void kr_http_send_secret(h2o_req_t *req, int status, const char *ctype,
 /* Wipes the request body in h2o's buffer once it has been parsed. */
 void kr_http_wipe_body(h2o_req_t *req);
 /* Adds the read headers X-Nomad-KnownLeader and X-Nomad-LastContact. */
-void kr_http_add_query_meta(h2o_req_t *req);
+void kr_http_add_query_meta(struct kr_http *srv, h2o_req_t *req);
 void kr_http_add_header(h2o_req_t *req, const char *name, const char *value);
 
 /* Parses the request body as a JSON object; on failure replies 400 with
@@ -83,6 +105,17 @@ bool kr_http_parse_u64(const char *s, uint64_t *out);
 /* Go strconv.ParseBool. */
 bool kr_http_parse_bool(const char *s, bool *out);
 
+/* forward.c */
+/* Sends the request to the leader and relays its answer. */
+int kr_http_forward(struct kr_http_call *c);
+/* Serves on this server, which is the leader: reads after a barrier. */
+int kr_http_serve_on_leader(struct kr_http_call *c);
+/* Queues c behind the next raft barrier, then dispatches it. */
+int kr_http_after_barrier(struct kr_http_call *c);
+void kr_http_pool_close(struct kr_http *srv);
+/* Runs the route's handler. */
+int kr_http_dispatch(struct kr_http_call *c);
+
 /* Resource handlers. */
 int kr_http_var(struct kr_http_call *c);
 int kr_http_vars_list(struct kr_http_call *c);
@@ -90,6 +123,8 @@ int kr_http_keyring_keys(struct kr_http_call *c);
 int kr_http_keyring_rotate(struct kr_http_call *c);
 int kr_http_keyring_delete(struct kr_http_call *c);
 int kr_http_status_leader(struct kr_http_call *c);
+int kr_http_raft_configuration(struct kr_http_call *c);
+int kr_http_raft_remove_peer(struct kr_http_call *c);
 int kr_http_agent_health(struct kr_http_call *c);
 
 /* Root key metadata as Nomad's RootKeyMeta JSON. */

@@ -41,7 +41,7 @@ int kr_http_keyring_keys(struct kr_http_call *c)
     for (size_t i = 0; i < kr_state_key_count(st); i++)
         json_array_append_new(arr,
                               kr_http_key_meta_json(kr_state_key_at(st, i)));
-    kr_http_add_query_meta(c->req);
+    kr_http_add_query_meta(c->srv, c->req);
     kr_http_reply_json(c->req, 200, arr, idx ? idx : 1);
     json_decref(arr);
     return 0;

@@ -21,22 +21,32 @@
 
 enum { M_GET = 1, M_PUT = 2, M_POST = 4, M_DELETE = 8 };
 
+/* mode: where the route is served (internal.h); for a GET on a WRITE
+ * route, READ. */
 static const struct route {
     unsigned methods;
     const char *path;
     bool prefix;
     kr_http_handler handler;
+    enum kr_http_mode mode;
 } routes[] = {
-    {M_GET | M_PUT | M_POST | M_DELETE, "/v1/var/", true, kr_http_var},
-    {M_GET, "/v1/vars", false, kr_http_vars_list},
-    {M_GET, "/v1/operator/keyring/keys", false, kr_http_keyring_keys},
+    {M_GET | M_PUT | M_POST | M_DELETE, "/v1/var/", true, kr_http_var,
+     KR_HTTP_WRITE},
+    {M_GET, "/v1/vars", false, kr_http_vars_list, KR_HTTP_READ},
+    {M_GET, "/v1/operator/keyring/keys", false, kr_http_keyring_keys,
+     KR_HTTP_READ},
     {M_PUT | M_POST, "/v1/operator/keyring/rotate", false,
-     kr_http_keyring_rotate},
-    {M_DELETE, "/v1/operator/keyring/key/", true, kr_http_keyring_delete},
+     kr_http_keyring_rotate, KR_HTTP_WRITE},
+    {M_DELETE, "/v1/operator/keyring/key/", true, kr_http_keyring_delete,
+     KR_HTTP_WRITE},
     /* Nomad answers 405 for any other keyring subpath. */
-    {0, "/v1/operator/keyring/", true, NULL},
-    {M_GET, "/v1/status/leader", false, kr_http_status_leader},
-    {M_GET, "/v1/agent/health", false, kr_http_agent_health},
+    {0, "/v1/operator/keyring/", true, NULL, KR_HTTP_LOCAL},
+    {M_GET, "/v1/operator/raft/configuration", false,
+     kr_http_raft_configuration, KR_HTTP_READ},
+    {M_DELETE, "/v1/operator/raft/peer", false, kr_http_raft_remove_peer,
+     KR_HTTP_WRITE},
+    {M_GET, "/v1/status/leader", false, kr_http_status_leader, KR_HTTP_LOCAL},
+    {M_GET, "/v1/agent/health", false, kr_http_agent_health, KR_HTTP_LOCAL},
 };
 
 struct pending_link {
@@ -76,10 +86,12 @@ void kr_http_pending_done(struct kr_http_pending *p)
 
 void kr_http_add_header(h2o_req_t *req, const char *name, const char *value)
 {
+    /* h2o keeps both pointers until the response is sent: copy both. */
+    h2o_iovec_t n = h2o_strdup(&req->pool, name, strlen(name));
     h2o_iovec_t v = h2o_strdup(&req->pool, value, strlen(value));
 
-    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0,
-                          NULL, v.base, v.len);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, n.base, n.len, 0, NULL,
+                          v.base, v.len);
 }
 
 static void add_index(h2o_req_t *req, uint64_t index)
@@ -92,10 +104,16 @@ static void add_index(h2o_req_t *req, uint64_t index)
     kr_http_add_header(req, "X-Nomad-Index", buf);
 }
 
-void kr_http_add_query_meta(h2o_req_t *req)
+void kr_http_add_query_meta(struct kr_http *srv, h2o_req_t *req)
 {
-    kr_http_add_header(req, "X-Nomad-KnownLeader", "true");
-    kr_http_add_header(req, "X-Nomad-LastContact", "0");
+    char ms[32];
+
+    kr_http_add_header(
+        req, "X-Nomad-KnownLeader",
+        *kr_raft_leader_address(srv->deps.raft) != '\0' ? "true" : "false");
+    snprintf(ms, sizeof(ms), "%llu",
+             (unsigned long long)kr_raft_last_contact_ms(srv->deps.raft));
+    kr_http_add_header(req, "X-Nomad-LastContact", ms);
 }
 
 static const char *reason(int status)
@@ -384,7 +402,37 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     c.req = req;
     c.path = path;
     c.tail = path + strlen(match->path);
-    return match->handler(&c);
+    c.handler = match->handler;
+    c.mode =
+        match->mode == KR_HTTP_WRITE && m == M_GET ? KR_HTTP_READ : match->mode;
+    if (c.mode == KR_HTTP_LOCAL ||
+        (c.mode == KR_HTTP_READ && kr_http_query(req, "stale") != NULL))
+        return kr_http_dispatch(&c);
+    if (kr_raft_is_leader(srv->deps.raft))
+        return kr_http_serve_on_leader(&c);
+    /* Forwarded already: the leadership moved meanwhile; a second hop
+     * could loop. */
+    if (h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-keyraft-forwarded"),
+                               -1) >= 0) {
+        kr_http_reply_error(req, 503, "No cluster leader");
+        return 0;
+    }
+    return kr_http_forward(&c);
+}
+
+int kr_http_dispatch(struct kr_http_call *c)
+{
+    return c->handler(c);
+}
+
+int kr_http_serve_on_leader(struct kr_http_call *c)
+{
+    /* A lone voter cannot have been deposed without knowing it; with
+     * peers, a barrier proves leadership and that every committed write
+     * is applied here before the read. */
+    if (c->mode == KR_HTTP_READ && kr_raft_voters(c->srv->deps.raft) > 1)
+        return kr_http_after_barrier(c);
+    return kr_http_dispatch(c);
 }
 
 static void free_raft_handle(uv_handle_t *h)
@@ -518,7 +566,7 @@ static void drain_poll(uv_timer_t *t)
 {
     struct kr_http *srv = t->data;
 
-    if (!ctx_idle(&srv->ctx))
+    if (!ctx_idle(&srv->ctx) || srv->live_ops > 0)
         return;
     uv_timer_stop(t);
     uv_close((uv_handle_t *)t, drain_closed);
@@ -537,5 +585,6 @@ void kr_http_close(struct kr_http *h)
     if (h == NULL || h->closing)
         return;
     h->closing = true;
+    kr_http_pool_close(h);
     uv_close((uv_handle_t *)&h->listener, listener_closed);
 }

@@ -179,7 +179,7 @@ static void get_reply(struct kr_http *srv, h2o_req_t *req, const char *ns,
     struct kr_secret *pt = NULL;
     int rv;
 
-    kr_http_add_query_meta(req);
+    kr_http_add_query_meta(srv, req);
     if (v == NULL) {
         kr_http_add_header(req, "X-Nomad-Index", "1");
         kr_http_reply_error(req, 404, "variable not found");
@@ -589,7 +589,7 @@ int kr_http_vars_list(struct kr_http_call *c)
         json_array_append_new(arr, var_json(v->namespace, v->path, v, NULL));
         n++;
     }
-    kr_http_add_query_meta(req);
+    kr_http_add_query_meta(srv, req);
     kr_http_reply_json(req, 200, arr, kr_state_vars_index(srv->deps.state));
     json_decref(arr);
     return 0;

@@ -256,6 +256,58 @@ def agent(make_agent):
     return make_agent()
 
 
+def cluster_leader(agents, timeout=15):
+    """The agent that every running agent names as leader."""
+    deadline = time.time() + timeout * SLOW
+    last = None
+    while time.time() < deadline:
+        live = [a for a in agents if a.proc and a.proc.poll() is None]
+        names = set()
+        for a in live:
+            try:
+                names.add(a.api("GET", "/v1/status/leader", timeout=2).json())
+            except (OSError, ValueError):
+                names.add(None)
+        last = names
+        if len(names) == 1 and "" not in names and None not in names:
+            addr = names.pop()
+            for a in live:
+                if addr.endswith(f":{a.rpc_port}"):
+                    return a
+        time.sleep(0.1)
+    raise AssertionError(f"no agreed leader; saw {last}")
+
+
+@pytest.fixture
+def make_cluster(make_agent):
+    """Factory: make_cluster(n, extra_hcl="") starts n servers that find
+    each other through server_join and waits until all are healthy."""
+
+    def make(n, extra_hcl=""):
+        agents = [make_agent(name=f"s{i}", start=False) for i in range(n)]
+        join = ", ".join(f'"127.0.0.1:{a.rpc_port}"' for a in agents)
+        for a in agents:
+            with open(a.config_path, "a") as f:
+                f.write(f"""
+server {{
+  bootstrap_expect = {n}
+  server_join {{
+    retry_join     = [{join}]
+    retry_interval = "1s"
+  }}
+}}
+{extra_hcl}
+""")
+        for a in agents:
+            a.start(wait=False)
+        for a in agents:
+            a.wait_ready(timeout=30)
+        cluster_leader(agents)
+        return agents
+
+    return make
+
+
 @pytest.fixture(scope="module")
 def module_agent(tmp_path_factory):
     """One agent shared by a module's tests that do not interfere."""

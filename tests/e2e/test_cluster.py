@@ -1,0 +1,144 @@
+"""Clusters of real keyraft processes on loopback: formation through
+server_join, leader forwarding, failover under load, losing a minority,
+and a lagging server catching up through a raft snapshot."""
+import random
+import threading
+import time
+
+from conftest import SLOW, cluster_leader
+
+
+def put(a, path, value, timeout=10):
+    return a.api("PUT", f"/v1/var/{path}", {"Items": {"v": value}},
+                 timeout=timeout)
+
+
+def items(r):
+    return r.json()["Items"] if r.status == 200 else r.status
+
+
+def test_three_servers_form_forward_and_replicate(make_cluster):
+    agents = make_cluster(3)
+    leader = cluster_leader(agents)
+    followers = [a for a in agents if a is not leader]
+
+    # A write sent to a follower is forwarded, and its answer comes back
+    # unchanged (the index header included).
+    r = put(followers[0], "app/db", "s3cret")
+    assert r.status == 200, r
+    assert r.json()["Items"] == {"v": "s3cret"}
+    index = int(r.headers["X-Nomad-Index"])
+    # Consistent reads on every server see it at once.
+    for a in agents:
+        r = a.api("GET", "/v1/var/app/db")
+        assert r.status == 200 and items(r) == {"v": "s3cret"}, (a.name, r)
+        assert int(r.headers["X-Nomad-Index"]) == index
+    # Stale reads are served by each server itself and say so.
+    deadline = time.time() + 5 * SLOW
+    for a in followers:
+        while True:
+            r = a.api("GET", "/v1/var/app/db?stale")
+            if r.status == 200 or time.time() > deadline:
+                break
+            time.sleep(0.05)
+        assert items(r) == {"v": "s3cret"}
+        assert r.headers["X-Nomad-KnownLeader"] == "true"
+        assert int(r.headers["X-Nomad-LastContact"]) < 5000
+    # Every server decrypted the key itself; none lists anything extra.
+    keys = [a.api("GET", "/v1/operator/keyring/keys").json() for a in agents]
+    assert keys[0] == keys[1] == keys[2] and len(keys[0]) == 1
+    for a in agents:
+        h = a.api("GET", "/v1/agent/health").json()
+        assert h["keyring"]["ok"] and h["keyring"]["pending_keys"] == []
+    # Rotation through a follower.
+    r = followers[1].api("PUT", "/v1/operator/keyring/rotate")
+    assert r.status == 200, r
+    conf = followers[0].api("GET", "/v1/operator/raft/configuration").json()
+    assert len(conf["Servers"]) == 3
+    assert sum(s["Leader"] for s in conf["Servers"]) == 1
+    assert all(s["Voter"] for s in conf["Servers"])
+
+
+def test_kill9_leader_while_four_clients_write(make_cluster):
+    agents = make_cluster(3)
+    leader = cluster_leader(agents)
+    survivors = [a for a in agents if a is not leader]
+    acked = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def writer(w):
+        n = 0
+        rnd = random.Random(w)
+        while not stop.is_set():
+            path = f"load/w{w}/{n}"
+            target = rnd.choice(agents)
+            try:
+                r = put(target, path, f"value-{w}-{n}", timeout=5)
+            except OSError:
+                r = None
+            if r is not None and r.status == 200:
+                with lock:
+                    acked[path] = f"value-{w}-{n}"
+            n += 1
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5 * SLOW)
+    killed_at = time.time()
+    leader.kill9()
+    new_leader = cluster_leader(survivors, timeout=5 * SLOW)
+    elected_after = time.time() - killed_at
+    time.sleep(1.5 * SLOW)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert elected_after < 5 * SLOW, elected_after
+    assert new_leader in survivors
+    assert len(acked) > 20, len(acked)
+    # Every acknowledged write is present, with its value, on every
+    # surviving server.
+    for a in survivors:
+        for path, value in acked.items():
+            r = a.api("GET", f"/v1/var/{path}")
+            assert r.status == 200 and items(r) == {"v": value}, (path, r)
+
+
+def test_five_servers_tolerate_losing_two(make_cluster):
+    agents = make_cluster(5)
+    leader = cluster_leader(agents)
+    doomed = [leader] + [a for a in agents if a is not leader][:1]
+    for a in doomed:
+        a.kill9()
+    rest = [a for a in agents if a not in doomed]
+    cluster_leader(rest, timeout=10)
+    r = put(rest[0], "after/loss", "still-here")
+    assert r.status == 200, r
+    for a in rest:
+        assert items(a.api("GET", "/v1/var/after/loss")) == {"v": "still-here"}
+
+
+def test_lagging_server_catches_up_through_snapshot(make_cluster):
+    agents = make_cluster(3, 'server {\n  raft_snapshot_threshold = 16\n'
+                             '  raft_trailing_logs = 4\n}\n')
+    leader = cluster_leader(agents)
+    lagger = [a for a in agents if a is not leader][0]
+    lagger.stop()
+    for i in range(120):
+        assert put(leader, f"lag/{i}", str(i)).status == 200
+    want = int(leader.api("GET", "/v1/vars").headers["X-Nomad-Index"])
+    lagger.start(wait=False)
+    lagger.wait_ready(timeout=30)
+    # Caught up means its own state reached the leader's index.
+    deadline = time.time() + 40 * SLOW
+    have = 0
+    while time.time() < deadline:
+        have = int(lagger.api("GET", "/v1/vars?stale").headers["X-Nomad-Index"])
+        if have >= want:
+            break
+        time.sleep(0.2)
+    assert have >= want, (have, want, lagger.log()[-2000:])
+    for i in range(120):
+        r = lagger.api("GET", f"/v1/var/lag/{i}?stale")
+        assert items(r) == {"v": str(i)}, (i, r)
