@@ -36,6 +36,7 @@
 #include "common/time.h"
 #include "config/config.h"
 #include "crypto/secmem.h"
+#include "crypto/tls.h"
 #include "http/http.h"
 #include "keyring/keyring.h"
 #include "kms/kms.h"
@@ -56,6 +57,7 @@ struct agent {
     struct kr_raft *raft;
     struct kr_keyring *keyring;
     struct kr_http *http;
+    struct ssl_ctx_st *https_ctx; /* tls.http */
     uv_timer_t tick;
     uv_signal_t sigint, sigterm;
     uint64_t start_ms;
@@ -217,6 +219,8 @@ static void become_ready(struct agent *a)
         .state = a->state,
         .keyring = a->keyring,
         .raft = a->raft,
+        .ssl_ctx = a->https_ctx,
+        .http2 = a->cfg->tls.http2,
     };
 
     if (kr_http_start(&a->http, &deps, a->cfg->bind_addr, a->cfg->http_port,
@@ -400,8 +404,29 @@ static int rm_entry(const char *path, const struct stat *sb, int flag,
     return remove(path);
 }
 
+static int open_tls(struct agent *a, char *errmsg)
+{
+    const struct kr_config_tls *t = &a->cfg->tls;
+    struct kr_tls_config tc = {
+        .ca_file = t->ca_file,
+        .cert_file = t->cert_file,
+        .key_file = t->key_file,
+        .verify_peer = t->verify_https_client,
+        .min_version = t->tls_min_version,
+    };
+
+    if (t->rpc)
+        return kr_errf(errmsg, KR_EINVAL,
+                       "tls.rpc is not supported by this build yet: raft and "
+                       "RPC traffic would travel in clear text");
+    if (!t->http)
+        return 0;
+    return kr_tls_server_ctx(&a->https_ctx, &tc, errmsg);
+}
+
 static void cleanup(struct agent *a)
 {
+    kr_tls_ctx_free(a->https_ctx);
     for (size_t i = 0; i < a->n_providers; i++)
         kr_kms_free(a->providers[i]);
     free(a->providers);
@@ -488,6 +513,8 @@ int kr_agent_main(int argc, char **argv)
         rv = make_data_dir(&a, errmsg);
     if (rv == 0)
         rv = open_providers(&a, errmsg);
+    if (rv == 0)
+        rv = open_tls(&a, errmsg);
     if (rv == 0)
         rv = kr_state_new(&a.state);
     if (rv != 0) {

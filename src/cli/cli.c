@@ -16,6 +16,7 @@
 #include "agent/agent.h"
 #include "cli/cmd.h"
 #include "cli/keyring.h"
+#include "cli/raftcmd.h"
 #include "cli/tls.h"
 #include "cli/var.h"
 
@@ -30,6 +31,11 @@ struct command {
 static const struct command commands[] = {
     {"agent", kr_agent_main, "Runs a keyraft agent"},
     {"operator", NULL, "Provides cluster-level tools for keyraft operators"},
+    {"operator raft", NULL, "Provides access to the Raft subsystem"},
+    {"operator raft list-peers", kr_cli_raft_list_peers_main,
+     "Displays the current Raft peer configuration"},
+    {"operator raft remove-peer", kr_cli_raft_remove_peer_main,
+     "Removes a keyraft server from the Raft configuration"},
     {"operator root", NULL, "Provides access to root encryption keys"},
     {"operator root keyring", NULL, "Manages root encryption keys"},
     {"operator root keyring list", kr_cli_keyring_list_main,

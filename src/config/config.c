@@ -942,6 +942,46 @@ static const struct key server_keys[] = {
 };
 static const struct block server_block = {KEYS(server_keys)};
 
+static const struct key tls_keys[] = {
+    {.name = "http",
+     .kind = K_BOOL,
+     .offset = offsetof(struct kr_config_tls, http),
+     .def = "false"},
+    {.name = "rpc",
+     .kind = K_BOOL,
+     .offset = offsetof(struct kr_config_tls, rpc),
+     .def = "false"},
+    {.name = "ca_file",
+     .kind = K_STRING,
+     .offset = offsetof(struct kr_config_tls, ca_file),
+     .def = ""},
+    {.name = "cert_file",
+     .kind = K_STRING,
+     .offset = offsetof(struct kr_config_tls, cert_file),
+     .def = ""},
+    {.name = "key_file",
+     .kind = K_STRING,
+     .offset = offsetof(struct kr_config_tls, key_file),
+     .def = ""},
+    {.name = "verify_server_hostname",
+     .kind = K_BOOL,
+     .offset = offsetof(struct kr_config_tls, verify_server_hostname),
+     .def = "false"},
+    {.name = "verify_https_client",
+     .kind = K_BOOL,
+     .offset = offsetof(struct kr_config_tls, verify_https_client),
+     .def = "false"},
+    {.name = "tls_min_version",
+     .kind = K_STRING,
+     .offset = offsetof(struct kr_config_tls, tls_min_version),
+     .def = "tls12"},
+    {.name = "http2",
+     .kind = K_BOOL,
+     .offset = offsetof(struct kr_config_tls, http2),
+     .def = "false"},
+};
+static const struct block tls_block = {KEYS(tls_keys)};
+
 static const struct key top_keys[] = {
     /* The default is the hostname, which kr_config_new() reads. */
     {.name = "name",
@@ -981,6 +1021,10 @@ static const struct key top_keys[] = {
      .kind = K_BLOCK,
      .offset = offsetof(struct kr_config, server),
      .block = &server_block},
+    {.name = "tls",
+     .kind = K_BLOCK,
+     .offset = offsetof(struct kr_config, tls),
+     .block = &tls_block},
     {.name = "keyring",
      .kind = K_KEYRINGS,
      .offset = offsetof(struct kr_config, keyrings)},

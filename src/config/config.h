@@ -64,6 +64,20 @@ struct kr_config_server {
     struct kr_config_server_join server_join;
 };
 
+/* tls { http rpc ca_file cert_file key_file verify_server_hostname
+ *       verify_https_client tls_min_version http2 } */
+struct kr_config_tls {
+    bool http;
+    bool rpc;
+    char *ca_file;
+    char *cert_file;
+    char *key_file;
+    bool verify_server_hostname;
+    bool verify_https_client;
+    char *tls_min_version; /* "tls12" (default) or "tls13" */
+    bool http2;            /* offer HTTP/2 over TLS (off by default) */
+};
+
 struct kr_config {
     char *name;       /* node name, default: hostname */
     char *region;     /* default "global" */
@@ -77,6 +91,7 @@ struct kr_config {
     bool log_json;
     bool dev;
     struct kr_config_server server;
+    struct kr_config_tls tls;
     struct kr_config_keyring *keyrings; /* sorted by id */
     size_t n_keyrings;
 };

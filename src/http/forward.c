@@ -61,6 +61,10 @@ struct fwd {
     uv_write_t write;
     uv_timer_t timer;
     uint64_t waited_ms;
+    /* The op is freed once its timer has closed and no write is in
+     * flight: a write can complete after the answer was relayed. */
+    bool write_pending;
+    bool timer_closed;
     bool from_pool;
     bool retried;
     bool done;
@@ -71,15 +75,23 @@ static void free_raft_handle(uv_handle_t *h)
     raft_free(h);
 }
 
-static void fwd_timer_closed(uv_handle_t *h)
+static void fwd_free(struct fwd *f)
 {
-    struct fwd *f = h->data;
     struct kr_http *srv = f->p.srv;
 
     kr_buf_free(&f->out);
     kr_buf_free(&f->in);
     kr_http_pending_done(&f->p);
     srv->live_ops--;
+}
+
+static void fwd_timer_closed(uv_handle_t *h)
+{
+    struct fwd *f = h->data;
+
+    f->timer_closed = true;
+    if (!f->write_pending)
+        fwd_free(f);
 }
 
 /* Ends the forward; keep puts the connection back in the pool. */
@@ -214,7 +226,8 @@ static void fwd_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     if (n < 0) {
         /* A pooled connection the leader closed meanwhile: one retry on
          * a fresh one, if nothing came back yet. */
-        if (f->from_pool && !f->retried && f->in.len == 0) {
+        if (f->from_pool && !f->retried && f->in.len == 0 &&
+            !f->write_pending) {
             f->retried = true;
             uv_read_stop(s);
             uv_close((uv_handle_t *)s, free_raft_handle);
@@ -238,6 +251,11 @@ static void fwd_written(uv_write_t *w, int status)
 {
     struct fwd *f = w->data;
 
+    f->write_pending = false;
+    if (f->timer_closed) {
+        fwd_free(f);
+        return;
+    }
     if (f->done || status == 0)
         return;
     /* The read side reports a broken pooled connection and retries. */
@@ -252,8 +270,11 @@ static void fwd_start_io(struct fwd *f)
     f->stream->data = f;
     f->write.data = f;
     uv_read_start(f->stream, fwd_alloc, fwd_read);
-    if (uv_write(&f->write, f->stream, &b, 1, fwd_written) != 0)
+    if (uv_write(&f->write, f->stream, &b, 1, fwd_written) != 0) {
         fwd_fail(f, 503, "cannot send to the cluster leader");
+        return;
+    }
+    f->write_pending = true;
 }
 
 static void fwd_dialed(void *arg, int status, uv_stream_t *stream)

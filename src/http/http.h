@@ -24,6 +24,10 @@ struct kr_http_deps {
     struct kr_state *state;
     struct kr_keyring *keyring;
     struct kr_raft *raft;
+    /* HTTPS when set (borrowed; must outlive the server); HTTP/2 is
+     * offered over it only when http2 is true. */
+    struct ssl_ctx_st *ssl_ctx;
+    bool http2;
 };
 
 struct kr_http;

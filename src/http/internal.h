@@ -33,7 +33,8 @@ struct kr_http {
     bool barrier_in_flight;
     h2o_globalconf_t config;
     h2o_context_t ctx;
-    h2o_accept_ctx_t accept_ctx;
+    h2o_accept_ctx_t accept_ctx; /* the HTTP port: TLS when configured */
+    h2o_accept_ctx_t tunnel_ctx; /* streams forwarded over the RPC port */
     uv_tcp_t listener;
     uv_timer_t drain; /* polls for the last connection during close */
     bool closing;

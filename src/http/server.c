@@ -446,7 +446,7 @@ void kr_http_accept(struct kr_http *h, uv_stream_t *stream)
         uv_close((uv_handle_t *)stream, free_raft_handle);
         return;
     }
-    h2o_accept(&h->accept_ctx, h2o_uv_socket_create(stream, free_raft_handle));
+    h2o_accept(&h->tunnel_ctx, h2o_uv_socket_create(stream, free_raft_handle));
 }
 
 static void on_accept(uv_stream_t *listener, int status)
@@ -496,6 +496,15 @@ int kr_http_start(struct kr_http **out, const struct kr_http_deps *deps,
     h2o_context_init(&srv->ctx, deps->loop, &srv->config);
     srv->accept_ctx.ctx = &srv->ctx;
     srv->accept_ctx.hosts = srv->config.hosts;
+    srv->tunnel_ctx = srv->accept_ctx;
+    if (deps->ssl_ctx != NULL) {
+        srv->accept_ctx.ssl_ctx = deps->ssl_ctx;
+        /* h2o 2.2.5 lacks the HTTP/2 Rapid Reset fix: HTTP/2 only when
+         * the operator asks for it. */
+        if (deps->http2)
+            h2o_ssl_register_alpn_protocols(deps->ssl_ctx,
+                                            h2o_http2_alpn_protocols);
+    }
 
     if (uv_ip4_addr(host, port, (struct sockaddr_in *)&addr) != 0 &&
         uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr) != 0) {
@@ -515,7 +524,8 @@ int kr_http_start(struct kr_http **out, const struct kr_http_deps *deps,
         kr_http_close(srv);
         return KR_EIO;
     }
-    KR_INFO("http", "listening on http://%s:%d", host, port);
+    KR_INFO("http", "listening on %s://%s:%d",
+            deps->ssl_ctx != NULL ? "https" : "http", host, port);
     *out = srv;
     return 0;
 fail:

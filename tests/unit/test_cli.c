@@ -2,7 +2,8 @@
  * Unit tests for the pure parts of the CLI: flag parsing, flag-versus-
  * environment precedence of the global API options, `var put` item
  * parsing, key ID prefix resolution, -prepublish to publish_time, table
- * formatting and URL encoding.  Nothing here opens a socket.
+ * formatting, the raft peer table and URL encoding.  Nothing here opens a
+ * socket.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +20,7 @@
 #include "cli/client.h"
 #include "cli/cmd.h"
 #include "cli/keyring.h"
+#include "cli/raftcmd.h"
 #include "cli/var.h"
 #include "common/err.h"
 #include "common/time.h"
@@ -468,6 +470,60 @@ static void test_table(void **state)
     kr_cli_table_free(NULL);
 }
 
+/* Prints conf_text's peers with kr_cli_raft_print_peers into *text. */
+static int peers_text(const char *conf_text, char **text)
+{
+    json_error_t jerr;
+    json_t *conf = json_loads(conf_text, 0, &jerr);
+    size_t len = 0;
+    FILE *fp = open_memstream(text, &len);
+    int rv;
+
+    assert_non_null(conf);
+    assert_non_null(fp);
+    rv = kr_cli_raft_print_peers(conf, fp);
+    fclose(fp);
+    json_decref(conf);
+    return rv;
+}
+
+static void test_raft_peers(void **state)
+{
+    char *text = NULL;
+
+    (void)state;
+    /* Sorted by Node; Leader picks the State; Voter prints as Go's %v. */
+    assert_int_equal(
+        peers_text("{\"Index\":7,\"Servers\":["
+                   "{\"ID\":\"22\",\"Node\":\"10.0.0.2:4657\","
+                   "\"Address\":\"10.0.0.2:4657\",\"Leader\":false,"
+                   "\"Voter\":false,\"RaftProtocol\":\"3\"},"
+                   "{\"ID\":\"1\",\"Node\":\"10.0.0.1:4657\","
+                   "\"Address\":\"10.0.0.1:4657\",\"Leader\":true,"
+                   "\"Voter\":true,\"RaftProtocol\":\"3\"}]}",
+                   &text),
+        0);
+    assert_string_equal(
+        text,
+        "Node           ID  Address        State     Voter  RaftProtocol\n"
+        "10.0.0.1:4657  1   10.0.0.1:4657  leader    true   3\n"
+        "10.0.0.2:4657  22  10.0.0.2:4657  follower  false  3\n");
+    free(text);
+    text = NULL;
+    assert_int_equal(peers_text("{\"Servers\":[]}", &text), 0);
+    assert_string_equal(text,
+                        "Node  ID  Address  State  Voter  RaftProtocol\n");
+    free(text);
+    text = NULL;
+    assert_int_equal(peers_text("{\"Index\":1}", &text), KR_EINVAL);
+    assert_string_equal(text, "");
+    free(text);
+    text = NULL;
+    assert_int_equal(peers_text("{\"Servers\":[{},3]}", &text), KR_EINVAL);
+    assert_string_equal(text, "");
+    free(text);
+}
+
 static void test_encoding(void **state)
 {
     struct kr_buf b;
@@ -513,6 +569,7 @@ int main(void)
         cmocka_unit_test(test_prefix_none),
         cmocka_unit_test(test_publish_time),
         cmocka_unit_test(test_table),
+        cmocka_unit_test(test_raft_peers),
         cmocka_unit_test(test_encoding),
         cmocka_unit_test(test_format_time),
     };

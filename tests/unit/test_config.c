@@ -273,7 +273,8 @@ static void test_unknown_key(void **state)
               "agent.hcl:2: unknown key \"grpc\" in ports block");
     merge_err("agent.json", "{\n  \"server\": {\n    \"bogus\": true\n  }\n}",
               "agent.json:3: unknown key \"bogus\" in server block");
-    merge_err("agent.hcl", "tls { }\n", "agent.hcl:1: unknown key \"tls\"");
+    merge_err("agent.hcl", "telemetry { }\n",
+              "agent.hcl:1: unknown key \"telemetry\"");
     merge_err("agent.hcl", "\"we\\u0001ird\" = 1\n",
               "agent.hcl:1: unknown key \"we\\x01ird\"");
 }
