@@ -31,6 +31,7 @@
 #include <uv.h>
 
 #include "cluster/raft.h"
+#include "cluster/rpc.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/time.h"
@@ -243,6 +244,7 @@ static void on_tick(uv_timer_t *t)
     if (a->stopping)
         return;
     kr_keyring_sync(a->keyring);
+    kr_raft_observe(a->raft);
     ensure_active_key(a);
     if (a->ready)
         return;
@@ -404,6 +406,28 @@ static int rm_entry(const char *path, const struct stat *sb, int flag,
     return remove(path);
 }
 
+/* bootstrap_expect > 1 needs peers to find; every peer must be an
+ * IPv4 (or localhost) host:port, since names are not resolved yet. */
+static int check_join(const struct kr_config *cfg, char *errmsg)
+{
+    const struct kr_config_strings *j = &cfg->server.server_join.retry_join;
+    struct sockaddr_in sa;
+
+    if (cfg->server.bootstrap_expect > 1 && j->n == 0)
+        return kr_errf(errmsg, KR_EINVAL,
+                       "server.bootstrap_expect = %d needs "
+                       "server.server_join.retry_join to find the other "
+                       "servers",
+                       cfg->server.bootstrap_expect);
+    for (size_t i = 0; i < j->n; i++)
+        if (kr_rpc_parse_address(j->v[i], &sa) != 0)
+            return kr_errf(errmsg, KR_EINVAL,
+                           "server.server_join.retry_join: \"%s\" is not an "
+                           "IPv4 host:port (names are not resolved yet)",
+                           j->v[i]);
+    return 0;
+}
+
 static int open_tls(struct agent *a, char *errmsg)
 {
     const struct kr_config_tls *t = &a->cfg->tls;
@@ -527,6 +551,10 @@ int kr_agent_main(int argc, char **argv)
                         a.state);
     if (rv != 0) {
         KR_ERROR("agent", "%s", kr_strerror(rv));
+        goto fail_loop;
+    }
+    if (check_join(a.cfg, errmsg) != 0) {
+        KR_ERROR("agent", "%s", errmsg);
         goto fail_loop;
     }
     if (strchr(a.cfg->bind_addr, ':') != NULL) {

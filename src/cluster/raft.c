@@ -63,6 +63,8 @@ struct kr_raft {
     size_t n_seen;
     char leader_hint[256]; /* a running cluster's leader */
     bool found_cluster;
+    bool was_voter;          /* has been a voter in its own configuration */
+    uint64_t leader_seen_ms; /* when a leader was last known here */
     /* A running cluster's configuration that lists us: a server of the
      * same bootstrap round, which we must bootstrap with too. */
     struct peer adopt[MAX_PEERS];
@@ -446,6 +448,8 @@ static int on_call(void *arg, const uint8_t *req, size_t len,
     return 0;
 }
 
+static bool check_removed(struct kr_raft *r);
+
 static void on_raft_stream(void *arg, uint64_t id, const char *address,
                            uv_stream_t *stream)
 {
@@ -512,7 +516,7 @@ static void round_done(struct kr_raft *r)
 {
     bool voter = false;
 
-    if (r->removed || r->closing)
+    if (r->closing || check_removed(r))
         return;
     if (r->found_cluster) {
         /* Listed in the running cluster's configuration: we belong to
@@ -609,7 +613,8 @@ static void status_answered(void *arg, int status, const uint8_t *resp,
                      is_leader ? address : leader_addr);
         /* Our log says we are a member, the leader's says we are not: we
          * were removed, and must not rejoin with stale state. */
-        if (is_leader && r->had_state && !member && in_config(r, r->id, NULL)) {
+        if (is_leader && (r->had_state || r->was_voter) && !member &&
+            in_config(r, r->id, NULL)) {
             r->removed = true;
             KR_ERROR("raft",
                      "this server (%llu) was removed from the cluster led "
@@ -628,18 +633,41 @@ out:
         round_done(r);
 }
 
+/* A server that was a voter and is no longer in its own configuration
+ * was removed: it stops instead of joining again by itself. */
+static bool check_removed(struct kr_raft *r)
+{
+    bool voter = false;
+
+    if (r->removed || !r->started)
+        return r->removed;
+    if (in_config(r, r->id, &voter) && voter) {
+        r->was_voter = true;
+        return false;
+    }
+    if (r->was_voter && r->raft.configuration.n > 0) {
+        r->removed = true;
+        KR_ERROR("raft",
+                 "this server (%llu) was removed from the cluster; stop it "
+                 "and empty its data_dir to join again",
+                 (unsigned long long)r->id);
+        if (r->cfg.on_fatal != NULL)
+            r->cfg.on_fatal(r->cfg.arg, "server was removed from the cluster");
+    }
+    return r->removed;
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct kr_raft *r = t->data;
     struct kr_buf req;
     bool voter = false;
 
-    if (r->calls_out > 0 || r->removed || r->closing)
+    if (r->calls_out > 0 || r->closing || check_removed(r))
         return;
-    /* A started member that knows a leader only keeps watching for its
-     * own removal; everything else is discovery. */
-    if (r->started && in_config(r, r->id, &voter) && voter && !r->had_state)
-        return;
+    /* A member keeps asking too: a removed server is not told by the
+     * leader (which stops replicating to it), so it must look. */
+    (void)voter;
     r->found_cluster = false;
     r->n_adopt = 0;
     kr_buf_init(&req);
@@ -800,9 +828,8 @@ int kr_raft_start(struct kr_raft **out, const struct kr_raft_config *cfg,
         rv = 0;
     }
     if (rv != 0) {
-        rv = kr_errf(
-            errmsg, KR_EIO, "raft on %s: %s%s", r->address, raft_strerror(rv),
-            rv == RAFT_IOERR ? " (is the rpc port already in use?)" : "");
+        rv = kr_errf(errmsg, KR_EIO, "raft on %s: %s", r->address,
+                     raft_strerror(rv));
         goto fail_after_init;
     }
     if (cfg->n_retry_join > 0)
@@ -957,6 +984,12 @@ const char *kr_raft_leader_address(struct kr_raft *r)
     return addr != NULL ? addr : "";
 }
 
+void kr_raft_observe(struct kr_raft *r)
+{
+    if (r->started && *kr_raft_leader_address(r) != '\0')
+        r->leader_seen_ms = r->io.time(&r->io);
+}
+
 uint64_t kr_raft_last_contact_ms(struct kr_raft *r)
 {
     raft_time now;
@@ -964,6 +997,12 @@ uint64_t kr_raft_last_contact_ms(struct kr_raft *r)
     if (!r->started || raft_state(&r->raft) == RAFT_LEADER)
         return 0;
     now = r->io.time(&r->io);
+    /* Without a leader, the time since one was last known (the election
+     * timer restarts with every candidacy). */
+    if (*kr_raft_leader_address(r) == '\0')
+        return r->leader_seen_ms != 0 && now > r->leader_seen_ms
+                   ? now - r->leader_seen_ms
+                   : 0;
     return now > r->raft.election_timer_start
                ? now - r->raft.election_timer_start
                : 0;

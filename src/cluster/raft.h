@@ -93,6 +93,9 @@ const char *kr_raft_leader_address(struct kr_raft *r);
 /* Milliseconds since this follower last heard from a leader (0 on the
  * leader). */
 uint64_t kr_raft_last_contact_ms(struct kr_raft *r);
+/* Notes whether a leader is known now; the agent calls it periodically so
+ * kr_raft_last_contact_ms can say how long a leader has been missing. */
+void kr_raft_observe(struct kr_raft *r);
 
 /* The current raft configuration, for the operator API. */
 struct kr_raft_server {

@@ -29,7 +29,9 @@
 #define LEADER_WAIT_MS 5000
 #define LEADER_POLL_MS 50
 #define POOL_MAX 32
-#define MAX_RESPONSE (2u * 1024 * 1024)
+/* A relayed answer is held whole; an unpaginated list of a million
+ * Variables is about 150 MiB. */
+#define MAX_RESPONSE (512u * 1024 * 1024)
 
 /* picohttpparser, which libh2o exports but Debian ships no header for;
  * its interface has been stable for a decade. */

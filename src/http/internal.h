@@ -16,6 +16,8 @@
 
 /* How long a request waits for a key that is still being decrypted. */
 #define KR_HTTP_KEY_WAIT_MS 1000
+/* How long a write waits for the first active key of a new keyring. */
+#define KR_HTTP_ACTIVE_WAIT_MS 5000
 
 struct pooled;
 struct barrier_wait;

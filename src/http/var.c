@@ -370,15 +370,29 @@ out:
     kr_buf_free(&ct);
 }
 
+/* The active key at the time the wait ends: a first start or a rotation
+ * may have installed one meanwhile. */
 static void put_waited(void *arg, int status)
 {
     struct var_op *o = arg;
+    const struct kr_root_key *active;
 
     (void)status; /* seal_and_propose reports a key that is still missing */
     if (o->p.req == NULL) {
         op_free(o);
         return;
     }
+    active = kr_state_key_active(o->p.srv->deps.state);
+    if (active == NULL) {
+        kr_http_reply_error(o->p.req, 503,
+                            "keyring has no active key yet: the leader "
+                            "creates one when the cluster first forms; if "
+                            "this persists, run `keyraft operator root "
+                            "keyring rotate -now`");
+        op_free(o);
+        return;
+    }
+    memcpy(o->key_id, active->key_id, sizeof(o->key_id));
     seal_and_propose(o);
 }
 
@@ -467,12 +481,6 @@ static int var_write(struct kr_http_call *c, bool del)
         goto out;
     }
     active = kr_state_key_active(srv->deps.state);
-    if (!del && active == NULL) {
-        kr_http_reply_error(req, 500,
-                            "keyring has no active key: rotate the keyring "
-                            "to repair");
-        goto out;
-    }
     o = kr_http_pending_new(c, sizeof(*o));
     if (o == NULL) {
         kr_http_reply_error(req, 500, "out of memory");
@@ -488,12 +496,15 @@ static int var_write(struct kr_http_call *c, bool del)
     }
     o->op = has_cas ? KR_VAR_CAS : KR_VAR_SET;
     o->items = json_incref(json_object_get(body, "Items"));
-    memcpy(o->key_id, active->key_id, sizeof(o->key_id));
-    if (kr_keyring_has(srv->deps.keyring, o->key_id))
+    if (active != NULL && kr_keyring_has(srv->deps.keyring, active->key_id)) {
+        memcpy(o->key_id, active->key_id, sizeof(o->key_id));
         seal_and_propose(o);
-    else if (kr_keyring_wait(srv->deps.keyring, o->key_id, KR_HTTP_KEY_WAIT_MS,
-                             put_waited, o, NULL) != 0)
-        seal_and_propose(o);
+    } else if (kr_keyring_wait(
+                   srv->deps.keyring, active ? active->key_id : NULL,
+                   active ? KR_HTTP_KEY_WAIT_MS : KR_HTTP_ACTIVE_WAIT_MS,
+                   put_waited, o, NULL) != 0) {
+        put_waited(o, KR_ESHUTDOWN);
+    }
 out:
     json_decref(body);
     return 0;
@@ -590,7 +601,11 @@ int kr_http_vars_list(struct kr_http_call *c)
         n++;
     }
     kr_http_add_query_meta(srv, req);
-    kr_http_reply_json(req, 200, arr, kr_state_vars_index(srv->deps.state));
+    /* Like Nomad, the index is never 0: clients block on it. */
+    kr_http_reply_json(req, 200, arr,
+                       kr_state_vars_index(srv->deps.state) > 0
+                           ? kr_state_vars_index(srv->deps.state)
+                           : 1);
     json_decref(arr);
     return 0;
 }

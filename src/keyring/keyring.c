@@ -186,6 +186,19 @@ static void waiter_timeout(uv_timer_t *t)
     waiter_fire(t->data, KR_ENOTREADY);
 }
 
+/* A waiter with an empty key_id waits for the active key. */
+static bool waiter_matches(const struct kr_keyring *kr,
+                           const struct kr_keyring_waiter *w,
+                           const char *key_id)
+{
+    const struct kr_root_key *active;
+
+    if (w->key_id[0] != '\0')
+        return strcmp(w->key_id, key_id) == 0;
+    active = kr_state_key_active(kr->state);
+    return active != NULL && strcmp(active->key_id, key_id) == 0;
+}
+
 static void wake_waiters(struct kr_keyring *kr, const char *key_id)
 {
     struct kr_keyring_waiter *w, *next;
@@ -194,7 +207,7 @@ static void wake_waiters(struct kr_keyring *kr, const char *key_id)
 again:
     for (w = kr->waiters; w != NULL; w = next) {
         next = w->next;
-        if (strcmp(w->key_id, key_id) == 0) {
+        if (waiter_matches(kr, w, key_id)) {
             waiter_fire(w, 0);
             goto again;
         }
@@ -209,9 +222,12 @@ int kr_keyring_wait(struct kr_keyring *kr, const char *key_id,
 
     if (out != NULL)
         *out = NULL;
+    const struct kr_root_key *active = kr_state_key_active(kr->state);
+
     if (kr->closing)
         return KR_ESHUTDOWN;
-    if (set_find(kr, key_id) != NULL) {
+    if (key_id == NULL ? active != NULL && set_find(kr, active->key_id)
+                       : set_find(kr, key_id) != NULL) {
         cb(arg, 0);
         return 0;
     }
@@ -219,7 +235,7 @@ int kr_keyring_wait(struct kr_keyring *kr, const char *key_id,
     if (w == NULL)
         return KR_ENOMEM;
     w->kr = kr;
-    snprintf(w->key_id, sizeof(w->key_id), "%s", key_id);
+    snprintf(w->key_id, sizeof(w->key_id), "%s", key_id ? key_id : "");
     w->cb = cb;
     w->arg = arg;
     uv_timer_init(kr->loop, &w->timer);

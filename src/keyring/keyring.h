@@ -77,7 +77,8 @@ size_t kr_keyring_pending(const struct kr_keyring *kr, char *ids, size_t cap);
 const char *kr_keyring_last_error(const struct kr_keyring *kr,
                                   const char *key_id);
 
-/* Calls cb once key_id is ready, or after timeout_ms.  If it is ready now,
+/* Calls cb once key_id is ready (key_id NULL: once there is an active key
+ * and it is ready), or after timeout_ms.  If it is ready now,
  * cb runs before this returns.  *out (may be NULL) gets a handle to cancel
  * with kr_keyring_wait_cancel (cb is then never called). */
 int kr_keyring_wait(struct kr_keyring *kr, const char *key_id,

@@ -145,3 +145,107 @@ def test_lagging_server_catches_up_through_snapshot(make_cluster):
     for i in range(120):
         r = lagger.api("GET", f"/v1/var/lag/{i}?stale")
         assert items(r) == {"v": str(i)}, (i, r)
+
+
+def join_block(rpc_ports, expect):
+    join = ", ".join(f'"127.0.0.1:{p}"' for p in rpc_ports)
+    return (f'server {{\n  bootstrap_expect = {expect}\n  server_join {{\n'
+            f'    retry_join = [{join}]\n    retry_interval = "1s"\n  }}\n}}\n')
+
+
+def peers(a):
+    return a.api("GET", "/v1/operator/raft/configuration").json()["Servers"]
+
+
+def test_server_joins_a_running_cluster(make_cluster, make_agent):
+    agents = make_cluster(3)
+    # A fourth server that knows one member finds the cluster and is
+    # added by the leader as a voter.
+    d = make_agent(join_block([agents[0].rpc_port], 3), name="s3")
+    deadline = time.time() + 20 * SLOW
+    while time.time() < deadline:
+        ps = peers(agents[1])
+        if len(ps) == 4 and all(p["Voter"] for p in ps):
+            break
+        time.sleep(0.2)
+    assert len(ps) == 4 and all(p["Voter"] for p in ps), ps
+    assert put(agents[2], "joined/x", "1").status == 200
+    deadline = time.time() + 10 * SLOW
+    while time.time() < deadline:
+        r = d.api("GET", "/v1/var/joined/x?stale")
+        if r.status == 200:
+            break
+        time.sleep(0.1)
+    assert items(r) == {"v": "1"}
+
+
+def test_removed_server_cannot_rejoin_with_stale_state(make_cluster):
+    agents = make_cluster(3)
+    leader = cluster_leader(agents)
+    gone = [a for a in agents if a is not leader][0]
+    gone.stop()
+    addr = f"127.0.0.1:{gone.rpc_port}"
+    r = leader.api("DELETE", f"/v1/operator/raft/peer?address={addr}")
+    assert r.status == 200, r
+    assert len(peers(leader)) == 2
+    # Restarted with its old data it finds it was removed and stops,
+    # loudly, instead of quietly rejoining.
+    gone.start(wait=False)
+    rc = gone.proc.wait(30 * SLOW)
+    assert rc == 1
+    assert "was removed from the cluster" in gone.log()
+    assert len(peers(leader)) == 2
+
+
+def test_requests_without_quorum_get_503_in_bounded_time(make_cluster):
+    agents = make_cluster(3)
+    leader = cluster_leader(agents)
+    survivor = [a for a in agents if a is not leader][0]
+    for a in agents:
+        if a is not survivor:
+            a.kill9()
+    t0 = time.time()
+    r = put(survivor, "no/quorum", "x", timeout=30)
+    took = time.time() - t0
+    assert r.status == 503, r
+    assert "leader" in r.text.lower()
+    assert took < 15 * SLOW, took
+    # Stale reads still work without a leader, and say so.
+    r = survivor.api("GET", "/v1/vars?stale")
+    assert r.status == 200
+    deadline = time.time() + 10 * SLOW
+    while r.headers["X-Nomad-KnownLeader"] != "false" and \
+            time.time() < deadline:
+        time.sleep(0.2)
+        r = survivor.api("GET", "/v1/vars?stale")
+    assert r.headers["X-Nomad-KnownLeader"] == "false"
+
+
+def test_server_removed_while_running_stops(make_cluster):
+    agents = make_cluster(3)
+    leader = cluster_leader(agents)
+    gone = [a for a in agents if a is not leader][0]
+    addr = f"127.0.0.1:{gone.rpc_port}"
+    r = leader.api("DELETE", f"/v1/operator/raft/peer?address={addr}")
+    assert r.status == 200, r
+    rc = gone.proc.wait(30 * SLOW)
+    assert rc == 1
+    assert "was removed from the cluster" in gone.log()
+    time.sleep(2 * SLOW)  # a few retry rounds: it must not come back
+    assert len(peers(leader)) == 2
+
+
+def test_join_config_errors(make_agent):
+    import subprocess
+    from conftest import BIN
+    a = make_agent('server {\n  bootstrap_expect = 3\n}\n', start=False)
+    r = subprocess.run([BIN, "agent", "-config", a.config_path],
+                       capture_output=True, text=True, timeout=30 * SLOW)
+    assert r.returncode == 1
+    assert "needs server.server_join.retry_join" in r.stderr
+    b = make_agent('server {\n  server_join {\n    retry_join = '
+                   '["db.example:4657"]\n  }\n}\n', name="b", start=False)
+    r = subprocess.run([BIN, "agent", "-config", b.config_path],
+                       capture_output=True, text=True, timeout=30 * SLOW)
+    assert r.returncode == 1
+    assert '"db.example:4657" is not an IPv4 host:port' in r.stderr
