@@ -10,7 +10,7 @@ pkgs=(
     libcurl4-openssl-dev libarchive-dev libbsd-dev libcmocka-dev
     libclang-rt-14-dev
     python3 python3-pytest python3-jwt python3-cryptography
-    curl openssl
+    curl openssl tcpdump
 )
 if [ "${KR_DEPS_BENCH:-0}" = 1 ]; then
     pkgs+=(nghttp2-client wrk etcd-server etcd-client)

@@ -58,7 +58,9 @@ struct agent {
     struct kr_raft *raft;
     struct kr_keyring *keyring;
     struct kr_http *http;
-    struct ssl_ctx_st *https_ctx; /* tls.http */
+    struct ssl_ctx_st *https_ctx;      /* tls.http */
+    struct ssl_ctx_st *rpc_server_ctx; /* tls.rpc */
+    struct ssl_ctx_st *rpc_client_ctx;
     uv_timer_t tick;
     uv_signal_t sigint, sigterm;
     uint64_t start_ms;
@@ -439,18 +441,32 @@ static int open_tls(struct agent *a, char *errmsg)
         .min_version = t->tls_min_version,
     };
 
-    if (t->rpc)
-        return kr_errf(errmsg, KR_EINVAL,
-                       "tls.rpc is not supported by this build yet: raft and "
-                       "RPC traffic would travel in clear text");
-    if (!t->http)
-        return 0;
-    return kr_tls_server_ctx(&a->https_ctx, &tc, errmsg);
+    int rv = 0;
+
+    if (t->http)
+        rv = kr_tls_server_ctx(&a->https_ctx, &tc, errmsg);
+    if (rv == 0 && t->rpc) {
+        char name[300];
+        /* Servers talk only to servers: a client certificate is always
+         * required on the RPC port. */
+        tc.verify_peer = true;
+        rv = kr_tls_server_ctx(&a->rpc_server_ctx, &tc, errmsg);
+        if (rv == 0)
+            rv = kr_tls_client_ctx(&a->rpc_client_ctx, &tc, errmsg);
+        if (rv == 0) {
+            snprintf(name, sizeof(name), "server.%s.keyraft", a->cfg->region);
+            kr_rpc_set_tls(a->rpc_server_ctx, a->rpc_client_ctx,
+                           t->verify_server_hostname ? name : NULL);
+        }
+    }
+    return rv;
 }
 
 static void cleanup(struct agent *a)
 {
     kr_tls_ctx_free(a->https_ctx);
+    kr_tls_ctx_free(a->rpc_server_ctx);
+    kr_tls_ctx_free(a->rpc_client_ctx);
     for (size_t i = 0; i < a->n_providers; i++)
         kr_kms_free(a->providers[i]);
     free(a->providers);

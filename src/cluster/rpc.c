@@ -15,6 +15,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "cluster/tls_stream.h"
 
 #define MAGIC "KRPC"
 #define VERSION 1
@@ -62,7 +63,7 @@ int kr_rpc_parse_address(const char *address, struct sockaddr_in *out)
 
 struct conn {
     struct kr_rpc *rpc;
-    uv_tcp_t *tcp; /* raft_malloc'd; handed on, or closed */
+    uv_stream_t *tcp; /* raft_malloc'd socket or TLS plaintext pipe */
     uv_timer_t timer;
     uv_write_t write;
     uint8_t prefix[PREFIX_LEN];
@@ -75,6 +76,23 @@ struct conn {
     bool handed_on;
     struct conn *next;
 };
+
+/* TLS for every RPC connection, set once by the agent (one per process):
+ * server_ctx for accepted connections, client_ctx for dials, and the name
+ * both ends' certificates must carry when verify_server_hostname is on. */
+static struct {
+    struct ssl_ctx_st *server_ctx;
+    struct ssl_ctx_st *client_ctx;
+    char name[256];
+} tls;
+
+void kr_rpc_set_tls(struct ssl_ctx_st *server_ctx,
+                    struct ssl_ctx_st *client_ctx, const char *name)
+{
+    tls.server_ctx = server_ctx;
+    tls.client_ctx = client_ctx;
+    snprintf(tls.name, sizeof(tls.name), "%s", name ? name : "");
+}
 
 struct kr_rpc {
     uv_loop_t *loop;
@@ -158,12 +176,12 @@ static void acked(uv_write_t *w, int status)
         id = kr_rd_u64(&rd);
         addr = kr_rd_strdup(&rd, 255);
         if (addr != NULL && r->h.on_raft != NULL)
-            r->h.on_raft(r->h.arg, id, addr, (uv_stream_t *)c->tcp);
+            r->h.on_raft(r->h.arg, id, addr, c->tcp);
         else
             uv_close((uv_handle_t *)c->tcp, free_handle);
         free(addr);
     } else {
-        r->h.on_http(r->h.arg, (uv_stream_t *)c->tcp);
+        r->h.on_http(r->h.arg, c->tcp);
     }
     conn_end(c);
 }
@@ -176,7 +194,7 @@ static void conn_dispatch(struct conn *c)
     unsigned n = 1;
     int st = 0;
 
-    uv_read_stop((uv_stream_t *)c->tcp);
+    uv_read_stop(c->tcp);
     switch (c->kind) {
     case KR_RPC_RAFT: {
         struct kr_rd rd;
@@ -209,7 +227,7 @@ static void conn_dispatch(struct conn *c)
     if (st != 0)
         c->kind = KR_RPC_CALL; /* close after the answer */
     c->write.data = c;
-    if (uv_write(&c->write, (uv_stream_t *)c->tcp, bufs, n, acked) != 0)
+    if (uv_write(&c->write, c->tcp, bufs, n, acked) != 0)
         conn_end(c);
 }
 
@@ -245,37 +263,66 @@ static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         conn_dispatch(c);
 }
 
-static void on_accept(uv_stream_t *listener, int status)
+/* Starts reading the preamble on an accepted stream (plain or TLS). */
+static void conn_start(struct kr_rpc *r, uv_stream_t *stream)
 {
-    struct kr_rpc *r = listener->data;
-    struct conn *c;
+    struct conn *c = calloc(1, sizeof(*c));
 
-    if (status != 0 || r->closing)
-        return;
-    c = calloc(1, sizeof(*c));
-    if (c == NULL)
-        return;
-    c->tcp = raft_malloc(sizeof(*c->tcp));
-    if (c->tcp == NULL) {
-        free(c);
+    if (c == NULL) {
+        uv_close((uv_handle_t *)stream, free_handle);
         return;
     }
     c->rpc = r;
-    uv_tcp_init(r->loop, c->tcp);
-    c->tcp->data = c;
-    if (uv_accept(listener, (uv_stream_t *)c->tcp) != 0) {
-        uv_close((uv_handle_t *)c->tcp, free_handle);
-        free(c);
-        return;
-    }
-    uv_tcp_nodelay(c->tcp, 1);
+    c->tcp = stream;
+    stream->data = c;
     uv_timer_init(r->loop, &c->timer);
     c->timer.data = c;
     r->busy++;
     c->next = r->conns;
     r->conns = c;
     uv_timer_start(&c->timer, conn_timeout, PREAMBLE_TIMEOUT_MS, 0);
-    uv_read_start((uv_stream_t *)c->tcp, conn_alloc, conn_read);
+    uv_read_start(c->tcp, conn_alloc, conn_read);
+}
+
+static void tls_accepted(void *arg, int status, uv_stream_t *plain)
+{
+    struct kr_rpc *r = arg;
+
+    r->busy--;
+    if (status == 0 && !r->closing)
+        conn_start(r, plain);
+    else if (plain != NULL)
+        uv_close((uv_handle_t *)plain, free_handle);
+    rpc_maybe_free(r);
+}
+
+static void on_accept(uv_stream_t *listener, int status)
+{
+    struct kr_rpc *r = listener->data;
+    uv_tcp_t *tcp;
+
+    if (status != 0 || r->closing)
+        return;
+    tcp = raft_malloc(sizeof(*tcp));
+    if (tcp == NULL)
+        return;
+    uv_tcp_init(r->loop, tcp);
+    if (uv_accept(listener, (uv_stream_t *)tcp) != 0) {
+        uv_close((uv_handle_t *)tcp, free_handle);
+        return;
+    }
+    uv_tcp_nodelay(tcp, 1);
+    if (tls.server_ctx == NULL) {
+        conn_start(r, (uv_stream_t *)tcp);
+        return;
+    }
+    r->busy++;
+    if (kr_tls_stream_start(r->loop, tcp, tls.server_ctx, true,
+                            *tls.name ? tls.name : NULL, tls_accepted,
+                            r) != 0) {
+        r->busy--;
+        rpc_maybe_free(r);
+    }
 }
 
 int kr_rpc_listen(struct kr_rpc **out, uv_loop_t *loop, const char *host,
@@ -339,7 +386,9 @@ void kr_rpc_close(struct kr_rpc *r)
 
 struct kr_rpc_dial {
     uv_loop_t *loop;
-    uv_tcp_t *tcp;
+    uv_tcp_t *tcp;       /* until connected (then given to TLS, if on) */
+    uv_stream_t *stream; /* what the preamble goes over */
+    bool tls_busy;       /* a TLS handshake holds a reference */
     uv_connect_t connect;
     uv_write_t write;
     uv_timer_t timer;
@@ -382,14 +431,15 @@ static void dial_finish(struct kr_rpc_dial *d, int status)
     uv_timer_stop(&d->timer);
     uv_close((uv_handle_t *)&d->timer, dial_handle_closed);
     if (status == 0) {
-        uv_read_stop((uv_stream_t *)d->tcp);
-        stream = (uv_stream_t *)d->tcp;
+        uv_read_stop(d->stream);
+        stream = d->stream;
         stream->data = NULL;
         d->handed_on = true;
-        d->pending--; /* the socket is no longer ours to close */
-    } else {
-        uv_close((uv_handle_t *)d->tcp, dial_handle_closed);
+        d->pending--; /* the stream is no longer ours to close */
+    } else if (d->stream != NULL) {
+        uv_close((uv_handle_t *)d->stream, dial_handle_closed);
     }
+    /* With a TLS handshake in flight, its callback closes what it made. */
     cb(arg, status, stream);
 }
 
@@ -427,13 +477,46 @@ static void dial_written(uv_write_t *w, int status)
         dial_finish(d, KR_EIO);
         return;
     }
-    uv_read_start((uv_stream_t *)d->tcp, dial_alloc, dial_read);
+    uv_read_start(d->stream, dial_alloc, dial_read);
+}
+
+static void send_preamble(struct kr_rpc_dial *d)
+{
+    uv_buf_t buf = uv_buf_init((char *)d->preamble, (unsigned)d->preamble_len);
+
+    d->stream->data = d;
+    d->write.data = d;
+    if (uv_write(&d->write, d->stream, &buf, 1, dial_written) != 0)
+        dial_finish(d, KR_EIO);
+}
+
+static void dial_tls_done(void *arg, int status, uv_stream_t *plain)
+{
+    struct kr_rpc_dial *d = arg;
+
+    d->tls_busy = false;
+    if (status != 0) {
+        d->pending--; /* the TLS reference; the socket is closed */
+        if (d->finished && d->pending == 0) {
+            free(d->preamble);
+            free(d);
+            return;
+        }
+        dial_finish(d, KR_EIO);
+        return;
+    }
+    d->stream = plain; /* takes over the TLS reference */
+    plain->data = d;
+    if (d->finished) {
+        uv_close((uv_handle_t *)plain, dial_handle_closed);
+        return;
+    }
+    send_preamble(d);
 }
 
 static void dial_connected(uv_connect_t *req, int status)
 {
     struct kr_rpc_dial *d = req->data;
-    uv_buf_t buf;
 
     if (d->finished)
         return;
@@ -442,10 +525,22 @@ static void dial_connected(uv_connect_t *req, int status)
         return;
     }
     uv_tcp_nodelay(d->tcp, 1);
-    buf = uv_buf_init((char *)d->preamble, (unsigned)d->preamble_len);
-    d->write.data = d;
-    if (uv_write(&d->write, (uv_stream_t *)d->tcp, &buf, 1, dial_written) != 0)
+    if (tls.client_ctx == NULL) {
+        d->stream = (uv_stream_t *)d->tcp;
+        send_preamble(d);
+        return;
+    }
+    /* The socket now belongs to the TLS stream, which holds our reference
+     * until its callback. */
+    d->tls_busy = true;
+    d->stream = NULL;
+    if (kr_tls_stream_start(d->loop, d->tcp, tls.client_ctx, false,
+                            *tls.name ? tls.name : NULL, dial_tls_done,
+                            d) != 0) {
+        d->tls_busy = false;
+        d->pending--;
         dial_finish(d, KR_EIO);
+    }
 }
 
 int kr_rpc_dial(uv_loop_t *loop, const char *address, uint8_t kind,
@@ -487,6 +582,7 @@ int kr_rpc_dial(uv_loop_t *loop, const char *address, uint8_t kind,
     d->pending = 2; /* socket and timer */
     uv_tcp_init(loop, d->tcp);
     d->tcp->data = d;
+    d->stream = (uv_stream_t *)d->tcp; /* closed by dial_finish on failure */
     uv_timer_init(loop, &d->timer);
     d->timer.data = d;
     uv_timer_start(&d->timer, dial_timeout, DIAL_TIMEOUT_MS, 0);

@@ -90,6 +90,16 @@ typedef void (*kr_rpc_call_cb)(void *arg, int status, const uint8_t *resp,
 int kr_rpc_call(uv_loop_t *loop, const char *address, const void *req,
                 size_t len, uint64_t timeout_ms, kr_rpc_call_cb cb, void *arg);
 
+struct ssl_ctx_st;
+
+/* Puts every RPC connection of this process under TLS: accepted ones with
+ * server_ctx, dialled ones with client_ctx (both borrowed, must outlive
+ * all connections).  name, when not NULL or "", is the DNS name both
+ * ends' certificates must carry (verify_server_hostname).  Call once,
+ * before listening or dialling. */
+void kr_rpc_set_tls(struct ssl_ctx_st *server_ctx,
+                    struct ssl_ctx_st *client_ctx, const char *name);
+
 /* Splits "host:port" into a sockaddr; returns 0 or KR_EINVAL. */
 int kr_rpc_parse_address(const char *address, struct sockaddr_in *out);
 

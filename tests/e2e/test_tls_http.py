@@ -114,11 +114,3 @@ def test_http2_is_opt_in(make_agent, pki):
     v = curl(a, "--cacert", pki["ca"], "--http2", "-o", "/dev/null", "-w",
              "%{http_version}")
     assert v.stdout == "2", v
-
-
-def test_tls_rpc_is_refused_until_built(tmp_path, pki, make_agent):
-    a = make_agent(tls_block(pki, "  rpc = true\n"), start=False)
-    r = subprocess.run([BIN, "agent", "-config", a.config_path],
-                       capture_output=True, text=True, timeout=30 * SLOW)
-    assert r.returncode == 1
-    assert "tls.rpc is not supported" in r.stderr + r.stdout
