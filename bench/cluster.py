@@ -131,6 +131,25 @@ def keyraft_bin():
     return "/tmp/bench-build/keyraft"
 
 
+# With --rpc-tls: a tls block added to every server's config (raft,
+# forwarding and membership between servers under mutual TLS; clients
+# still use plain HTTP, like etcd's here).
+RPC_TLS_HCL = ""
+
+
+def make_rpc_tls(work, binary):
+    """CA and server certificate from `keyraft tls`; returns the block."""
+    pki = os.path.join(work, "pki")
+    os.mkdir(pki)
+    for args in (["tls", "ca", "create"], ["tls", "cert", "create", "-server"]):
+        subprocess.run([binary, *args], cwd=pki, check=True,
+                       capture_output=True)
+    return ("tls {\n  rpc = true\n  verify_server_hostname = true\n"
+            f'  ca_file = "{pki}/keyraft-agent-ca.pem"\n'
+            f'  cert_file = "{pki}/global-server-keyraft.pem"\n'
+            f'  key_file = "{pki}/global-server-keyraft-key.pem"\n}}\n')
+
+
 def keyraft_config(data_dir, http_port, rpc_port, rpc_ports):
     """The agent HCL for one server.  rpc_ports: every server's RPC port
     (one entry = single server, bootstrap_expect = 1, no server_join)."""
@@ -148,7 +167,7 @@ def keyraft_config(data_dir, http_port, rpc_port, rpc_ports):
             f"ports {{\n  http = {http_port}\n  rpc = {rpc_port}\n}}\n"
             "server {\n  enabled = true\n"
             f"  bootstrap_expect = {len(rpc_ports)}\n"
-            f"{join}}}\n")
+            f"{join}}}\n" + RPC_TLS_HCL)
 
 
 def keyraft_leader(base):
@@ -440,6 +459,8 @@ def main():
                     help="one keyraft server (bootstrap_expect = 1)")
     ap.add_argument("--to", choices=("all", "leader"), default="all")
     ap.add_argument("--clients", default="1,8,64")
+    ap.add_argument("--rpc-tls", action="store_true",
+                    help="mutual TLS between keyraft servers (tls.rpc)")
     args = ap.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
     for tool in ("wrk", "etcd"):
@@ -454,7 +475,10 @@ def main():
     kr_rows, kr_fail, kr_desc = None, None, ""
     nkr = 1 if args.single else 3
     binary = keyraft_bin()
+    global RPC_TLS_HCL
     try:
+        if args.rpc_tls:
+            RPC_TLS_HCL = make_rpc_tls(work, binary)
         kdir = os.path.join(work, "keyraft")
         os.mkdir(kdir)
         try:
@@ -483,6 +507,7 @@ def main():
           f"one wrk thread per client, {os.cpu_count()} cores "
           "(servers and wrk on the same machine)")
     print(f"keyraft: {nkr} server{'s' if nkr > 1 else ''}, "
+          f"{'RPC under mutual TLS' if args.rpc_tls else 'RPC in clear'}, "
           "PUT /v1/var/<path>; " + (kr_desc or "-"))
     print("etcd:    3 members (etcd 3.4), POST /v3/kv/put via the JSON "
           "gateway; " + et_desc)
