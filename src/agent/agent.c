@@ -443,6 +443,10 @@ static int open_tls(struct agent *a, char *errmsg)
 
     int rv = 0;
 
+    if (t->rpc && (t->ca_file == NULL || *t->ca_file == '\0'))
+        return kr_errf(errmsg, KR_EINVAL,
+                       "tls.rpc needs tls.ca_file: servers verify each "
+                       "other's certificates against it");
     if (t->http)
         rv = kr_tls_server_ctx(&a->https_ctx, &tc, errmsg);
     if (rv == 0 && t->rpc) {

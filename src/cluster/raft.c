@@ -77,7 +77,8 @@ struct kr_raft {
     void *remove_arg;
     void (*close_cb)(void *arg);
     void *close_arg;
-    int closing; /* handles and components still to close */
+    int closing;     /* handles and components still to close */
+    bool calls_hold; /* closing waits for membership calls in flight */
 };
 
 struct apply_req {
@@ -449,6 +450,22 @@ static int on_call(void *arg, const uint8_t *req, size_t len,
 }
 
 static bool check_removed(struct kr_raft *r);
+static void component_closed(struct kr_raft *r);
+
+/* A membership call came back; while closing, the last one releases the
+ * hold it put on freeing r.  Returns true when r is closing (the caller
+ * must not touch it further). */
+static bool call_returned(struct kr_raft *r)
+{
+    r->calls_out--;
+    if (!r->closing)
+        return false;
+    if (r->calls_out == 0 && r->calls_hold) {
+        r->calls_hold = false;
+        component_closed(r);
+    }
+    return true;
+}
 
 static void on_raft_stream(void *arg, uint64_t id, const char *address,
                            uv_stream_t *stream)
@@ -478,8 +495,7 @@ static void join_answered(void *arg, int status, const uint8_t *resp,
     uint8_t code;
     char *leader;
 
-    r->calls_out--;
-    if (status != 0)
+    if (call_returned(r) || status != 0)
         return;
     kr_rd_init(&rd, resp, len);
     code = kr_rd_u8(&rd);
@@ -562,8 +578,9 @@ static void status_answered(void *arg, int status, const uint8_t *resp,
     struct peer conf[MAX_PEERS];
     size_t n_conf;
 
-    r->calls_out--;
-    if (status != 0 || r->closing)
+    if (call_returned(r))
+        return;
+    if (status != 0)
         goto out;
     kr_rd_init(&rd, resp, len);
     id = kr_rd_u64(&rd);
@@ -1053,6 +1070,11 @@ void kr_raft_close(struct kr_raft *r, void (*cb)(void *arg), void *arg)
     r->close_cb = cb;
     r->close_arg = arg;
     r->closing = 2; /* the tick timer and raft */
+    if (r->calls_out > 0) {
+        /* Membership calls in flight still point at r. */
+        r->closing++;
+        r->calls_hold = true;
+    }
     uv_timer_stop(&r->tick);
     uv_close((uv_handle_t *)&r->tick, tick_closed);
     kr_rpc_close(r->rpc);
