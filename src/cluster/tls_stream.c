@@ -52,6 +52,8 @@ static void handle_closed(uv_handle_t *h)
     if (--s->open > 0)
         return;
     kr_tls_conn_free(s->conn);
+    /* plainbuf held decrypted traffic (forwarded Variable plaintext). */
+    explicit_bzero(s, sizeof(*s));
     free(s);
 }
 
