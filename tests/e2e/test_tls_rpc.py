@@ -85,10 +85,14 @@ def stop_capture(p):
 def forwarded_writes(agents):
     leader = cluster_leader(agents)
     followers = [a for a in agents if a is not leader]
+    # Writes spread over a few seconds, so a capture that started late
+    # still sees forwarded requests.
     for i in range(5):
-        r = followers[i % 2].api("PUT", f"/v1/var/wire/{i}",
-                                 {"Items": {"v": f"{MARKER}-{i}"}})
-        assert r.status == 200, r
+        for f in followers:
+            r = f.api("PUT", f"/v1/var/wire/{i}",
+                      {"Items": {"v": f"{MARKER}-{i}"}})
+            assert r.status == 200, r
+        time.sleep(0.6)
     for a in agents:
         r = a.api("GET", "/v1/var/wire/4")
         assert r.json()["Items"] == {"v": f"{MARKER}-4"}
