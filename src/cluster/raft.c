@@ -25,6 +25,7 @@
 #include <raft.h>
 #include <raft/uv.h>
 
+#include "cluster/frame.h"
 #include "cluster/rpc.h"
 #include "cluster/transport.h"
 #include "common/err.h"
@@ -33,6 +34,9 @@
 
 #define MAX_PEERS 64
 #define CALL_TIMEOUT_MS 2000
+/* A batch is closed at this many bytes of records (one larger entry
+ * still travels alone). */
+#define BATCH_BYTES (1024 * 1024)
 
 enum { OP_STATUS = 1, OP_JOIN = 2 };
 enum { JOIN_ACCEPTED = 0, JOIN_NOT_LEADER = 1, JOIN_BUSY = 2 };
@@ -40,6 +44,22 @@ enum { JOIN_ACCEPTED = 0, JOIN_NOT_LEADER = 1, JOIN_BUSY = 2 };
 struct peer {
     uint64_t id;
     char address[256];
+};
+
+/* One proposer waiting for its entry. */
+struct apply_item {
+    kr_raft_apply_cb cb;
+    void *arg;
+    int outcome;
+};
+
+/* One raft entry in flight: a single entry or a batch. */
+struct apply_req {
+    struct raft_apply req;
+    struct apply_req *prev, *next; /* in flight, in index order */
+    bool applied;                  /* fsm_apply has set the outcomes */
+    unsigned n;
+    struct apply_item items[];
 };
 
 struct kr_raft {
@@ -79,12 +99,13 @@ struct kr_raft {
     void *close_arg;
     int closing;     /* handles and components still to close */
     bool calls_hold; /* closing waits for membership calls in flight */
-};
-
-struct apply_req {
-    struct raft_apply req;
-    kr_raft_apply_cb cb;
-    void *arg;
+    /* Entries proposed during this loop iteration, flushed as one raft
+     * entry by the check handle (after the poll phase). */
+    uv_check_t flush;
+    struct kr_buf batch; /* records: u32 length | entry */
+    struct apply_item batch_items[KR_FRAME_BATCH_MAX];
+    unsigned batch_n;
+    struct apply_req *inflight, *inflight_tail;
 };
 
 struct barrier_req {
@@ -115,51 +136,61 @@ static int to_kr(int rv)
     }
 }
 
-#define FRAME_HEADER 4
-
-static size_t frame_size(size_t payload)
-{
-    return (FRAME_HEADER + payload + 7) & ~(size_t)7;
-}
-
-/* Returns the payload inside a frame, or NULL when the frame is malformed
- * (then *len is 0). */
+/* The single frame of buf, for snapshots. */
 static const uint8_t *unframe(const struct raft_buffer *buf, size_t *len)
 {
-    const uint8_t *p = buf->base;
-    uint32_t n;
+    struct kr_frame_reader fr;
+    const uint8_t *p = NULL;
 
     *len = 0;
-    if (buf->len < FRAME_HEADER)
+    if (kr_frame_open(&fr, buf->base, buf->len) != 1 || fr.batch ||
+        !kr_frame_next(&fr, &p, len))
         return NULL;
-    n = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-        (uint32_t)p[3] << 24;
-    if (n > buf->len - FRAME_HEADER || frame_size(n) != buf->len)
-        return NULL;
-    *len = n;
-    return p + FRAME_HEADER;
+    return p;
 }
 
+/* Our own request for the entry at index, if this server proposed it. */
+static struct apply_req *inflight_at(struct kr_raft *r, uint64_t index)
+{
+    struct apply_req *a = r->inflight;
+
+    while (a != NULL && a->req.index < index)
+        a = a->next;
+    return a != NULL && a->req.index == index ? a : NULL;
+}
+
+/*
+ * Applies every entry of the frame at the same index.  Outcomes go to the
+ * proposer's request when this server proposed the entry; raft's result
+ * pointer is not used, so batches need no per-entry allocation.
+ */
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
                      void **result)
 {
     struct kr_raft *r = fsm->data;
     /* raft sets last_applied only after apply returns. */
     uint64_t index = raft_last_applied(&r->raft) + 1;
+    struct apply_req *a = inflight_at(r, index);
+    struct kr_frame_reader fr;
+    const uint8_t *payload;
     size_t len;
-    const uint8_t *payload = unframe(buf, &len);
-    int outcome;
+    unsigned count = kr_frame_open(&fr, buf->base, buf->len);
 
-    if (payload == NULL) {
+    if (count == 0) {
         /* Deterministic on every replica: the entry is refused. */
         KR_ERROR("raft", "entry %llu has a malformed frame",
                  (unsigned long long)index);
-        outcome = KR_ECORRUPT;
-    } else {
-        outcome = kr_state_apply(r->cfg.state, index, payload, len);
+        for (unsigned i = 0; a != NULL && i < a->n; i++)
+            a->items[i].outcome = KR_ECORRUPT;
     }
-
-    *result = (void *)(intptr_t)outcome;
+    for (unsigned i = 0; kr_frame_next(&fr, &payload, &len); i++) {
+        int outcome = kr_state_apply(r->cfg.state, index, payload, len);
+        if (a != NULL && i < a->n)
+            a->items[i].outcome = outcome;
+    }
+    if (a != NULL)
+        a->applied = true;
+    *result = NULL;
     if (r->cfg.after_apply != NULL)
         r->cfg.after_apply(r->cfg.arg);
     return 0;
@@ -175,18 +206,16 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 
     kr_buf_init(&b);
     rv = kr_state_snapshot(r->cfg.state, &b);
-    if (rv != 0 || b.len > UINT32_MAX - 8)
+    if (rv != 0 || b.len > KR_FRAME_PAYLOAD_MAX)
         goto fail;
     out = raft_malloc(sizeof(*out));
     if (out == NULL)
         goto fail;
-    out->len = frame_size(b.len);
-    out->base = raft_calloc(1, out->len);
+    out->len = kr_frame_size(b.len);
+    out->base = raft_malloc(out->len);
     if (out->base == NULL)
         goto fail;
-    for (int i = 0; i < FRAME_HEADER; i++)
-        ((uint8_t *)out->base)[i] = (uint8_t)(b.len >> (8 * i));
-    memcpy((uint8_t *)out->base + FRAME_HEADER, b.data, b.len);
+    kr_frame_write(out->base, b.data, b.len);
     kr_buf_free(&b);
     *bufs = out;
     *n_bufs = 1;
@@ -722,12 +751,13 @@ static void component_closed(struct kr_raft *r)
     free(r->retry_join);
     free(r->raft_dir);
     free(r->address);
+    kr_buf_free(&r->batch);
     free(r);
     if (cb != NULL)
         cb(arg);
 }
 
-static void tick_closed(uv_handle_t *h)
+static void handle_closed(uv_handle_t *h)
 {
     component_closed(h->data);
 }
@@ -829,6 +859,8 @@ int kr_raft_start(struct kr_raft **out, const struct kr_raft_config *cfg,
         goto fail_after_init;
     uv_timer_init(cfg->loop, &r->tick);
     r->tick.data = r;
+    uv_check_init(cfg->loop, &r->flush);
+    r->flush.data = r;
 
     self.id = r->id;
     snprintf(self.address, sizeof(self.address), "%s", r->address);
@@ -877,54 +909,136 @@ fail_after_init:
         if (r->rpc != NULL) {
             kr_rpc_close(r->rpc);
             r->rpc = NULL;
-            r->closing++;
-            uv_close((uv_handle_t *)&r->tick, tick_closed);
+            r->closing += 2;
+            uv_close((uv_handle_t *)&r->tick, handle_closed);
+            uv_close((uv_handle_t *)&r->flush, handle_closed);
         }
         raft_close(&r->raft, raft_closed);
         return err;
     }
 }
 
+/* ---- proposing ---- */
+
+static void unlink_inflight(struct kr_raft *r, struct apply_req *a)
+{
+    if (a->prev != NULL)
+        a->prev->next = a->next;
+    else
+        r->inflight = a->next;
+    if (a->next != NULL)
+        a->next->prev = a->prev;
+    else
+        r->inflight_tail = a->prev;
+}
+
+static void deliver(struct apply_item *items, unsigned n, int status,
+                    uint64_t index)
+{
+    for (unsigned i = 0; i < n; i++)
+        items[i].cb(items[i].arg, status, index,
+                    status == 0 ? items[i].outcome : 0);
+}
+
 static void apply_done(struct raft_apply *req, int status, void *result)
 {
     struct apply_req *a = (struct apply_req *)req;
+    struct kr_raft *r = req->data;
     int st = to_kr(status);
 
-    a->cb(a->arg, st, req->index, st == 0 ? (int)(intptr_t)result : 0);
+    (void)result;
+    unlink_inflight(r, a);
+    if (st == 0 && !a->applied) {
+        /* Cannot happen with libraft 0.15; never report a guess. */
+        KR_ERROR("raft", "entry %llu applied without its outcome",
+                 (unsigned long long)req->index);
+        st = KR_EIO;
+    }
+    deliver(a->items, a->n, st, req->index);
     free(a);
+}
+
+/* Proposes the open batch as one raft entry (a single frame when it
+ * holds one entry).  Its proposers hear back exactly once: later, or
+ * here when raft refuses the entry.  The batch is emptied before any
+ * callback runs, since a callback may propose again. */
+static void flush_batch(struct kr_raft *r)
+{
+    struct apply_item failed[KR_FRAME_BATCH_MAX];
+    unsigned n = r->batch_n;
+    struct apply_req *a;
+    struct raft_buffer buf = {0};
+    int rv = KR_ENOMEM;
+
+    if (n == 0)
+        return;
+    uv_check_stop(&r->flush);
+    a = calloc(1, sizeof(*a) + n * sizeof(a->items[0]));
+    buf.len = n == 1 ? kr_frame_size(r->batch.len - 4)
+                     : kr_frame_batch_size(r->batch.len);
+    buf.base = a != NULL ? raft_malloc(buf.len) : NULL;
+    if (buf.base != NULL) {
+        if (n == 1)
+            kr_frame_write(buf.base, r->batch.data + 4, r->batch.len - 4);
+        else
+            kr_frame_write_batch(buf.base, n, r->batch.data, r->batch.len);
+        a->n = n;
+        memcpy(a->items, r->batch_items, n * sizeof(a->items[0]));
+        a->req.data = r;
+    } else {
+        memcpy(failed, r->batch_items, n * sizeof(failed[0]));
+    }
+    r->batch_n = 0;
+    r->batch.len = 0; /* keeps its memory for the next batch */
+    if (buf.base != NULL) {
+        rv = raft_apply(&r->raft, &a->req, &buf, 1, apply_done);
+        rv = rv != 0 ? to_kr(rv) : 0;
+        if (rv != 0) {
+            memcpy(failed, a->items, n * sizeof(failed[0]));
+            raft_free(buf.base);
+        }
+    }
+    if (rv != 0) {
+        free(a);
+        deliver(failed, n, rv, 0);
+        return;
+    }
+    a->prev = r->inflight_tail;
+    if (r->inflight_tail != NULL)
+        r->inflight_tail->next = a;
+    else
+        r->inflight = a;
+    r->inflight_tail = a;
+}
+
+static void on_flush(uv_check_t *h)
+{
+    flush_batch(h->data);
 }
 
 int kr_raft_apply(struct kr_raft *r, const struct kr_buf *entry,
                   kr_raft_apply_cb cb, void *arg)
 {
-    struct apply_req *a;
-    struct raft_buffer buf;
-    int rv;
-
-    if (!kr_raft_is_leader(r))
-        return KR_ENOLEADER;
-    if (entry->len > UINT32_MAX - 8)
+    if (!kr_raft_is_leader(r) || r->closing)
+        return r->closing ? KR_ESHUTDOWN : KR_ENOLEADER;
+    if (entry->len > KR_FRAME_PAYLOAD_MAX - 8)
         return KR_ETOOBIG;
-    a = calloc(1, sizeof(*a));
-    if (a == NULL)
-        return KR_ENOMEM;
-    buf.len = frame_size(entry->len);
-    buf.base = raft_calloc(1, buf.len);
-    if (buf.base == NULL) {
-        free(a);
+    if (r->batch_n == KR_FRAME_BATCH_MAX ||
+        (r->batch_n > 0 && r->batch.len + 4 + entry->len > BATCH_BYTES))
+        flush_batch(r);
+    if (kr_buf_reserve(&r->batch, 4 + entry->len) != 0) {
+        /* What the batch holds so far is intact: propose it, and start
+         * over with an empty buffer. */
+        flush_batch(r);
+        kr_buf_free(&r->batch);
+        kr_buf_init(&r->batch);
         return KR_ENOMEM;
     }
-    for (int i = 0; i < FRAME_HEADER; i++)
-        ((uint8_t *)buf.base)[i] = (uint8_t)(entry->len >> (8 * i));
-    memcpy((uint8_t *)buf.base + FRAME_HEADER, entry->data, entry->len);
-    a->cb = cb;
-    a->arg = arg;
-    rv = raft_apply(&r->raft, &a->req, &buf, 1, apply_done);
-    if (rv != 0) {
-        raft_free(buf.base);
-        free(a);
-        return to_kr(rv);
-    }
+    kr_buf_u32(&r->batch, (uint32_t)entry->len);
+    kr_buf_append(&r->batch, entry->data, entry->len);
+    r->batch_items[r->batch_n++] = (struct apply_item){cb, arg, KR_EIO};
+    if (r->batch_n == 1)
+        uv_check_start(&r->flush, on_flush);
     return 0;
 }
 
@@ -948,6 +1062,7 @@ int kr_raft_barrier(struct kr_raft *r, kr_raft_barrier_cb cb, void *arg)
         return KR_ENOMEM;
     b->cb = cb;
     b->arg = arg;
+    flush_batch(r); /* the barrier comes after what was proposed before */
     rv = raft_barrier(&r->raft, &b->req, barrier_done);
     if (rv != 0) {
         free(b);
@@ -1069,14 +1184,21 @@ void kr_raft_close(struct kr_raft *r, void (*cb)(void *arg), void *arg)
 {
     r->close_cb = cb;
     r->close_arg = arg;
-    r->closing = 2; /* the tick timer and raft */
+    r->closing = 3; /* the tick timer, the flush handle and raft */
     if (r->calls_out > 0) {
         /* Membership calls in flight still point at r. */
         r->closing++;
         r->calls_hold = true;
     }
     uv_timer_stop(&r->tick);
-    uv_close((uv_handle_t *)&r->tick, tick_closed);
+    uv_close((uv_handle_t *)&r->tick, handle_closed);
+    /* Entries not yet proposed never will be. */
+    if (r->batch_n > 0) {
+        unsigned n = r->batch_n;
+        r->batch_n = 0;
+        deliver(r->batch_items, n, KR_ESHUTDOWN, 0);
+    }
+    uv_close((uv_handle_t *)&r->flush, handle_closed);
     kr_rpc_close(r->rpc);
     r->rpc = NULL;
     raft_close(&r->raft, raft_closed);

@@ -73,7 +73,9 @@ int kr_raft_start(struct kr_raft **out, const struct kr_raft_config *cfg,
                   char *errmsg);
 
 /* Proposes entry (its bytes are copied; the caller keeps entry).  cb runs
- * exactly once, unless this returns an error. */
+ * exactly once, later, unless this returns an error.  The entries
+ * proposed during one loop iteration travel as one raft entry (see
+ * frame.h) and are applied at the same index, in the order proposed. */
 int kr_raft_apply(struct kr_raft *r, const struct kr_buf *entry,
                   kr_raft_apply_cb cb, void *arg);
 

@@ -332,6 +332,37 @@ def test_cas_increments_under_concurrency(a):
     assert a.get_var("cas/counter")["Items"]["n"] == str(threads * per_thread)
 
 
+def test_simultaneous_creates_one_winner(a):
+    """Writes that arrive together travel in one raft entry (a batch);
+    each still gets its own outcome: of 12 create-only PUTs released at
+    once on one path, exactly one wins and the rest see 409 with the
+    winner's value, in every round."""
+    n = 12
+    for rnd in range(5):
+        path = f"batch/race{rnd}"
+        gate = threading.Barrier(n)
+        results = [None] * n
+
+        def worker(i):
+            gate.wait()
+            results[i] = a.api("PUT", f"/v1/var/{path}?cas=0",
+                               {"Items": {"who": str(i)}})
+
+        ts = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        won = [i for i, r in enumerate(results) if r.status == 200]
+        assert len(won) == 1, [r.status for r in results]
+        winner = str(won[0])
+        for i, r in enumerate(results):
+            if i != won[0]:
+                assert r.status == 409, r
+                assert r.json()["Items"] == {"who": winner}
+        assert a.get_var(path)["Items"] == {"who": winner}
+
+
 def test_index_headers(a):
     r = a.api("PUT", "/v1/var/idx/x", {"Items": {"k": "v"}})
     put_idx = int(r.headers["X-Nomad-Index"])
