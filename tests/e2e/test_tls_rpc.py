@@ -25,7 +25,8 @@ def pki(tmp_path):
     d.mkdir()
     for args in (["tls", "ca", "create"],
                  ["tls", "cert", "create", "-server", "-region", "east"],
-                 ["tls", "cert", "create", "-server", "-region", "west"]):
+                 ["tls", "cert", "create", "-server", "-region", "west"],
+                 ["tls", "cert", "create", "-client", "-region", "east"]):
         subprocess.run([BIN, *args], cwd=d, check=True, capture_output=True)
     other = tmp_path / "other"
     other.mkdir()
@@ -38,6 +39,8 @@ def pki(tmp_path):
                      str(d / "east-server-keyraft-key.pem")),
             "west": (str(d / "west-server-keyraft.pem"),
                      str(d / "west-server-keyraft-key.pem")),
+            "client": (str(d / "east-client-keyraft.pem"),
+                       str(d / "east-client-keyraft-key.pem")),
             "foreign": (str(other / "east-server-keyraft.pem"),
                         str(other / "east-server-keyraft-key.pem"))}
 
@@ -143,6 +146,10 @@ def test_only_this_regions_servers_from_this_ca(make_cluster, pki):
         status_call(pki, addr, pki["west"]) == b""
     # A certificate from another CA is refused.
     r = status_call(pki, addr, pki["foreign"])
+    assert not isinstance(r, bytes) or r == b""
+    # So is this CA's client certificate (client.east.keyraft): only a
+    # server may send the preamble that names a raft ID and address.
+    r = status_call(pki, addr, pki["client"])
     assert not isinstance(r, bytes) or r == b""
     # A client that does not speak TLS is refused.
     with socket.create_connection(("127.0.0.1", agents[0].rpc_port),
