@@ -14,10 +14,16 @@ Client i connects to member i mod 3 (--to all, the default) or every client
 to the leader (--to leader); the same rule for both systems.  req/s counts
 2xx replies only; errors = non-2xx replies + socket errors + timeouts.
 
+keyraft runs twice in the same run: with TLS off, and with TLS on (clients
+over HTTPS, and mutual TLS with verify_server_hostname between servers for
+raft, forwarding and membership; certificates from `keyraft tls`).  etcd's
+gateway is plain HTTP here, as in its default setup.
+
 Options:  --single      one keyraft server (bootstrap_expect = 1) instead of
                         three, to test the plumbing; etcd stays 3 members
           --to all|leader
           --clients 1,8,64
+          --tls off|on|both   which keyraft runs (default both)
 Environment:
   KEYRAFT_BIN          keyraft binary (default build/keyraft; if missing, it
                        is built into /tmp/bench-build)
@@ -35,6 +41,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -61,6 +68,10 @@ def free_port():
         return s.getsockname()[1]
 
 
+# Trusts the keyraft CA once a TLS run has made one (see make_tls).
+TLS_CTX = None
+
+
 def http(method, url, body=None, timeout=2):
     """(status, body bytes); status 0 if the connection failed."""
     data = None if body is None else (
@@ -69,7 +80,8 @@ def http(method, url, body=None, timeout=2):
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        ctx = TLS_CTX if url.startswith("https:") else None
+        with urllib.request.urlopen(req, timeout=timeout, context=ctx) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -131,28 +143,30 @@ def keyraft_bin():
     return "/tmp/bench-build/keyraft"
 
 
-# With --rpc-tls: a tls block added to every server's config (raft,
-# forwarding and membership between servers under mutual TLS; clients
-# still use plain HTTP, like etcd's here).
-RPC_TLS_HCL = ""
-
-
-def make_rpc_tls(work, binary):
-    """CA and server certificate from `keyraft tls`; returns the block."""
+def make_tls(work, binary):
+    """CA and server certificate from `keyraft tls`; returns the tls block
+    (HTTPS for clients, mutual TLS between servers) and trusts the CA for
+    this script's own requests."""
+    global TLS_CTX
     pki = os.path.join(work, "pki")
     os.mkdir(pki)
     for args in (["tls", "ca", "create"], ["tls", "cert", "create", "-server"]):
         subprocess.run([binary, *args], cwd=pki, check=True,
                        capture_output=True)
-    return ("tls {\n  rpc = true\n  verify_server_hostname = true\n"
+    TLS_CTX = ssl.create_default_context(
+        cafile=os.path.join(pki, "keyraft-agent-ca.pem"))
+    TLS_CTX.check_hostname = False
+    return ("tls {\n  http = true\n  rpc = true\n"
+            "  verify_server_hostname = true\n"
             f'  ca_file = "{pki}/keyraft-agent-ca.pem"\n'
             f'  cert_file = "{pki}/global-server-keyraft.pem"\n'
             f'  key_file = "{pki}/global-server-keyraft-key.pem"\n}}\n')
 
 
-def keyraft_config(data_dir, http_port, rpc_port, rpc_ports):
+def keyraft_config(data_dir, http_port, rpc_port, rpc_ports, tls_hcl):
     """The agent HCL for one server.  rpc_ports: every server's RPC port
-    (one entry = single server, bootstrap_expect = 1, no server_join)."""
+    (one entry = single server, bootstrap_expect = 1, no server_join);
+    tls_hcl: a tls block or ""."""
     if len(rpc_ports) == 1:
         join = ""
     else:
@@ -167,7 +181,7 @@ def keyraft_config(data_dir, http_port, rpc_port, rpc_ports):
             f"ports {{\n  http = {http_port}\n  rpc = {rpc_port}\n}}\n"
             "server {\n  enabled = true\n"
             f"  bootstrap_expect = {len(rpc_ports)}\n"
-            f"{join}}}\n" + RPC_TLS_HCL)
+            f"{join}}}\n" + tls_hcl)
 
 
 def keyraft_leader(base):
@@ -181,7 +195,7 @@ def keyraft_leader(base):
     return v if isinstance(v, str) else ""
 
 
-def keyraft_start(procs, work, n, binary):
+def keyraft_start(procs, work, n, binary, tls_hcl=""):
     """Start n keyraft servers; return their descriptions once the cluster
     is ready (health 200 and a leader known on every server).  Raises
     ClusterFailed within BENCH_FORM_TIMEOUT seconds otherwise."""
@@ -190,13 +204,14 @@ def keyraft_start(procs, work, n, binary):
     servers = [{"name": f"k{i + 1}", "http": free_port(), "rpc": free_port()}
                for i in range(n)]
     rpc_ports = [s["rpc"] for s in servers]
+    scheme = "https" if tls_hcl else "http"
     for s in servers:
-        s["base"] = f"http://127.0.0.1:{s['http']}"
+        s["base"] = f"{scheme}://127.0.0.1:{s['http']}"
         s["addr"] = ("127.0.0.1", s["http"])
         cfg = os.path.join(work, s["name"] + ".hcl")
         with open(cfg, "w") as f:
             f.write(keyraft_config(os.path.join(work, s["name"]), s["http"],
-                                   s["rpc"], rpc_ports))
+                                   s["rpc"], rpc_ports, tls_hcl))
         s["log"] = os.path.join(work, s["name"] + ".log")
         s["proc"] = procs.start([binary, "agent", "-config", cfg], s["log"])
 
@@ -453,14 +468,33 @@ def fmt_ms(us):
     return f"{us / 1000:.2f}ms"
 
 
+def run_keyraft(procs, work, name, nkr, binary, tls, mode, clients):
+    """One keyraft run: {"rows", "fail", "desc"}."""
+    kdir = os.path.join(work, name)
+    os.mkdir(kdir)
+    res = {"rows": None, "fail": None, "desc": "", "tls": tls}
+    try:
+        tls_hcl = make_tls(kdir, binary) if tls else ""
+        servers = keyraft_start(procs, kdir, nkr, binary, tls_hcl)
+        keyraft_check(servers)
+        res["desc"] = describe(servers, mode)
+        res["rows"] = run_rows(kdir, "keyraft", servers, keyraft_lua(), mode,
+                               clients)
+    except ClusterFailed as e:
+        res["fail"] = str(e)
+    finally:
+        procs.stop()
+    return res
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--single", action="store_true",
                     help="one keyraft server (bootstrap_expect = 1)")
     ap.add_argument("--to", choices=("all", "leader"), default="all")
     ap.add_argument("--clients", default="1,8,64")
-    ap.add_argument("--rpc-tls", action="store_true",
-                    help="mutual TLS between keyraft servers (tls.rpc)")
+    ap.add_argument("--tls", choices=("off", "on", "both"), default="both",
+                    help="keyraft with TLS off, on, or both (default)")
     args = ap.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
     for tool in ("wrk", "etcd"):
@@ -472,25 +506,14 @@ def main():
     work = tempfile.mkdtemp(prefix="keyraft-cluster-bench-",
                             dir=os.environ.get("BENCH_DIR"))
     procs = Procs()
-    kr_rows, kr_fail, kr_desc = None, None, ""
     nkr = 1 if args.single else 3
     binary = keyraft_bin()
-    global RPC_TLS_HCL
+    tls_modes = {"off": [False], "on": [True], "both": [False, True]}[args.tls]
+    runs = []
     try:
-        if args.rpc_tls:
-            RPC_TLS_HCL = make_rpc_tls(work, binary)
-        kdir = os.path.join(work, "keyraft")
-        os.mkdir(kdir)
-        try:
-            servers = keyraft_start(procs, kdir, nkr, binary)
-            keyraft_check(servers)
-            kr_desc = describe(servers, args.to)
-            kr_rows = run_rows(kdir, "keyraft", servers, keyraft_lua(),
-                               args.to, clients)
-        except ClusterFailed as e:
-            kr_fail = str(e)
-        procs.stop()
-
+        for tls in tls_modes:
+            runs.append(run_keyraft(procs, work, "tls" if tls else "clear",
+                                    nkr, binary, tls, args.to, clients))
         edir = os.path.join(work, "etcd")
         os.mkdir(edir)
         members = etcd_start(procs, edir)
@@ -498,7 +521,6 @@ def main():
         et_desc = describe(members, args.to)
         et_rows = run_rows(edir, "etcd", members, etcd_lua(), args.to,
                            clients)
-        procs.stop()
     finally:
         procs.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -506,33 +528,38 @@ def main():
     print(f"\nCluster Variable PUT, 1 KiB values, {SECS}s per row, keep-alive, "
           f"one wrk thread per client, {os.cpu_count()} cores "
           "(servers and wrk on the same machine)")
-    print(f"keyraft: {nkr} server{'s' if nkr > 1 else ''}, "
-          f"{'RPC under mutual TLS' if args.rpc_tls else 'RPC in clear'}, "
-          "PUT /v1/var/<path>; " + (kr_desc or "-"))
-    print("etcd:    3 members (etcd 3.4), POST /v3/kv/put via the JSON "
-          "gateway; " + et_desc)
+    for r in runs:
+        label = ("keyraft-tls: HTTPS, RPC under mutual TLS" if r["tls"]
+                 else "keyraft:     HTTP, RPC in clear")
+        print(f"{label}, {nkr} server{'s' if nkr > 1 else ''}, "
+              "PUT /v1/var/<path>; " + (r["desc"] or "-"))
+        if r["fail"]:
+            print(f"  cluster did not form: {r['fail']}")
+    print("etcd:        3 members (etcd 3.4), POST /v3/kv/put via the JSON "
+          "gateway (HTTP); " + et_desc)
     if args.single:
         print("NOTE: --single: 1 keyraft server vs 3 etcd members; the "
               "ratio is a plumbing check, not the goal comparison")
-    if kr_fail:
-        print(f"keyraft cluster did not form: {kr_fail}")
-    print(f"{'target':<9}{'clients':>8}{'req/s':>10}{'p50':>10}{'p99':>10}"
-          f"{'errors':>8}  keyraft/etcd")
+    print(f"{'target':<12}{'clients':>8}{'req/s':>10}{'p50':>10}{'p99':>10}"
+          f"{'errors':>8}  vs etcd")
     for c in clients:
         e = et_rows[c]
-        if kr_rows:
-            k = kr_rows[c]
+        for r in runs:
+            name = "keyraft-tls" if r["tls"] else "keyraft"
+            if not r["rows"]:
+                print(f"{name:<12}{c:>8}{'-':>10}{'-':>10}{'-':>10}{'-':>8}  -")
+                continue
+            k = r["rows"][c]
             ratio = f"{k['rps'] / e['rps']:.2f}x" if e["rps"] else "-"
-            print(f"{'keyraft':<9}{c:>8}{k['rps']:>10.0f}{fmt_ms(k['p50']):>10}"
-                  f"{fmt_ms(k['p99']):>10}{k['errors']:>8}  {ratio}")
-        else:
-            print(f"{'keyraft':<9}{c:>8}{'-':>10}{'-':>10}{'-':>10}{'-':>8}  -")
-        print(f"{'etcd':<9}{c:>8}{e['rps']:>10.0f}{fmt_ms(e['p50']):>10}"
+            print(f"{name:<12}{c:>8}{k['rps']:>10.0f}"
+                  f"{fmt_ms(k['p50']):>10}{fmt_ms(k['p99']):>10}"
+                  f"{k['errors']:>8}  {ratio}")
+        print(f"{'etcd':<12}{c:>8}{e['rps']:>10.0f}{fmt_ms(e['p50']):>10}"
               f"{fmt_ms(e['p99']):>10}{e['errors']:>8}")
     print(GOAL)
     cmd = " ".join(["/usr/bin/python3", "bench/cluster.py"] + sys.argv[1:])
     print(f"reproduce: KEYRAFT_BIN={binary} BENCH_SECONDS={SECS} {cmd}")
-    if kr_fail and STRICT:
+    if STRICT and any(r["fail"] for r in runs):
         return 1
     return 0
 
