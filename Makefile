@@ -46,18 +46,27 @@ e2e: build
 	KEYRAFT_BIN=$(CURDIR)/$(BUILD)/keyraft $(PYTEST) -q tests/e2e
 
 # libFuzzer targets, one per parser, each with the sources it needs.
+# fuzz_varbody's corpus is seeded with one file per line of
+# tests/fuzz/varbody.seeds.
 FUZZ_DIR     ?= build-fuzz
 FUZZ_SECONDS ?= 20
 FUZZ_CFLAGS   = -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Isrc
 FUZZ_STATE    = src/common/*.c src/crypto/*.c src/kms/*.c src/state/*.c -lssl -lcrypto
 FUZZ_CONFIG   = src/common/*.c src/config/*.c
+FUZZ_VARBODY  = src/common/*.c src/crypto/*.c src/http/varbody.c \
+                -ljansson -lssl -lcrypto
 
 fuzz: deps
 	@mkdir -p $(FUZZ_DIR)
 	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_entry.c $(FUZZ_STATE) -o $(FUZZ_DIR)/fuzz_entry
 	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_snapshot.c $(FUZZ_STATE) -o $(FUZZ_DIR)/fuzz_snapshot
 	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_config.c $(FUZZ_CONFIG) -o $(FUZZ_DIR)/fuzz_config
-	@for f in entry snapshot config; do \
+	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_varbody.c $(FUZZ_VARBODY) -o $(FUZZ_DIR)/fuzz_varbody
+	@mkdir -p $(FUZZ_DIR)/corpus-varbody
+	@awk -v d=$(FUZZ_DIR)/corpus-varbody \
+	  '{ f = sprintf("%s/seed-%02d", d, NR); printf "%s", $$0 > f; close(f) }' \
+	  tests/fuzz/varbody.seeds
+	@for f in entry snapshot config varbody; do \
 	  mkdir -p $(FUZZ_DIR)/corpus-$$f; \
 	  echo "fuzz_$$f: $(FUZZ_SECONDS)s"; \
 	  (cd $(FUZZ_DIR) && ./fuzz_$$f -max_total_time=$(FUZZ_SECONDS) \

@@ -8,8 +8,12 @@
  * being decrypted on this server the request waits up to
  * KR_HTTP_KEY_WAIT_MS, then fails with 503 naming the key.
  *
+ * A PUT body is read by the fast path of varbody.c when it can be, which
+ * writes the sealed form of Items straight into secret memory, and by
+ * jansson otherwise (and for every error message about the body).
  * Plaintext Items exist only in jansson objects (whose allocator wipes on
- * free) and in kr_secret buffers.
+ * free), in kr_secret buffers and in h2o's copy of the body until it is
+ * wiped, right after parsing.
  */
 #include "http/internal.h"
 
@@ -20,6 +24,7 @@
 #include "common/log.h"
 #include "common/time.h"
 #include "crypto/aead.h"
+#include "http/varbody.h"
 #include "state/codec.h"
 
 #define DEFAULT_NS "default"
@@ -30,14 +35,12 @@ struct var_op {
     char path[KR_VAR_PATH_MAX + 1];
     uint8_t op;
     uint64_t cas;
-    json_t *items;        /* PUT: the plaintext being written */
-    struct kr_secret *pt; /* PUT: Items as sealed (compact JSON) */
+    struct kr_secret *pt; /* PUT: Items as sealed (compact, sorted JSON) */
     char key_id[KR_UUID_LEN + 1];
 };
 
 static void op_free(struct var_op *o)
 {
-    json_decref(o->items);
     kr_secret_free(o->pt);
     kr_http_pending_done(&o->p);
 }
@@ -57,14 +60,15 @@ static bool ns_valid(const char *ns)
     return true;
 }
 
-/* The namespace of a request: ?namespace=, else the body's, else default.
- * Replies 400 and returns NULL when invalid. */
-static const char *request_ns(h2o_req_t *req, json_t *body, bool write)
+/* The namespace of a request: ?namespace=, else body_ns (the body's
+ * Namespace; NULL for none), else default.  Replies 400 and returns NULL
+ * when invalid. */
+static const char *request_ns(h2o_req_t *req, const char *body_ns, bool write)
 {
     const char *ns = kr_http_query(req, "namespace");
 
-    if ((ns == NULL || *ns == '\0') && body != NULL)
-        ns = json_string_value(json_object_get(body, "Namespace"));
+    if (ns == NULL || *ns == '\0')
+        ns = body_ns;
     if (ns == NULL || *ns == '\0')
         ns = DEFAULT_NS;
     if (write && strcmp(ns, "*") == 0) {
@@ -324,32 +328,20 @@ static void propose(struct var_op *o, const uint8_t *data, size_t len)
     }
 }
 
-/* Seals o->items under o->key_id and proposes the write. */
+/* Seals o->pt under o->key_id and proposes the write. */
 static void seal_and_propose(struct var_op *o)
 {
     struct kr_http *srv = o->p.srv;
-    struct kr_secret *pt = NULL;
     struct kr_buf ct;
-    size_t n;
     int rv;
 
     kr_buf_init(&ct);
-    n = json_dumpb(o->items, NULL, 0, JSON_COMPACT | JSON_SORT_KEYS);
-    pt = kr_secret_new(n);
-    if (pt == NULL || json_dumpb(o->items, (char *)pt->data, n,
-                                 JSON_COMPACT | JSON_SORT_KEYS) != n) {
-        kr_http_reply_error(o->p.req, 500, "out of memory");
-        op_free(o);
-        goto out;
-    }
-    if (pt->len + KR_AEAD_OVERHEAD > KR_VAR_DATA_MAX) {
+    if (o->pt->len + KR_AEAD_OVERHEAD > KR_VAR_DATA_MAX) {
         kr_http_reply_error(o->p.req, 400,
                             "variable is too large once encoded");
         op_free(o);
         goto out;
     }
-    o->pt = pt;
-    pt = NULL;
     rv = kr_keyring_seal(srv->deps.keyring, o->key_id, o->pt->data, o->pt->len,
                          &ct);
     if (rv != 0) {
@@ -366,7 +358,6 @@ static void seal_and_propose(struct var_op *o)
     }
     propose(o, ct.data, ct.len);
 out:
-    kr_secret_free(pt);
     kr_buf_free(&ct);
 }
 
@@ -396,6 +387,56 @@ static void put_waited(void *arg, int status)
     seal_and_propose(o);
 }
 
+/* A PUT's body once h2o's copy is wiped; owned by var_write's frame. */
+struct put_body {
+    json_t *json;         /* jansson's parse; NULL when the fast path read it */
+    struct kr_secret *pt; /* Items as sealed */
+    size_t total;         /* fast path: Items' size as items_valid sums it */
+    /* Fast path: the body's Namespace ("" for none).  A longer one is cut
+     * one byte past the limit: it stays invalid, with the same message. */
+    char ns[KR_NAMESPACE_MAX + 2];
+};
+
+/* Reads a PUT body into b: through varbody.c's fast path when it can,
+ * else through jansson, which replies 400 and returns false for a body
+ * that is not a JSON object.  Wipes h2o's copy either way. */
+static bool read_body(h2o_req_t *req, struct put_body *b)
+{
+    struct kr_varbody vb;
+    size_t n;
+
+    if (kr_varbody_parse(req->entity.base, req->entity.len, &vb) == 0) {
+        n = vb.ns_len < sizeof(b->ns) - 1 ? vb.ns_len : sizeof(b->ns) - 1;
+        if (n > 0)
+            memcpy(b->ns, vb.ns, n);
+        b->ns[n] = '\0';
+        b->pt = vb.items;
+        b->total = vb.total;
+    } else {
+        b->json = kr_http_body_json(req);
+    }
+    /* What we keep lives in wiped memory; h2o's copy need not stay. */
+    kr_http_wipe_body(req);
+    return b->pt != NULL || b->json != NULL;
+}
+
+static const char *body_ns(const struct put_body *b)
+{
+    if (b->json != NULL)
+        return json_string_value(json_object_get(b->json, "Namespace"));
+    return b->ns;
+}
+
+static bool size_valid(h2o_req_t *req, size_t total)
+{
+    if (total > KR_VAR_ITEMS_MAX) {
+        kr_http_reply_error(req, 400,
+                            "variables are limited to 64KiB in total size");
+        return false;
+    }
+    return true;
+}
+
 /* Validates Items: a non-empty object of strings within the size cap. */
 static bool items_valid(h2o_req_t *req, json_t *items)
 {
@@ -416,12 +457,57 @@ static bool items_valid(h2o_req_t *req, json_t *items)
         }
         total += strlen(k) + json_string_length(v);
     }
-    if (total > KR_VAR_ITEMS_MAX) {
-        kr_http_reply_error(req, 400,
-                            "variables are limited to 64KiB in total size");
-        return false;
+    return size_valid(req, total);
+}
+
+/* Items as sealed: compact JSON with sorted keys, in secret memory; NULL
+ * when out of memory.  Free with kr_secret_free. */
+static struct kr_secret *items_dump(json_t *items)
+{
+    size_t flags = JSON_COMPACT | JSON_SORT_KEYS;
+    size_t n = json_dumpb(items, NULL, 0, flags);
+    struct kr_secret *pt = n > 0 ? kr_secret_new(n) : NULL;
+
+    if (pt != NULL && json_dumpb(items, (char *)pt->data, n, flags) != n) {
+        kr_secret_free(pt);
+        pt = NULL;
     }
-    return true;
+    return pt;
+}
+
+/* Checks Items once the namespace has passed, and leaves them in b->pt:
+ * the fast path only needs the size cap, jansson's tree all of
+ * items_valid and then an encoding. */
+static bool items_check(h2o_req_t *req, struct put_body *b)
+{
+    json_t *items;
+
+    if (b->json == NULL)
+        return size_valid(req, b->total);
+    items = json_object_get(b->json, "Items");
+    if (!items_valid(req, items))
+        return false;
+    b->pt = items_dump(items);
+    if (b->pt == NULL)
+        kr_http_reply_error(req, 500, "out of memory");
+    return b->pt != NULL;
+}
+
+/* Seals with the active key when this server holds it, else waits for
+ * the key (or, on a new keyring, for the first one).  Takes o. */
+static void put_start(struct var_op *o, const struct kr_root_key *active)
+{
+    struct kr_keyring *keyring = o->p.srv->deps.keyring;
+
+    if (active != NULL && kr_keyring_has(keyring, active->key_id)) {
+        memcpy(o->key_id, active->key_id, sizeof(o->key_id));
+        seal_and_propose(o);
+    } else if (kr_keyring_wait(keyring, active ? active->key_id : NULL,
+                               active ? KR_HTTP_KEY_WAIT_MS
+                                      : KR_HTTP_ACTIVE_WAIT_MS,
+                               put_waited, o, NULL) != 0) {
+        put_waited(o, KR_ESHUTDOWN);
+    }
 }
 
 static bool parse_cas(h2o_req_t *req, uint64_t *cas, bool *has)
@@ -437,44 +523,50 @@ static bool parse_cas(h2o_req_t *req, uint64_t *cas, bool *has)
     return true;
 }
 
-static int var_write(struct kr_http_call *c, bool del)
+/* The query of a write: cas=, and lock operations (not supported yet).
+ * Replies 400 and returns false when it does not pass. */
+static bool write_query_valid(h2o_req_t *req, uint64_t *cas, bool *has_cas)
 {
-    struct kr_http *srv = c->srv;
-    h2o_req_t *req = c->req;
-    json_t *body = NULL;
-    const struct kr_root_key *active;
-    const char *ns;
-    struct var_op *o;
-    uint64_t cas = 0;
-    bool has_cas;
     int lock_ops = (kr_http_query(req, "lock-acquire") != NULL) +
                    (kr_http_query(req, "lock-renew") != NULL) +
                    (kr_http_query(req, "lock-release") != NULL);
 
     if (lock_ops > 1) {
         kr_http_reply_error(req, 400, "multiple lock operations");
-        return 0;
+        return false;
     }
-    if (!parse_cas(req, &cas, &has_cas))
-        return 0;
+    if (!parse_cas(req, cas, has_cas))
+        return false;
     if (lock_ops == 1) {
         kr_http_reply_error(req, 400,
-                            has_cas ? "cas can't be used with lock operations"
-                                    : "variable locks are not supported "
-                                      "by this server yet");
-        return 0;
+                            *has_cas ? "cas can't be used with lock operations"
+                                     : "variable locks are not supported "
+                                       "by this server yet");
+        return false;
     }
-    if (!del) {
-        body = kr_http_body_json(req);
-        /* The parsed copy lives in wiped memory; h2o's need not keep it. */
-        kr_http_wipe_body(req);
-        if (body == NULL)
-            return 0;
-    }
-    ns = request_ns(req, body, true);
+    return true;
+}
+
+static int var_write(struct kr_http_call *c, bool del)
+{
+    struct kr_http *srv = c->srv;
+    h2o_req_t *req = c->req;
+    struct put_body b;
+    const struct kr_root_key *active;
+    const char *ns;
+    struct var_op *o;
+    uint64_t cas = 0;
+    bool has_cas;
+
+    memset(&b, 0, sizeof(b));
+    if (!write_query_valid(req, &cas, &has_cas))
+        goto out;
+    if (!del && !read_body(req, &b))
+        goto out;
+    ns = request_ns(req, body_ns(&b), true);
     if (ns == NULL)
         goto out;
-    if (!del && !items_valid(req, json_object_get(body, "Items")))
+    if (!del && !items_check(req, &b))
         goto out;
     if (!kr_raft_is_leader(srv->deps.raft)) {
         kr_http_reply_error(req, 503, "No cluster leader");
@@ -495,18 +587,12 @@ static int var_write(struct kr_http_call *c, bool del)
         goto out;
     }
     o->op = has_cas ? KR_VAR_CAS : KR_VAR_SET;
-    o->items = json_incref(json_object_get(body, "Items"));
-    if (active != NULL && kr_keyring_has(srv->deps.keyring, active->key_id)) {
-        memcpy(o->key_id, active->key_id, sizeof(o->key_id));
-        seal_and_propose(o);
-    } else if (kr_keyring_wait(
-                   srv->deps.keyring, active ? active->key_id : NULL,
-                   active ? KR_HTTP_KEY_WAIT_MS : KR_HTTP_ACTIVE_WAIT_MS,
-                   put_waited, o, NULL) != 0) {
-        put_waited(o, KR_ESHUTDOWN);
-    }
+    o->pt = b.pt;
+    b.pt = NULL;
+    put_start(o, active);
 out:
-    json_decref(body);
+    json_decref(b.json);
+    kr_secret_free(b.pt);
     return 0;
 }
 
