@@ -100,8 +100,12 @@ struct kr_raft {
     int closing;     /* handles and components still to close */
     bool calls_hold; /* closing waits for membership calls in flight */
     /* Entries proposed during this loop iteration, flushed as one raft
-     * entry by the check handle (after the poll phase). */
+     * entry by the check handle (right after the poll phase that read
+     * their requests) or, for entries proposed outside the poll phase
+     * (timers), by the idle handle, which also keeps the next poll from
+     * blocking while a batch is open. */
     uv_check_t flush;
+    uv_idle_t flush_idle;
     struct kr_buf batch; /* records: u32 length | entry */
     struct apply_item batch_items[KR_FRAME_BATCH_MAX];
     unsigned batch_n;
@@ -861,6 +865,8 @@ int kr_raft_start(struct kr_raft **out, const struct kr_raft_config *cfg,
     r->tick.data = r;
     uv_check_init(cfg->loop, &r->flush);
     r->flush.data = r;
+    uv_idle_init(cfg->loop, &r->flush_idle);
+    r->flush_idle.data = r;
 
     self.id = r->id;
     snprintf(self.address, sizeof(self.address), "%s", r->address);
@@ -909,9 +915,10 @@ fail_after_init:
         if (r->rpc != NULL) {
             kr_rpc_close(r->rpc);
             r->rpc = NULL;
-            r->closing += 2;
+            r->closing += 3;
             uv_close((uv_handle_t *)&r->tick, handle_closed);
             uv_close((uv_handle_t *)&r->flush, handle_closed);
+            uv_close((uv_handle_t *)&r->flush_idle, handle_closed);
         }
         raft_close(&r->raft, raft_closed);
         return err;
@@ -973,6 +980,7 @@ static void flush_batch(struct kr_raft *r)
     if (n == 0)
         return;
     uv_check_stop(&r->flush);
+    uv_idle_stop(&r->flush_idle);
     a = calloc(1, sizeof(*a) + n * sizeof(a->items[0]));
     buf.len = n == 1 ? kr_frame_size(r->batch.len - 4)
                      : kr_frame_batch_size(r->batch.len);
@@ -1016,6 +1024,11 @@ static void on_flush(uv_check_t *h)
     flush_batch(h->data);
 }
 
+static void on_flush_idle(uv_idle_t *h)
+{
+    flush_batch(h->data);
+}
+
 int kr_raft_apply(struct kr_raft *r, const struct kr_buf *entry,
                   kr_raft_apply_cb cb, void *arg)
 {
@@ -1037,8 +1050,10 @@ int kr_raft_apply(struct kr_raft *r, const struct kr_buf *entry,
     kr_buf_u32(&r->batch, (uint32_t)entry->len);
     kr_buf_append(&r->batch, entry->data, entry->len);
     r->batch_items[r->batch_n++] = (struct apply_item){cb, arg, KR_EIO};
-    if (r->batch_n == 1)
+    if (r->batch_n == 1) {
         uv_check_start(&r->flush, on_flush);
+        uv_idle_start(&r->flush_idle, on_flush_idle);
+    }
     return 0;
 }
 
@@ -1184,7 +1199,7 @@ void kr_raft_close(struct kr_raft *r, void (*cb)(void *arg), void *arg)
 {
     r->close_cb = cb;
     r->close_arg = arg;
-    r->closing = 3; /* the tick timer, the flush handle and raft */
+    r->closing = 4; /* the tick timer, the two flush handles and raft */
     if (r->calls_out > 0) {
         /* Membership calls in flight still point at r. */
         r->closing++;
@@ -1199,6 +1214,7 @@ void kr_raft_close(struct kr_raft *r, void (*cb)(void *arg), void *arg)
         deliver(r->batch_items, n, KR_ESHUTDOWN, 0);
     }
     uv_close((uv_handle_t *)&r->flush, handle_closed);
+    uv_close((uv_handle_t *)&r->flush_idle, handle_closed);
     kr_rpc_close(r->rpc);
     r->rpc = NULL;
     raft_close(&r->raft, raft_closed);
