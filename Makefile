@@ -51,7 +51,8 @@ e2e: build
 FUZZ_DIR     ?= build-fuzz
 FUZZ_SECONDS ?= 20
 FUZZ_CFLAGS   = -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Isrc
-FUZZ_STATE    = src/common/*.c src/crypto/*.c src/kms/*.c src/state/*.c -lssl -lcrypto
+FUZZ_STATE    = src/common/*.c src/crypto/*.c src/kms/*.c src/state/*.c \
+                src/cluster/frame.c -lssl -lcrypto
 FUZZ_CONFIG   = src/common/*.c src/config/*.c
 FUZZ_VARBODY  = src/common/*.c src/crypto/*.c src/http/varbody.c \
                 -ljansson -lssl -lcrypto
