@@ -151,6 +151,50 @@ fail:
     return false;
 }
 
+static void put_rekey(struct kr_buf *out, const struct kr_entry_var_rekey *e)
+{
+    kr_buf_str(out, e->key_id);
+    kr_buf_str(out, e->after_ns != NULL ? e->after_ns : "");
+    kr_buf_str(out, e->after_path != NULL ? e->after_path : "");
+    kr_buf_u32(out, e->n_items);
+    for (uint32_t i = 0; i < e->n_items; i++) {
+        const struct kr_rekey_item *it = &e->items[i];
+        kr_buf_str(out, it->namespace);
+        kr_buf_str(out, it->path);
+        kr_buf_u64(out, it->modify_index);
+        kr_buf_bytes(out, it->data, it->data_len);
+    }
+}
+
+static bool get_rekey(struct kr_rd *r, struct kr_entry_var_rekey *e)
+{
+    if (!get_fixed(r, e->key_id, sizeof(e->key_id)))
+        return false;
+    e->after_ns = kr_rd_strdup(r, KR_NAMESPACE_MAX);
+    e->after_path = kr_rd_strdup(r, KR_VAR_PATH_MAX);
+    e->n_items = kr_rd_u32(r);
+    if (e->after_ns == NULL || e->after_path == NULL || r->err ||
+        e->n_items > KR_REKEY_ITEMS_MAX)
+        return false;
+    /* Each item takes at least 4 + 4 + 8 + 4 bytes: a count the entry
+     * cannot hold is refused before allocating for it. */
+    if ((size_t)e->n_items > (r->len - r->off) / 20)
+        return false;
+    e->items = e->n_items ? calloc(e->n_items, sizeof(*e->items)) : NULL;
+    if (e->n_items > 0 && e->items == NULL)
+        return false;
+    for (uint32_t i = 0; i < e->n_items; i++) {
+        struct kr_rekey_item *it = &e->items[i];
+        it->namespace = kr_rd_strdup(r, KR_NAMESPACE_MAX);
+        it->path = kr_rd_strdup(r, KR_VAR_PATH_MAX);
+        it->modify_index = kr_rd_u64(r);
+        if (it->namespace == NULL || it->path == NULL ||
+            !get_bytes(r, &it->data, &it->data_len))
+            return false;
+    }
+    return true;
+}
+
 int kr_entry_encode(const struct kr_entry *e, struct kr_buf *out)
 {
     kr_buf_u8(out, KR_ENTRY_VERSION);
@@ -173,6 +217,9 @@ int kr_entry_encode(const struct kr_entry *e, struct kr_buf *out)
         kr_buf_bytes(out, e->var.data, e->var.data_len);
         kr_buf_i64(out, e->var.now);
         break;
+    case KR_ENTRY_VAR_REKEY:
+        put_rekey(out, &e->rekey);
+        break;
     default:
         return KR_EINVAL;
     }
@@ -185,6 +232,14 @@ void kr_entry_clear(struct kr_entry *e)
     free(e->var.namespace);
     free(e->var.path);
     free(e->var.data);
+    for (uint32_t i = 0; e->rekey.items != NULL && i < e->rekey.n_items; i++) {
+        free(e->rekey.items[i].namespace);
+        free(e->rekey.items[i].path);
+        free(e->rekey.items[i].data);
+    }
+    free(e->rekey.items);
+    free(e->rekey.after_ns);
+    free(e->rekey.after_path);
     memset(e, 0, sizeof(*e));
 }
 
@@ -232,6 +287,9 @@ int kr_entry_decode(struct kr_entry *e, const void *buf, size_t len,
              get_bytes(&r, &e->var.data, &e->var.data_len);
         e->var.now = kr_rd_i64(&r);
         ok = ok && e->var.op >= KR_VAR_SET && e->var.op <= KR_VAR_DELETE_CAS;
+        break;
+    case KR_ENTRY_VAR_REKEY:
+        ok = get_rekey(&r, &e->rekey);
         break;
     default:
         return kr_errf(errmsg, KR_ECORRUPT, "unknown log entry type %u",

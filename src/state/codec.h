@@ -22,7 +22,11 @@ enum kr_entry_type {
     KR_ENTRY_KEY_UPSERT = 1,
     KR_ENTRY_KEY_DELETE = 2,
     KR_ENTRY_VAR_APPLY = 3,
+    KR_ENTRY_VAR_REKEY = 4,
 };
+
+/* The most Variables one VAR_REKEY entry may carry. */
+#define KR_REKEY_ITEMS_MAX 65536
 
 struct kr_entry_key_upsert {
     struct kr_root_key key; /* create/modify index ignored; n_vars unused */
@@ -45,11 +49,35 @@ struct kr_entry_var_apply {
     int64_t now; /* leader's wall clock, Unix ns */
 };
 
+/* One Variable re-encrypted by the rekey job, as it read it. */
+struct kr_rekey_item {
+    char *namespace;
+    char *path;
+    uint64_t modify_index; /* the version that was re-encrypted */
+    uint8_t *data;         /* sealed under the entry's key_id */
+    size_t data_len;
+};
+
+/*
+ * A batch of the full-rekey job (spec 7.4): Variables re-encrypted under
+ * the active key key_id, each applied only if it is still at the version
+ * read and still under a rekeying key; then the job's checkpoint moves to
+ * (after_ns, after_path), both "" for "start over from the beginning".
+ */
+struct kr_entry_var_rekey {
+    char key_id[KR_UUID_LEN + 1];
+    char *after_ns;
+    char *after_path;
+    uint32_t n_items;
+    struct kr_rekey_item *items;
+};
+
 struct kr_entry {
     uint8_t type; /* enum kr_entry_type */
     struct kr_entry_key_upsert key_upsert;
     struct kr_entry_key_delete key_delete;
     struct kr_entry_var_apply var;
+    struct kr_entry_var_rekey rekey;
 };
 
 /* Appends the encoding of e to out.  Returns 0 or KR_ENOMEM. */

@@ -31,6 +31,7 @@ enum snap_record {
     SNAP_REC_INDEXES = 1,
     SNAP_REC_ROOT_KEY = 2,
     SNAP_REC_VAR = 3,
+    SNAP_REC_REKEY = 4, /* the rekey checkpoint, when there is one */
     SNAP_REC_END = 255, /* u64 count of the records before it */
 };
 
@@ -57,6 +58,7 @@ struct kr_state {
     uint64_t keys_index;
     uint64_t vars_index;
     uint64_t keys_gen;
+    char *rekey_ns, *rekey_path; /* checkpoint; NULL: from the start */
 };
 
 static const char *const state_names[] = {"active", "inactive", "rekeying",
@@ -133,6 +135,21 @@ static void state_clear(struct kr_state *s)
     s->keys = NULL;
     s->n_keys = s->cap_keys = 0;
     s->n_vars = 0;
+    free(s->rekey_ns);
+    free(s->rekey_path);
+    s->rekey_ns = s->rekey_path = NULL;
+}
+
+/* Moves the rekey checkpoint; "" or NULL for the start. */
+static void set_cursor(struct kr_state *s, const char *ns, const char *path)
+{
+    free(s->rekey_ns);
+    free(s->rekey_path);
+    s->rekey_ns = s->rekey_path = NULL;
+    if (ns != NULL && *ns != '\0' && path != NULL && *path != '\0') {
+        s->rekey_ns = xstrdup(ns);
+        s->rekey_path = xstrdup(path);
+    }
 }
 
 void kr_state_free(struct kr_state *s)
@@ -185,8 +202,13 @@ static void flip_others(struct kr_state *s, const struct kr_root_key *winner,
         if (next != k->state) {
             k->state = next;
             k->modify_index = index;
+            if (next == KR_KEY_REKEYING)
+                k->rekey_total = k->n_vars;
         }
     }
+    /* A new rekey covers Variables anywhere: its job starts over. */
+    if (rekey)
+        set_cursor(s, NULL, NULL);
 }
 
 static int apply_key_upsert(struct kr_state *s, uint64_t index,
@@ -323,6 +345,84 @@ static int apply_var(struct kr_state *s, uint64_t index,
     return 0;
 }
 
+/* Rekeying keys that no Variable uses any more become inactive; when
+ * none is left rekeying, the job's checkpoint goes. */
+static void finish_rekeyed(struct kr_state *s, uint64_t index)
+{
+    bool rekeying = false;
+
+    for (size_t i = 0; i < s->n_keys; i++) {
+        struct kr_root_key *k = &s->keys[i];
+        if (k->state != KR_KEY_REKEYING)
+            continue;
+        if (k->n_vars > 0) {
+            rekeying = true;
+            continue;
+        }
+        k->state = KR_KEY_INACTIVE;
+        k->modify_index = index;
+        s->keys_index = index;
+        s->keys_gen++;
+    }
+    if (!rekeying)
+        set_cursor(s, NULL, NULL);
+}
+
+/* Whether a rekey item may replace n: same version, still under a
+ * rekeying key. */
+static bool rekey_applies(struct kr_state *s, const struct var_node *n,
+                          const struct kr_rekey_item *it)
+{
+    const struct kr_root_key *k;
+
+    if (n == NULL || n->v.modify_index != it->modify_index)
+        return false;
+    k = key_find(s, n->v.key_id);
+    return k != NULL && k->state == KR_KEY_REKEYING;
+}
+
+/*
+ * A batch of the rekey job.  Refused whole (KR_ECONFLICT) when key_id is
+ * no longer the active key, or (KR_EINVAL) when an item is malformed;
+ * otherwise each item that still applies replaces its Variable's
+ * ciphertext and KeyID.  The Variable's indexes and times stay: its
+ * content did not change, so a client's check-and-set still holds.
+ */
+static int apply_rekey(struct kr_state *s, uint64_t index,
+                       struct kr_entry_var_rekey *e)
+{
+    const struct kr_root_key *active = kr_state_key_active(s);
+
+    if (active == NULL || strcmp(active->key_id, e->key_id) != 0)
+        return KR_ECONFLICT;
+    for (uint32_t i = 0; i < e->n_items; i++)
+        if (e->items[i].data_len < 28 || e->items[i].data_len > KR_VAR_DATA_MAX)
+            return KR_EINVAL;
+    for (uint32_t i = 0; i < e->n_items; i++) {
+        struct kr_rekey_item *it = &e->items[i];
+        struct var_node *n = var_find(s, it->namespace, it->path);
+        if (!rekey_applies(s, n, it))
+            continue;
+        key_uses(s, n->v.key_id, -1);
+        free(n->v.data);
+        memcpy(n->v.key_id, e->key_id, sizeof(n->v.key_id));
+        n->v.data = it->data;
+        n->v.data_len = it->data_len;
+        it->data = NULL; /* moved */
+        key_uses(s, n->v.key_id, +1);
+    }
+    set_cursor(s, e->after_ns, e->after_path);
+    finish_rekeyed(s, index);
+    return 0;
+}
+
+void kr_state_rekey_cursor(const struct kr_state *s, const char **ns,
+                           const char **path)
+{
+    *ns = s->rekey_ns;
+    *path = s->rekey_path;
+}
+
 int kr_state_apply(struct kr_state *s, uint64_t index, const void *buf,
                    size_t len)
 {
@@ -345,6 +445,9 @@ int kr_state_apply(struct kr_state *s, uint64_t index, const void *buf,
         break;
     case KR_ENTRY_VAR_APPLY:
         rv = apply_var(s, index, &e.var);
+        break;
+    case KR_ENTRY_VAR_REKEY:
+        rv = apply_rekey(s, index, &e.rekey);
         break;
     default:
         rv = KR_ECORRUPT;
@@ -534,7 +637,14 @@ int kr_state_snapshot(const struct kr_state *s, struct kr_buf *out)
     for (size_t i = 0; i < s->n_keys; i++) {
         body.len = 0;
         kr_codec_put_root_key(&body, &s->keys[i]);
+        kr_buf_u64(&body, s->keys[i].rekey_total);
         put_record(out, SNAP_REC_ROOT_KEY, &body);
+    }
+    if (s->rekey_ns != NULL) {
+        body.len = 0;
+        kr_buf_str(&body, s->rekey_ns);
+        kr_buf_str(&body, s->rekey_path);
+        put_record(out, SNAP_REC_REKEY, &body);
     }
     RB_FOREACH(n, var_tree, (struct var_tree *)&s->vars)
     {
@@ -551,7 +661,7 @@ int kr_state_snapshot(const struct kr_state *s, struct kr_buf *out)
     }
     /* The end record makes a snapshot cut at a record boundary invalid. */
     body.len = 0;
-    kr_buf_u64(&body, 1 + s->n_keys + s->n_vars);
+    kr_buf_u64(&body, 1 + s->n_keys + s->n_vars + (s->rekey_ns != NULL));
     put_record(out, SNAP_REC_END, &body);
     kr_buf_free(&body);
     return out->oom || body.oom ? KR_ENOMEM : 0;
@@ -622,6 +732,25 @@ fail:
     return false;
 }
 
+/* At most one checkpoint, naming a valid namespace and path. */
+static bool restore_cursor(struct kr_state *s, struct kr_rd *r)
+{
+    char *ns = kr_rd_strdup(r, KR_NAMESPACE_MAX);
+    char *path = kr_rd_strdup(r, KR_VAR_PATH_MAX);
+    bool ok = ns != NULL && path != NULL && kr_rd_done(r) &&
+              s->rekey_ns == NULL && ns_valid(ns) &&
+              kr_var_path_validate(path, NULL) == 0;
+
+    if (ok) {
+        s->rekey_ns = ns;
+        s->rekey_path = path;
+    } else {
+        free(ns);
+        free(path);
+    }
+    return ok;
+}
+
 int kr_state_restore(struct kr_state *s, const void *buf, size_t len,
                      char *errmsg)
 {
@@ -669,6 +798,9 @@ int kr_state_restore(struct kr_state *s, const void *buf, size_t len,
             /* Keys precede Variables, so n_vars can be rebuilt. */
             if (fresh->n_vars > 0 || !kr_codec_get_root_key(&body, &key))
                 goto bad;
+            /* rekey_total came later: a record without it is older. */
+            if (!kr_rd_done(&body))
+                key.rekey_total = kr_rd_u64(&body);
             if (!kr_rd_done(&body) || !kr_uuid_valid(key.key_id) ||
                 key_find(fresh, key.key_id) != NULL) {
                 kr_root_key_clear(&key);
@@ -680,6 +812,10 @@ int kr_state_restore(struct kr_state *s, const void *buf, size_t len,
             break;
         case SNAP_REC_VAR:
             if (!restore_var(fresh, &body))
+                goto bad;
+            break;
+        case SNAP_REC_REKEY:
+            if (!restore_cursor(fresh, &body))
                 goto bad;
             break;
         case SNAP_REC_END:

@@ -60,6 +60,10 @@ struct kr_root_key {
     struct kr_wrapped_key *wrapped;
     size_t n_wrapped;
     uint64_t n_vars; /* derived: Variables whose KeyID is this key */
+    /* Variables under this key when it last became rekeying (replicated
+     * through snapshots, not log entries): the rekey's progress is
+     * rekey_total - n_vars of rekey_total. */
+    uint64_t rekey_total;
 };
 
 struct kr_var {
@@ -132,6 +136,12 @@ const struct kr_var *kr_state_var_first(const struct kr_state *s,
 const struct kr_var *kr_state_var_next(const struct kr_state *s,
                                        const struct kr_var *v, const char *ns,
                                        const char *prefix);
+
+/* The full-rekey job's checkpoint: it has re-encrypted every Variable up
+ * to and including (*ns, *path); both NULL when it starts from the
+ * beginning.  Borrowed until the next apply or restore. */
+void kr_state_rekey_cursor(const struct kr_state *s, const char **ns,
+                           const char **path);
 
 /* Path rules of spec 1.7: ^[a-zA-Z0-9-_~/]{1,128}$ and the reserved
  * "nomad/" tree.  Returns 0 or KR_EINVAL with the reason in errmsg. */

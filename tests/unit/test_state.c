@@ -255,6 +255,111 @@ static void test_key_in_use_tracks_rewrites(void **state)
     assert_int_equal(del_key(s, 2, false), 0);
 }
 
+/* One rekey batch: items (path, modify_index) re-encrypted under key,
+ * checkpoint after (ns "default", after) or "" for the start. */
+static int rekey(struct kr_state *s, int key, const char *after,
+                 const char *const *paths, const uint64_t *indexes, int n)
+{
+    struct kr_entry e;
+    struct kr_rekey_item items[8];
+    uint8_t data[40];
+    struct kr_buf b;
+    int rv;
+
+    memset(&e, 0, sizeof(e));
+    memset(items, 0, sizeof(items));
+    memset(data, 0xcd, sizeof(data));
+    e.type = KR_ENTRY_VAR_REKEY;
+    make_id(e.rekey.key_id, key);
+    e.rekey.after_ns = *after ? "default" : "";
+    e.rekey.after_path = (char *)after;
+    e.rekey.n_items = (uint32_t)n;
+    e.rekey.items = items;
+    for (int i = 0; i < n; i++) {
+        items[i].namespace = "default";
+        items[i].path = (char *)paths[i];
+        items[i].modify_index = indexes[i];
+        items[i].data = data;
+        items[i].data_len = sizeof(data);
+    }
+    kr_buf_init(&b);
+    assert_int_equal(kr_entry_encode(&e, &b), 0);
+    rv = kr_state_apply(s, ++next_index, b.data, b.len);
+    kr_buf_free(&b);
+    return rv;
+}
+
+static const struct kr_root_key *key_of(struct kr_state *s, int n)
+{
+    char id[KR_UUID_LEN + 1];
+
+    make_id(id, n);
+    return kr_state_key_get(s, id);
+}
+
+/* Spec 7.4 with a checkpoint: items apply only at the version read and
+ * under a rekeying key, indexes stay, the key turns inactive when its
+ * last Variable moves, and the checkpoint survives a snapshot. */
+static void test_rekey_batches(void **state)
+{
+    struct kr_state *s = *state, *copy;
+    const char *paths[] = {"a", "b", "c"};
+    uint64_t idx[3];
+    const struct kr_var *v;
+    const char *cns, *cpath;
+    struct kr_buf snap;
+    char errmsg[KR_ERRMSG_SIZE];
+
+    assert_int_equal(upsert(s, 1, KR_KEY_ACTIVE, false), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(var_op(s, KR_VAR_SET, paths[i], 1, 0), 0);
+        idx[i] = next_index;
+    }
+    assert_int_equal(upsert(s, 2, KR_KEY_ACTIVE, true), 0);
+    assert_int_equal(st_of(s, 1), KR_KEY_REKEYING);
+    assert_int_equal(key_of(s, 1)->rekey_total, 3);
+    /* Under a key that is not the active one: refused whole. */
+    assert_int_equal(rekey(s, 1, "a", paths, idx, 1), KR_ECONFLICT);
+    kr_state_rekey_cursor(s, &cns, &cpath);
+    assert_null(cns);
+    /* "a" moves; "b" was rewritten by a client meanwhile (stale index). */
+    assert_int_equal(var_op(s, KR_VAR_SET, "b", 2, 0), 0);
+    assert_int_equal(rekey(s, 2, "b", paths, idx, 2), 0);
+    v = kr_state_var_get(s, "default", "a");
+    assert_memory_equal(v->key_id, key_of(s, 2)->key_id, KR_UUID_LEN);
+    assert_int_equal(v->modify_index, idx[0]); /* content unchanged */
+    assert_int_equal(v->data[0], 0xcd);
+    v = kr_state_var_get(s, "default", "b");
+    assert_int_equal(v->data[0], 0xab); /* the client's write stays */
+    kr_state_rekey_cursor(s, &cns, &cpath);
+    assert_string_equal(cns, "default");
+    assert_string_equal(cpath, "b");
+    assert_int_equal(st_of(s, 1), KR_KEY_REKEYING);
+    assert_int_equal(key_of(s, 1)->n_vars, 1);
+
+    /* The checkpoint and the total travel through a snapshot. */
+    kr_buf_init(&snap);
+    assert_int_equal(kr_state_snapshot(s, &snap), 0);
+    assert_int_equal(kr_state_new(&copy), 0);
+    assert_int_equal(kr_state_restore(copy, snap.data, snap.len, errmsg), 0);
+    kr_state_rekey_cursor(copy, &cns, &cpath);
+    assert_string_equal(cpath, "b");
+    assert_int_equal(key_of(copy, 1)->rekey_total, 3);
+    kr_state_free(copy);
+    kr_buf_free(&snap);
+
+    /* The last one moves: the key is done, the checkpoint goes. */
+    assert_int_equal(rekey(s, 2, "", paths + 2, idx + 2, 1), 0);
+    assert_int_equal(st_of(s, 1), KR_KEY_INACTIVE);
+    assert_int_equal(key_of(s, 1)->n_vars, 0);
+    kr_state_rekey_cursor(s, &cns, &cpath);
+    assert_null(cns);
+    assert_null(cpath);
+    /* A batch for a key that is no longer rekeying changes nothing. */
+    assert_int_equal(rekey(s, 2, "", paths, idx, 1), 0);
+    assert_int_equal(st_of(s, 2), KR_KEY_ACTIVE);
+}
+
 static void test_var_cas(void **state)
 {
     struct kr_state *s = *state;
@@ -304,6 +409,58 @@ static void test_var_listing_order(void **state)
     assert_string_equal(v->path, "b/2");
     assert_null(kr_state_var_first(s, "other", NULL, NULL, NULL));
     assert_int_equal(kr_state_var_count(s), 6);
+}
+
+/* The rekey batch entry: round trip, every truncation, and a count the
+ * bytes cannot hold. */
+static void test_codec_rekey(void **state)
+{
+    struct kr_entry e, d;
+    struct kr_rekey_item items[2];
+    uint8_t data[30];
+    struct kr_buf b, b2;
+    char err[KR_ERRMSG_SIZE];
+
+    (void)state;
+    memset(&e, 0, sizeof(e));
+    memset(items, 0, sizeof(items));
+    memset(data, 9, sizeof(data));
+    e.type = KR_ENTRY_VAR_REKEY;
+    make_id(e.rekey.key_id, 3);
+    e.rekey.after_ns = "ns";
+    e.rekey.after_path = "p/2";
+    e.rekey.n_items = 2;
+    e.rekey.items = items;
+    for (int i = 0; i < 2; i++) {
+        items[i].namespace = "ns";
+        items[i].path = i ? "p/2" : "p/1";
+        items[i].modify_index = 10 + (uint64_t)i;
+        items[i].data = data;
+        items[i].data_len = sizeof(data);
+    }
+    kr_buf_init(&b);
+    kr_buf_init(&b2);
+    assert_int_equal(kr_entry_encode(&e, &b), 0);
+    assert_int_equal(kr_entry_decode(&d, b.data, b.len, err), 0);
+    assert_int_equal(d.rekey.n_items, 2);
+    assert_string_equal(d.rekey.items[1].path, "p/2");
+    assert_int_equal(d.rekey.items[1].modify_index, 11);
+    assert_string_equal(d.rekey.after_path, "p/2");
+    assert_int_equal(kr_entry_encode(&d, &b2), 0);
+    assert_int_equal(b.len, b2.len);
+    assert_memory_equal(b.data, b2.data, b.len);
+    kr_entry_clear(&d);
+    for (size_t n = 0; n < b.len; n++)
+        assert_int_equal(kr_entry_decode(&d, b.data, n, err), KR_ECORRUPT);
+    kr_buf_free(&b);
+    /* A huge item count with no items behind it. */
+    e.rekey.n_items = 0;
+    kr_buf_init(&b);
+    assert_int_equal(kr_entry_encode(&e, &b), 0);
+    b.data[b.len - 1] = 0x01; /* count = 2^24 (little-endian u32) */
+    assert_int_equal(kr_entry_decode(&d, b.data, b.len, err), KR_ECORRUPT);
+    kr_buf_free(&b);
+    kr_buf_free(&b2);
 }
 
 static void test_codec_round_trip_and_truncation(void **state)
@@ -462,10 +619,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_in_use_tracks_rewrites, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_rekey_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_var_cas, setup, teardown),
         cmocka_unit_test_setup_teardown(test_var_listing_order, setup,
                                         teardown),
         cmocka_unit_test(test_codec_round_trip_and_truncation),
+        cmocka_unit_test(test_codec_rekey),
         cmocka_unit_test(test_codec_key_upsert_truncation),
         cmocka_unit_test_setup_teardown(test_snapshot_round_trip, setup,
                                         teardown),
