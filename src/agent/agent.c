@@ -12,6 +12,7 @@
  * leadership with none, it generates one and proposes it.
  */
 #include "agent/agent.h"
+#include "agent/keyjobs.h"
 
 #include <errno.h>
 #include <ftw.h>
@@ -57,6 +58,7 @@ struct agent {
     struct kr_state *state;
     struct kr_raft *raft;
     struct kr_keyring *keyring;
+    struct kr_keyjobs *keyjobs;
     struct kr_http *http;
     struct ssl_ctx_st *https_ctx;      /* tls.http */
     struct ssl_ctx_st *rpc_server_ctx; /* tls.rpc */
@@ -211,6 +213,11 @@ static void ensure_active_key(struct agent *a)
     }
 }
 
+static const char *rekey_error(void *arg)
+{
+    return kr_keyjobs_rekey_error(arg);
+}
+
 /* ---- readiness and the periodic tick ---- */
 
 static void become_ready(struct agent *a)
@@ -223,6 +230,8 @@ static void become_ready(struct agent *a)
         .keyring = a->keyring,
         .raft = a->raft,
         .ssl_ctx = a->https_ctx,
+        .rekey_error = rekey_error,
+        .rekey_error_arg = a->keyjobs,
         .http2 = a->cfg->tls.http2,
     };
 
@@ -248,6 +257,7 @@ static void on_tick(uv_timer_t *t)
     kr_keyring_sync(a->keyring);
     kr_raft_observe(a->raft);
     ensure_active_key(a);
+    kr_keyjobs_tick(a->keyjobs);
     if (a->ready)
         return;
     /* While discovery looks for the other servers there is no clock: a
@@ -336,6 +346,9 @@ static void stop(struct agent *a, int code)
      * their answer when raft closes and fails them. */
     kr_http_close(a->http);
     a->http = NULL;
+    /* Its proposals in flight come back when raft closes. */
+    kr_keyjobs_close(a->keyjobs);
+    a->keyjobs = NULL;
     if (a->raft != NULL)
         kr_raft_close(a->raft, raft_closed, a);
     /* Cancels retry timers and waiters; after_apply sees NULL from now on,
@@ -614,6 +627,23 @@ int kr_agent_main(int argc, char **argv)
     if (rv != 0) {
         KR_ERROR("agent", "%s", errmsg);
         goto fail_loop;
+    }
+    {
+        struct kr_keyjobs_config kc = {
+            .loop = &a.loop,
+            .state = a.state,
+            .keyring = a.keyring,
+            .raft = a.raft,
+            .rotation_threshold = a.cfg->server.root_key_rotation_threshold,
+            .gc_interval = a.cfg->server.root_key_gc_interval,
+            .gc_threshold = a.cfg->server.root_key_gc_threshold,
+        };
+        if (kr_keyjobs_new(&a.keyjobs, &kc) != 0) {
+            KR_ERROR("agent", "out of memory");
+            a.stopping = true;
+            kr_raft_close(a.raft, raft_closed, &a);
+            goto fail_loop;
+        }
     }
     uv_timer_init(&a.loop, &a.tick);
     a.tick.data = &a;

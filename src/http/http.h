@@ -28,6 +28,10 @@ struct kr_http_deps {
      * offered over it only when http2 is true. */
     struct ssl_ctx_st *ssl_ctx;
     bool http2;
+    /* What keeps the rekey job from finishing on this server ("" when
+     * nothing does); NULL when there is no rekey job. */
+    const char *(*rekey_error)(void *arg);
+    void *rekey_error_arg;
 };
 
 struct kr_http;

@@ -125,6 +125,7 @@ int kr_http_vars_list(struct kr_http_call *c);
 int kr_http_keyring_keys(struct kr_http_call *c);
 int kr_http_keyring_rotate(struct kr_http_call *c);
 int kr_http_keyring_delete(struct kr_http_call *c);
+int kr_http_keyring_rekey(struct kr_http_call *c);
 int kr_http_status_leader(struct kr_http_call *c);
 int kr_http_raft_configuration(struct kr_http_call *c);
 int kr_http_raft_remove_peer(struct kr_http_call *c);

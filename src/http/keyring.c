@@ -47,6 +47,48 @@ int kr_http_keyring_keys(struct kr_http_call *c)
     return 0;
 }
 
+/*
+ * GET /v1/operator/keyring/rekey (ours): each rekeying key's progress from
+ * the replicated state (Total when it began, Remaining now), the job's
+ * checkpoint, and what keeps the job from finishing, as the leader sees
+ * it (the route forwards to the leader unless ?stale).
+ */
+int kr_http_keyring_rekey(struct kr_http_call *c)
+{
+    const struct kr_state *st = c->srv->deps.state;
+    json_t *out = json_object(), *keys = json_array(), *cp = json_null();
+    const char *ns, *path, *err = "";
+    uint64_t idx = kr_state_keys_index(st);
+
+    for (size_t i = 0; i < kr_state_key_count(st); i++) {
+        const struct kr_root_key *k = kr_state_key_at(st, i);
+        uint64_t total =
+            k->rekey_total > k->n_vars ? k->rekey_total : k->n_vars;
+        if (k->state != KR_KEY_REKEYING)
+            continue;
+        json_array_append_new(
+            keys,
+            json_pack("{s:s, s:s, s:I, s:I}", "KeyID", k->key_id, "State",
+                      kr_key_state_name(k->state), "Total", (json_int_t)total,
+                      "Remaining", (json_int_t)k->n_vars));
+    }
+    kr_state_rekey_cursor(st, &ns, &path);
+    if (ns != NULL) {
+        json_decref(cp);
+        cp = json_pack("{s:s, s:s}", "Namespace", ns, "Path", path);
+    }
+    if (c->srv->deps.rekey_error != NULL && json_array_size(keys) > 0)
+        err = c->srv->deps.rekey_error(c->srv->deps.rekey_error_arg);
+    json_object_set_new(out, "Running", json_boolean(json_array_size(keys)));
+    json_object_set_new(out, "Keys", keys);
+    json_object_set_new(out, "Checkpoint", cp);
+    json_object_set_new(out, "Error", json_string(err));
+    kr_http_add_query_meta(c->srv, c->req);
+    kr_http_reply_json(c->req, 200, out, idx ? idx : 1);
+    json_decref(out);
+    return 0;
+}
+
 struct rotate_op {
     struct kr_http_pending p;
     struct kr_root_key meta; /* key_id..publish_time; no wrapped material */

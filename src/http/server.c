@@ -39,6 +39,9 @@ static const struct route {
      kr_http_keyring_rotate, KR_HTTP_WRITE},
     {M_DELETE, "/v1/operator/keyring/key/", true, kr_http_keyring_delete,
      KR_HTTP_WRITE},
+    /* Ours: the full rekey's progress. */
+    {M_GET, "/v1/operator/keyring/rekey", false, kr_http_keyring_rekey,
+     KR_HTTP_READ},
     /* Nomad answers 405 for any other keyring subpath. */
     {0, "/v1/operator/keyring/", true, NULL, KR_HTTP_LOCAL},
     {M_GET, "/v1/operator/raft/configuration", false,

@@ -1,0 +1,569 @@
+/*
+ * See keyjobs.h.  Every proposal and key generation in flight holds a
+ * reference on the jobs, so kr_keyjobs_close only marks them closing and
+ * the last callback frees them.
+ */
+#include "agent/keyjobs.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/time.h"
+#include "state/codec.h"
+
+#define BATCH_ITEMS 2048
+#define BATCH_BYTES (1024 * 1024)
+#define SLICE_SEALS 256
+#define SLICE_VISITS 4096
+#define RETRY_MIN_MS 1000
+#define RETRY_MAX_MS 5000
+
+/* The batch being built and where the walk stands. */
+struct rekey {
+    bool building;  /* the idle handle is walking */
+    bool proposing; /* a batch is in raft */
+    char key_id[KR_UUID_LEN + 1];
+    /* Last Variable visited; ns "" = the walk starts at the beginning. */
+    char ns[KR_NAMESPACE_MAX + 1];
+    char path[KR_VAR_PATH_MAX + 1];
+    struct kr_rekey_item *items;
+    uint32_t n, cap;
+    size_t bytes;
+    bool pass_found; /* this pass of the walk found work */
+    bool blocked;    /* a key's material was missing in this batch */
+    uint64_t retry_at_ms;
+    unsigned backoff_ms;
+    char error[512];
+};
+
+struct kr_keyjobs {
+    struct kr_keyjobs_config cfg;
+    uv_idle_t idle;
+    unsigned refs; /* the idle handle, proposals, generations */
+    bool closing;
+    bool leader;
+    uint64_t next_periodic_ms;
+    bool periodic_busy;
+    uint64_t age_warned_ms;
+    struct rekey rk;
+};
+
+static void release(struct kr_keyjobs *j)
+{
+    if (--j->refs == 0)
+        free(j);
+}
+
+/* The leader, with everything in its log applied: what it reads is what
+ * the cluster agreed on. */
+static bool in_charge(const struct kr_keyjobs *j)
+{
+    return !j->closing && kr_raft_is_leader(j->cfg.raft) &&
+           kr_raft_last_applied(j->cfg.raft) >= kr_raft_last_index(j->cfg.raft);
+}
+
+/* Identities signed with k that have not expired yet.  Workload
+ * identities do not exist yet, so none; this is where GC will ask. */
+static bool unexpired_identities(const struct kr_root_key *k)
+{
+    (void)k;
+    return false;
+}
+
+/* ---- periodic job: rotate, promote, GC ---- */
+
+static void periodic_applied(void *arg, int status, uint64_t index, int outcome)
+{
+    struct kr_keyjobs *j = arg;
+
+    j->periodic_busy = false;
+    if (status != 0 || outcome != 0)
+        KR_WARN("keyring", "key job: change not applied: %s",
+                kr_strerror(status != 0 ? status : outcome));
+    else
+        KR_DEBUG("keyring", "key job: change applied at index %llu",
+                 (unsigned long long)index);
+    release(j);
+}
+
+/* Proposes e for the periodic job; false when raft refused it. */
+static bool propose_periodic(struct kr_keyjobs *j, const struct kr_entry *e)
+{
+    struct kr_buf b;
+    int rv;
+
+    kr_buf_init(&b);
+    rv = kr_entry_encode(e, &b);
+    if (rv == 0)
+        rv = kr_raft_apply(j->cfg.raft, &b, periodic_applied, j);
+    kr_buf_free(&b);
+    if (rv != 0) {
+        KR_WARN("keyring", "key job: cannot propose: %s", kr_strerror(rv));
+        return false;
+    }
+    j->refs++;
+    j->periodic_busy = true;
+    return true;
+}
+
+static bool promote(struct kr_keyjobs *j, const struct kr_root_key *k)
+{
+    struct kr_entry e;
+
+    memset(&e, 0, sizeof(e));
+    e.type = KR_ENTRY_KEY_UPSERT;
+    memcpy(e.key_upsert.key.key_id, k->key_id, sizeof(k->key_id));
+    memcpy(e.key_upsert.key.algorithm, k->algorithm, sizeof(k->algorithm));
+    e.key_upsert.key.create_time = k->create_time;
+    e.key_upsert.key.state = KR_KEY_ACTIVE;
+    KR_INFO("keyring", "key job: promoting prepublished key %s", k->key_id);
+    return propose_periodic(j, &e);
+}
+
+static void prepublish_generated(void *arg, int status, struct kr_buf *entry,
+                                 const struct kr_root_key *meta,
+                                 const char *errmsg)
+{
+    struct kr_keyjobs *j = arg;
+
+    j->periodic_busy = false;
+    if (status != 0) {
+        if (status != KR_ESHUTDOWN)
+            KR_ERROR("keyring", "key job: cannot create a successor key: %s",
+                     errmsg);
+    } else if (!j->closing &&
+               kr_raft_apply(j->cfg.raft, entry, periodic_applied, j) == 0) {
+        KR_INFO("keyring",
+                "key job: prepublished key %s, to be promoted at %lld",
+                meta->key_id, (long long)meta->publish_time);
+        j->periodic_busy = true;
+        j->refs++;
+    }
+    release(j);
+}
+
+static bool prepublish(struct kr_keyjobs *j, const struct kr_root_key *active,
+                       int64_t now)
+{
+    int64_t publish = active->create_time + j->cfg.rotation_threshold;
+    int rv = kr_keyring_generate(j->cfg.keyring, KR_KEY_PREPUBLISHED, publish,
+                                 false, now, prepublish_generated, j);
+
+    if (rv != 0) {
+        KR_ERROR("keyring", "key job: cannot create a successor key: %s",
+                 kr_strerror(rv));
+        return false;
+    }
+    j->refs++;
+    j->periodic_busy = true;
+    return true;
+}
+
+/* Step 1 of the periodic job; true when it started a change. */
+static bool rotate_or_promote(struct kr_keyjobs *j, int64_t now)
+{
+    const struct kr_root_key *active = kr_state_key_active(j->cfg.state);
+    const struct kr_root_key *next = NULL;
+
+    for (size_t i = 0; i < kr_state_key_count(j->cfg.state); i++) {
+        const struct kr_root_key *k = kr_state_key_at(j->cfg.state, i);
+        if (k->state == KR_KEY_PREPUBLISHED &&
+            (next == NULL || k->publish_time < next->publish_time))
+            next = k;
+    }
+    if (next != NULL)
+        return next->publish_time <= now && promote(j, next);
+    if (active == NULL) {
+        KR_WARN("keyring", "keyring has no active key: rotate keyring to "
+                           "repair (keyraft operator root keyring rotate)");
+        return false;
+    }
+    if (active->create_time < now - j->cfg.rotation_threshold / 2)
+        return prepublish(j, active, now);
+    return false;
+}
+
+static bool collectable(const struct kr_keyjobs *j, const struct kr_root_key *k,
+                        int64_t now)
+{
+    return (k->state == KR_KEY_INACTIVE || k->state == KR_KEY_DEPRECATED) &&
+           k->create_time <
+               now - (j->cfg.rotation_threshold + j->cfg.gc_threshold) &&
+           k->n_vars == 0 && !unexpired_identities(k);
+}
+
+/* Step 2: one collectable key per run (the state machine still refuses
+ * to delete a key in use, should a write land first). */
+static void gc(struct kr_keyjobs *j, int64_t now)
+{
+    struct kr_entry e;
+
+    for (size_t i = 0; i < kr_state_key_count(j->cfg.state); i++) {
+        const struct kr_root_key *k = kr_state_key_at(j->cfg.state, i);
+        if (!collectable(j, k, now))
+            continue;
+        memset(&e, 0, sizeof(e));
+        e.type = KR_ENTRY_KEY_DELETE;
+        memcpy(e.key_delete.key_id, k->key_id, sizeof(k->key_id));
+        KR_INFO("keyring", "key job: deleting key %s (inactive, unused)",
+                k->key_id);
+        propose_periodic(j, &e);
+        return;
+    }
+}
+
+static void warn_age(struct kr_keyjobs *j, int64_t now)
+{
+    const struct kr_root_key *active = kr_state_key_active(j->cfg.state);
+    uint64_t mono = kr_time_mono_ms();
+
+    if (active == NULL ||
+        now - active->create_time <= j->cfg.rotation_threshold ||
+        (j->age_warned_ms != 0 && mono - j->age_warned_ms < 3600 * 1000))
+        return;
+    j->age_warned_ms = mono;
+    KR_WARN("keyring",
+            "active key %s is %lld s old, older than "
+            "root_key_rotation_threshold (%lld s)",
+            active->key_id,
+            (long long)((now - active->create_time) / KR_NS_PER_SEC),
+            (long long)(j->cfg.rotation_threshold / KR_NS_PER_SEC));
+}
+
+static void periodic(struct kr_keyjobs *j)
+{
+    int64_t now = kr_time_now_ns();
+
+    warn_age(j, now);
+    if (!rotate_or_promote(j, now))
+        gc(j, now);
+}
+
+/* ---- rekey job ---- */
+
+static void batch_clear(struct rekey *rk)
+{
+    for (uint32_t i = 0; i < rk->n; i++) {
+        free(rk->items[i].namespace);
+        free(rk->items[i].path);
+        free(rk->items[i].data);
+    }
+    rk->n = 0;
+    rk->bytes = 0;
+}
+
+static void set_error(struct rekey *rk, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void set_error(struct rekey *rk, const char *fmt, ...)
+{
+    char msg[sizeof(rk->error)];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (strcmp(msg, rk->error) != 0)
+        KR_WARN("keyring", "rekey: %s", msg);
+    memcpy(rk->error, msg, sizeof(msg));
+}
+
+static void back_off(struct rekey *rk)
+{
+    rk->backoff_ms = rk->backoff_ms == 0 ? RETRY_MIN_MS : rk->backoff_ms * 2;
+    if (rk->backoff_ms > RETRY_MAX_MS)
+        rk->backoff_ms = RETRY_MAX_MS;
+    rk->retry_at_ms = kr_time_mono_ms() + rk->backoff_ms;
+}
+
+static bool any_rekeying(const struct kr_state *s)
+{
+    for (size_t i = 0; i < kr_state_key_count(s); i++)
+        if (kr_state_key_at(s, i)->state == KR_KEY_REKEYING)
+            return true;
+    return false;
+}
+
+static void stop_walk(struct kr_keyjobs *j)
+{
+    j->rk.building = false;
+    uv_idle_stop(&j->idle);
+}
+
+static void rekey_kick(struct kr_keyjobs *j);
+
+static void rekey_applied(void *arg, int status, uint64_t index, int outcome)
+{
+    struct kr_keyjobs *j = arg;
+    struct rekey *rk = &j->rk;
+
+    (void)index;
+    rk->proposing = false;
+    if (status != 0 || outcome != 0) {
+        /* KR_ECONFLICT: the active key changed; start over with it. */
+        if (outcome != KR_ECONFLICT)
+            set_error(rk, "batch not applied: %s",
+                      kr_strerror(status != 0 ? status : outcome));
+        if (outcome != KR_ECONFLICT)
+            back_off(rk);
+    } else if (*rk->ns == '\0' && !rk->pass_found) {
+        /* A whole pass found nothing it could do, yet keys are still
+         * rekeying (their Variables cannot be read): wait, then retry. */
+        back_off(rk);
+    } else if (!rk->blocked) {
+        rk->error[0] = '\0';
+        rk->backoff_ms = 0;
+    }
+    rk->blocked = false;
+    if (!j->closing)
+        rekey_kick(j); /* the next batch, without waiting for a tick */
+    release(j);
+}
+
+/* Proposes the batch built so far; the checkpoint moves to the walk's
+ * position ("" once the walk reached the end). */
+static void propose_batch(struct kr_keyjobs *j)
+{
+    struct rekey *rk = &j->rk;
+    struct kr_entry e;
+    struct kr_buf b;
+    int rv;
+
+    stop_walk(j);
+    memset(&e, 0, sizeof(e));
+    e.type = KR_ENTRY_VAR_REKEY;
+    memcpy(e.rekey.key_id, rk->key_id, sizeof(rk->key_id));
+    e.rekey.after_ns = rk->ns;
+    e.rekey.after_path = rk->path;
+    e.rekey.n_items = rk->n;
+    e.rekey.items = rk->items;
+    kr_buf_init(&b);
+    rv = kr_entry_encode(&e, &b);
+    if (rv == 0)
+        rv = kr_raft_apply(j->cfg.raft, &b, rekey_applied, j);
+    kr_buf_free(&b);
+    batch_clear(rk);
+    if (rv != 0) {
+        set_error(rk, "cannot propose a batch: %s", kr_strerror(rv));
+        back_off(rk);
+        return;
+    }
+    rk->proposing = true;
+    j->refs++;
+}
+
+static int add_item(struct rekey *rk, const struct kr_var *v, struct kr_buf *ct)
+{
+    struct kr_rekey_item *it;
+
+    if (rk->n == rk->cap) {
+        uint32_t cap = rk->cap ? rk->cap * 2 : 256;
+        struct kr_rekey_item *items = realloc(rk->items, cap * sizeof(*items));
+        if (items == NULL)
+            return KR_ENOMEM;
+        rk->items = items;
+        rk->cap = cap;
+    }
+    it = &rk->items[rk->n];
+    memset(it, 0, sizeof(*it));
+    it->namespace = strdup(v->namespace);
+    it->path = strdup(v->path);
+    it->modify_index = v->modify_index;
+    it->data = ct->data; /* moved */
+    it->data_len = ct->len;
+    kr_buf_init(ct);
+    rk->n++; /* counted even when a strdup failed: batch_clear frees */
+    if (it->namespace == NULL || it->path == NULL)
+        return KR_ENOMEM;
+    rk->bytes += strlen(v->namespace) + strlen(v->path) + it->data_len + 24;
+    return 0;
+}
+
+/* Re-encrypts v under the batch's key.  KR_ENOTREADY: v's key is not
+ * usable here (the walk must stop); KR_ECRYPTO: v's data is not
+ * authentic (skipped, reported). */
+static int reseal(struct kr_keyjobs *j, const struct kr_var *v)
+{
+    struct kr_secret *pt = NULL;
+    struct kr_buf ct;
+    int rv;
+
+    kr_buf_init(&ct);
+    rv = kr_keyring_open(j->cfg.keyring, v->key_id, v->data, v->data_len, &pt);
+    if (rv == 0)
+        rv = kr_keyring_seal(j->cfg.keyring, j->rk.key_id, pt->data, pt->len,
+                             &ct);
+    kr_secret_free(pt);
+    if (rv == 0)
+        rv = add_item(&j->rk, v, &ct);
+    kr_buf_free(&ct);
+    return rv;
+}
+
+static void remember(struct rekey *rk, const struct kr_var *v)
+{
+    snprintf(rk->ns, sizeof(rk->ns), "%s", v->namespace);
+    snprintf(rk->path, sizeof(rk->path), "%s", v->path);
+}
+
+/* One slice of the walk.  Returns true when the batch must go now. */
+static bool walk_slice(struct kr_keyjobs *j)
+{
+    struct rekey *rk = &j->rk;
+    const struct kr_var *v;
+    unsigned visits = 0, seals = 0;
+    int rv;
+
+    v = kr_state_var_first(j->cfg.state, NULL, NULL, *rk->ns ? rk->ns : NULL,
+                           *rk->ns ? rk->path : NULL);
+    for (; v != NULL; v = kr_state_var_next(j->cfg.state, v, NULL, NULL)) {
+        const struct kr_root_key *k = kr_state_key_get(j->cfg.state, v->key_id);
+        if (visits++ == SLICE_VISITS || seals == SLICE_SEALS)
+            return false;
+        if (k != NULL && k->state == KR_KEY_REKEYING) {
+            rv = reseal(j, v);
+            seals++;
+            if (rv == KR_ENOTREADY) {
+                const char *why =
+                    kr_keyring_last_error(j->cfg.keyring, v->key_id);
+                set_error(rk,
+                          "key %s: its material is not available on this "
+                          "server%s%s; %llu variable(s) wait for it",
+                          v->key_id, why ? ": " : "", why ? why : "",
+                          (unsigned long long)k->n_vars);
+                back_off(rk);
+                rk->blocked = true;
+                return true; /* what was done so far still counts */
+            }
+            if (rv == KR_ECRYPTO)
+                set_error(rk,
+                          "variable %s/%s under key %s does not decrypt; "
+                          "it stays under that key",
+                          v->namespace, v->path, v->key_id);
+            else if (rv != 0)
+                return true;
+            else
+                rk->pass_found = true;
+        }
+        remember(rk, v);
+        if (rk->n >= BATCH_ITEMS || rk->bytes >= BATCH_BYTES)
+            return true;
+    }
+    /* The end: the checkpoint wraps to the start. */
+    rk->ns[0] = rk->path[0] = '\0';
+    return true;
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    struct kr_keyjobs *j = h->data;
+    const struct kr_root_key *active = kr_state_key_active(j->cfg.state);
+
+    if (!in_charge(j) || active == NULL ||
+        strcmp(active->key_id, j->rk.key_id) != 0) {
+        /* Leadership or the active key changed under the walk. */
+        batch_clear(&j->rk);
+        stop_walk(j);
+        return;
+    }
+    if (walk_slice(j))
+        propose_batch(j);
+}
+
+/* Starts a batch when a key is rekeying and nothing is in flight. */
+static void rekey_kick(struct kr_keyjobs *j)
+{
+    struct rekey *rk = &j->rk;
+    const struct kr_root_key *active;
+    const char *ns, *path;
+
+    if (rk->building || rk->proposing || kr_time_mono_ms() < rk->retry_at_ms)
+        return;
+    if (!any_rekeying(j->cfg.state)) {
+        rk->error[0] = '\0';
+        rk->backoff_ms = 0;
+        return;
+    }
+    active = kr_state_key_active(j->cfg.state);
+    if (active == NULL || !kr_keyring_has(j->cfg.keyring, active->key_id)) {
+        set_error(rk, "the active key is not available on this server yet");
+        back_off(rk);
+        return;
+    }
+    memcpy(rk->key_id, active->key_id, sizeof(rk->key_id));
+    kr_state_rekey_cursor(j->cfg.state, &ns, &path);
+    snprintf(rk->ns, sizeof(rk->ns), "%s", ns != NULL ? ns : "");
+    snprintf(rk->path, sizeof(rk->path), "%s", path != NULL ? path : "");
+    if (ns == NULL)
+        rk->pass_found = false;
+    rk->building = true;
+    uv_idle_start(&j->idle, on_idle);
+}
+
+/* ---- lifecycle ---- */
+
+int kr_keyjobs_new(struct kr_keyjobs **out, const struct kr_keyjobs_config *cfg)
+{
+    struct kr_keyjobs *j = calloc(1, sizeof(*j));
+
+    if (j == NULL)
+        return KR_ENOMEM;
+    j->cfg = *cfg;
+    uv_idle_init(cfg->loop, &j->idle);
+    j->idle.data = j;
+    j->refs = 1;
+    *out = j;
+    return 0;
+}
+
+void kr_keyjobs_tick(struct kr_keyjobs *j)
+{
+    uint64_t now = kr_time_mono_ms();
+
+    if (!in_charge(j)) {
+        j->leader = false;
+        if (j->rk.building) {
+            batch_clear(&j->rk);
+            stop_walk(j);
+        }
+        return;
+    }
+    if (!j->leader) {
+        /* Newly in charge: run the periodic job now. */
+        j->leader = true;
+        j->next_periodic_ms = now;
+    }
+    if (now >= j->next_periodic_ms && !j->periodic_busy) {
+        j->next_periodic_ms =
+            now + (uint64_t)(j->cfg.gc_interval / KR_NS_PER_MS);
+        periodic(j);
+    }
+    rekey_kick(j);
+}
+
+static void idle_closed(uv_handle_t *h)
+{
+    release(h->data);
+}
+
+void kr_keyjobs_close(struct kr_keyjobs *j)
+{
+    if (j == NULL)
+        return;
+    j->closing = true;
+    batch_clear(&j->rk);
+    free(j->rk.items);
+    j->rk.items = NULL;
+    j->rk.cap = 0;
+    uv_idle_stop(&j->idle);
+    uv_close((uv_handle_t *)&j->idle, idle_closed);
+}
+
+const char *kr_keyjobs_rekey_error(const struct kr_keyjobs *j)
+{
+    return j->rk.error;
+}
