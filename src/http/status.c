@@ -1,11 +1,17 @@
 /*
  * GET /v1/status/leader and GET /v1/agent/health.  Health adds a keyring
  * section (a keyraft extension): whether every key in the replicated state
- * is decrypted on this server, and which are not.
+ * is decrypted on this server, and which are not; and the active key's
+ * age, with a warning (not a failure) once it is older than
+ * root_key_rotation_threshold, which means automatic rotation is not
+ * happening.
  */
 #include "http/internal.h"
 
+#include <stdio.h>
 #include <string.h>
+
+#include "common/time.h"
 
 int kr_http_status_leader(struct kr_http_call *c)
 {
@@ -14,6 +20,34 @@ int kr_http_status_leader(struct kr_http_call *c)
     kr_http_reply_json(c->req, 200, j, 0);
     json_decref(j);
     return 0;
+}
+
+/* The active key's age and, when it is overdue, a warning. */
+static void key_age(json_t *kr, const struct kr_root_key *active,
+                    int64_t threshold)
+{
+    int64_t age = active ? (kr_time_now_ns() - active->create_time) : 0;
+    json_t *warnings = json_array();
+    char msg[256];
+
+    if (age < 0)
+        age = 0;
+    if (active != NULL && age > threshold) {
+        snprintf(msg, sizeof(msg),
+                 "active key %s is %lld s old, older than "
+                 "root_key_rotation_threshold (%lld s): automatic rotation "
+                 "is not happening",
+                 active->key_id, (long long)(age / KR_NS_PER_SEC),
+                 (long long)(threshold / KR_NS_PER_SEC));
+        json_array_append_new(warnings, json_string(msg));
+    }
+    json_object_set_new(kr, "active_key_id",
+                        json_string(active ? active->key_id : ""));
+    json_object_set_new(kr, "active_key_age_seconds",
+                        json_integer(age / KR_NS_PER_SEC));
+    json_object_set_new(kr, "rotation_threshold_seconds",
+                        json_integer(threshold / KR_NS_PER_SEC));
+    json_object_set_new(kr, "warnings", warnings);
 }
 
 int kr_http_agent_health(struct kr_http_call *c)
@@ -43,6 +77,7 @@ int kr_http_agent_health(struct kr_http_call *c)
                                                     "decrypt"
                                                   : "no active key yet"));
     json_object_set_new(kr, "pending_keys", list);
+    key_age(kr, active, srv->deps.cfg->server.root_key_rotation_threshold);
     json_object_set_new(j, "server", server);
     json_object_set_new(j, "keyring", kr);
     kr_http_reply_json(c->req, ok ? 200 : 500, j, 0);

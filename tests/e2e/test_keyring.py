@@ -265,3 +265,33 @@ def test_status_leader(agent):
     assert r.status == 200, r
     leader = r.json()
     assert leader == f"127.0.0.1:{agent.rpc_port}", leader
+
+
+def test_health_reports_key_age_and_warns_when_overdue(make_agent):
+    """The health keyring section shows the active key's age; once it is
+    older than root_key_rotation_threshold (here rotation cannot happen:
+    the periodic job runs only every 10 minutes) it carries a warning,
+    without failing the check."""
+    a = make_agent('server {\n  root_key_rotation_threshold = "2s"\n'
+                   '  root_key_gc_interval = "10m"\n}\n')
+    h = a.api("GET", "/v1/agent/health").json()["keyring"]
+    active = [k["KeyID"] for k in a.keys() if k["State"] == "active"][0]
+    assert h["active_key_id"] == active
+    assert h["rotation_threshold_seconds"] == 2
+    assert 0 <= h["active_key_age_seconds"] <= 2
+    deadline = time.time() + 20
+    while True:
+        r = a.api("GET", "/v1/agent/health")
+        h = r.json()["keyring"]
+        if h["warnings"]:
+            break
+        assert time.time() < deadline, h
+        time.sleep(0.3)
+    assert r.status == 200, r
+    assert h["active_key_age_seconds"] >= 2
+    assert active in h["warnings"][0]
+    assert "root_key_rotation_threshold" in h["warnings"][0]
+    # A rotation clears it.
+    assert a.api("PUT", ROTATE).status == 200
+    h = a.api("GET", "/v1/agent/health").json()["keyring"]
+    assert h["warnings"] == [] and h["active_key_id"] != active
