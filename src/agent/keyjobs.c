@@ -45,7 +45,9 @@ struct kr_keyjobs {
     uv_idle_t idle;
     unsigned refs; /* the idle handle, proposals, generations */
     bool closing;
-    bool leader;
+    bool leader;         /* raft says we lead */
+    bool caught_up;      /* and we applied what the term started with */
+    uint64_t lead_index; /* last log index when we saw leadership */
     uint64_t next_periodic_ms;
     bool periodic_busy;
     uint64_t age_warned_ms;
@@ -58,12 +60,13 @@ static void release(struct kr_keyjobs *j)
         free(j);
 }
 
-/* The leader, with everything in its log applied: what it reads is what
- * the cluster agreed on. */
+/* The leader, once it has applied everything its log held when it
+ * became leader: from then on what it reads is what the cluster agreed
+ * on.  (Entries proposed later may still be in flight; the jobs' own
+ * proposals are built for that.) */
 static bool in_charge(const struct kr_keyjobs *j)
 {
-    return !j->closing && kr_raft_is_leader(j->cfg.raft) &&
-           kr_raft_last_applied(j->cfg.raft) >= kr_raft_last_index(j->cfg.raft);
+    return !j->closing && j->caught_up && kr_raft_is_leader(j->cfg.raft);
 }
 
 /* Identities signed with k that have not expired yet.  Workload
@@ -524,8 +527,10 @@ void kr_keyjobs_tick(struct kr_keyjobs *j)
 {
     uint64_t now = kr_time_mono_ms();
 
-    if (!in_charge(j)) {
-        j->leader = false;
+    if (j->closing)
+        return;
+    if (!kr_raft_is_leader(j->cfg.raft)) {
+        j->leader = j->caught_up = false;
         if (j->rk.building) {
             batch_clear(&j->rk);
             stop_walk(j);
@@ -533,8 +538,14 @@ void kr_keyjobs_tick(struct kr_keyjobs *j)
         return;
     }
     if (!j->leader) {
-        /* Newly in charge: run the periodic job now. */
         j->leader = true;
+        j->lead_index = kr_raft_last_index(j->cfg.raft);
+    }
+    if (!j->caught_up) {
+        if (kr_raft_last_applied(j->cfg.raft) < j->lead_index)
+            return;
+        /* Newly in charge: run the periodic job now. */
+        j->caught_up = true;
         j->next_periodic_ms = now;
     }
     if (now >= j->next_periodic_ms && !j->periodic_busy) {
