@@ -181,8 +181,12 @@ static bool rotate_or_promote(struct kr_keyjobs *j, int64_t now)
     if (next != NULL)
         return next->publish_time <= now && promote(j, next);
     if (active == NULL) {
-        KR_WARN("keyring", "keyring has no active key: rotate keyring to "
-                           "repair (keyraft operator root keyring rotate)");
+        /* An empty keyring is a new cluster: the agent creates its first
+         * key.  Keys without an active one need an operator. */
+        if (kr_state_key_count(j->cfg.state) > 0)
+            KR_WARN("keyring", "keyring has no active key: rotate keyring "
+                               "to repair (keyraft operator root keyring "
+                               "rotate -now)");
         return false;
     }
     if (active->create_time < now - j->cfg.rotation_threshold / 2)
