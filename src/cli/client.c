@@ -442,6 +442,25 @@ out:
     return rv;
 }
 
+/* The server's reason for a failed status: its plain-text body, trimmed
+ * and capped; returns the length (0 when the body is blank). */
+static size_t reason(const struct kr_cli_resp *resp, const char **text)
+{
+    size_t n = resp->body.len;
+
+    *text = (const char *)resp->body.data;
+    while (n > 0 && ((*text)[n - 1] == '\n' || (*text)[n - 1] == '\r' ||
+                     (*text)[n - 1] == ' ' || (*text)[n - 1] == '\t'))
+        n--;
+    return n > ERROR_BODY_MAX ? ERROR_BODY_MAX : n;
+}
+
+static bool status_ok(const struct kr_cli_resp *resp, long allow)
+{
+    return (resp->status >= 200 && resp->status < 300) ||
+           (allow != 0 && resp->status == allow);
+}
+
 int kr_cli_client_call(struct kr_cli_client *c, const char *method,
                        const char *path, const char *query, const char *body,
                        long allow, struct kr_cli_resp *resp)
@@ -454,20 +473,31 @@ int kr_cli_client_call(struct kr_cli_client *c, const char *method,
         kr_cli_error("%s", errmsg);
         return KR_EIO;
     }
-    if ((resp->status >= 200 && resp->status < 300) ||
-        (allow != 0 && resp->status == allow))
+    if (status_ok(resp, allow))
         return 0;
-    text = (const char *)resp->body.data;
-    n = resp->body.len;
-    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r' ||
-                     text[n - 1] == ' ' || text[n - 1] == '\t'))
-        n--;
+    n = reason(resp, &text);
     if (n == 0)
         kr_cli_error("unexpected response code %ld", resp->status);
     else
-        kr_cli_error("%.*s", (int)(n > ERROR_BODY_MAX ? ERROR_BODY_MAX : n),
-                     text);
+        kr_cli_error("%.*s", (int)n, text);
     return KR_EIO;
+}
+
+int kr_cli_resp_check(const struct kr_cli_resp *resp, long allow, char *errmsg)
+{
+    const char *text = NULL;
+    size_t n;
+    int rv = 0;
+
+    if (!status_ok(resp, allow)) {
+        n = reason(resp, &text);
+        if (n == 0)
+            rv = kr_errf(errmsg, KR_EIO, "unexpected response code %ld",
+                         resp->status);
+        else
+            rv = kr_errf(errmsg, KR_EIO, "%.*s", (int)n, text);
+    }
+    return rv;
 }
 
 static const char *env_get(const char *name)

@@ -108,6 +108,14 @@ int kr_cli_client_call(struct kr_cli_client *c, const char *method,
                        long allow, struct kr_cli_resp *resp);
 
 /*
+ * The status check behind kr_cli_client_call, for callers that report
+ * errors their own way: returns 0 when resp's status is 2xx or `allow`,
+ * else KR_EIO with errmsg set to the server's plain-text body (trimmed,
+ * cut to fit errmsg) or "unexpected response code N".
+ */
+int kr_cli_resp_check(const struct kr_cli_resp *resp, long allow, char *errmsg);
+
+/*
  * Resolves api against the real environment and opens a client, printing
  * "Error: ..." on failure.  Returns 0 or a kr_err code.
  */

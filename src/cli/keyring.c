@@ -4,6 +4,7 @@
  * key a rotation created, key IDs cut to 8 characters unless -verbose.
  * `remove` accepts a unique ID prefix (nomad PR #24148): it is resolved
  * against the key list first, and an ambiguous prefix deletes nothing.
+ * `rotate -full -wait` prints the new key, then hands over to rekey.c.
  */
 #include "cli/keyring.h"
 
@@ -11,9 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/client.h"
 #include "cli/cmd.h"
+#include "cli/rekey.h"
 #include "common/err.h"
 #include "common/time.h"
 #include "common/uuid.h"
@@ -21,6 +24,7 @@
 #define SHORT_ID_LEN 8
 #define MSG_NO_ARGS "this command takes no arguments"
 #define MSG_ONE_ID "this command requires one argument: <key ID>"
+#define MSG_WAIT_FULL "-wait requires -full"
 
 int kr_cli_keyring_match(const json_t *keys, const char *prefix,
                          const char **out_id, size_t *nmatch)
@@ -195,7 +199,8 @@ out:
 
 static const char ROTATE_ABOUT[] =
     "Generates a new root encryption key for all future variables and\n"
-    "workload identities.\n"
+    "workload identities.  With -full -wait, then follows the rekey of\n"
+    "existing variables until it finishes.\n"
     "\n"
     "If ACLs are enabled, this command requires a token with the\n"
     "operator:write policy or the operator:keyring-rotate capability.";
@@ -214,16 +219,16 @@ int kr_cli_keyring_rotate_main(int argc, char **argv)
     struct kr_cli_session s;
     json_t *reply = NULL, *key;
     const char *prepublish = NULL;
-    bool full = false, now = false, verbose = false;
+    bool full = false, now = false, verbose = false, wait_rekey = false;
     int64_t publish_time = 0;
     char errmsg[KR_ERRMSG_SIZE], num[24];
     int argi = 0, rc = KR_CLI_EXIT_ERROR;
     json_error_t jerr;
     const struct kr_cli_flag flags[] = {
         {"full", KR_CLI_FLAG_BOOL, &full, NULL, NULL,
-         "Mark every older key \"rekeying\": its variables are to be\n"
-         "re-encrypted under the new key.  This build records the state\n"
-         "change only; the re-encryption job is not built yet.",
+         "Mark every older key \"rekeying\": the leader re-encrypts their\n"
+         "variables under the new key in the background, then marks them\n"
+         "\"inactive\".  Use -wait to follow it.",
          NULL},
         {"now", KR_CLI_FLAG_BOOL, &now, NULL, NULL,
          "Publish the new key immediately without prepublishing.  One of\n"
@@ -231,13 +236,17 @@ int kr_cli_keyring_rotate_main(int argc, char **argv)
          NULL},
         {"prepublish", KR_CLI_FLAG_STRING, &prepublish, NULL, "<duration>",
          "Prepublish the new key for this long (e.g. \"1h\") before it\n"
-         "becomes active.  The active key is unchanged meanwhile.  This\n"
-         "build does not promote prepublished keys yet (the periodic key\n"
-         "job comes later); use -now to rotate immediately.  One of\n"
-         "-now or -prepublish must be set.",
+         "becomes active.  The active key is unchanged meanwhile; the\n"
+         "leader's periodic key job promotes the new key at its first run\n"
+         "after that.  One of -now or -prepublish must be set.",
          NULL},
         {"verbose", KR_CLI_FLAG_BOOL, &verbose, NULL, NULL,
          "Show the full key ID.", NULL},
+        {"wait", KR_CLI_FLAG_BOOL, &wait_rekey, NULL, NULL,
+         "With -full: after the rotation, wait until every variable is\n"
+         "re-encrypted, showing progress on stderr.  Errors that hold the\n"
+         "rekey up are shown while the server retries.  Requires -full.",
+         NULL},
         {NULL, KR_CLI_FLAG_BOOL, NULL, NULL, NULL, NULL, NULL},
     };
     const struct kr_cli_cmd cmd = {
@@ -254,6 +263,10 @@ int kr_cli_keyring_rotate_main(int argc, char **argv)
         goto out;
     if (now == (prepublish != NULL)) {
         rc = kr_cli_usage_error(&cmd, "%s", ROTATE_NEED_ONE);
+        goto out;
+    }
+    if (wait_rekey && !full) {
+        rc = kr_cli_usage_error(&cmd, "%s", MSG_WAIT_FULL);
         goto out;
     }
     if (prepublish != NULL &&
@@ -282,7 +295,12 @@ int kr_cli_keyring_rotate_main(int argc, char **argv)
                      reply == NULL ? jerr.text : "no Key object");
         goto out;
     }
-    if (print_keys(&key, 1, verbose, stdout) == 0)
+    if (print_keys(&key, 1, verbose, stdout) != 0)
+        goto out;
+    /* The table first, even when stdout and stderr share a pipe. */
+    fflush(stdout);
+    if (!wait_rekey ||
+        kr_cli_rekey_wait(s.client, stderr, isatty(STDERR_FILENO) == 1) == 0)
         rc = KR_CLI_EXIT_OK;
 out:
     json_decref(reply);

@@ -475,11 +475,26 @@ def test_keyring_rotate_prepublish(agent):
 
 
 def test_keyring_rotate_full(agent):
+    """-full turns the old key rekeying; -wait returns once the rekey job
+    has moved every Variable and the old key is inactive.  Without a
+    terminal the progress is plain lines on stderr; stdout keeps only the
+    key table."""
     old = agent.active_key()["KeyID"]
-    run(agent, "operator", "root", "keyring", "rotate", "-full", "-now")
+    for i in range(300):
+        agent.put_var(f"cli/rekey/{i}", {"v": str(i)})
+    r = run(agent, "operator", "root", "keyring", "rotate", "-full", "-now",
+            "-wait")
+    rows = key_rows(out(r))
+    assert len(rows) == 1 and rows[0][1] == "active"
+    assert "rekey: done" in err(r), err(r)
     st = {k["KeyID"]: k["State"] for k in agent.keys()}
-    assert st[old] == "rekeying"
-    assert sorted(st.values()) == ["active", "rekeying"]
+    assert st[old] == "inactive"
+    assert sorted(st.values()) == ["active", "inactive"]
+    assert agent.get_var("cli/rekey/299")["Items"] == {"v": "299"}
+    # -wait belongs to -full.
+    r = run(agent, "operator", "root", "keyring", "rotate", "-now", "-wait",
+            rc=USAGE)
+    assert "-wait requires -full" in err(r)
 
 
 def test_keyring_rotate_errors(agent):

@@ -133,35 +133,67 @@ def test_cas_update_moves_var_to_new_key(agent):
     assert delete_key(agent, old).status == 200
 
 
-def test_rotate_full_marks_rekeying(agent):
+def wait_rekey_done(a, timeout=30):
+    deadline = time.time() + timeout
+    while True:
+        r = a.api("GET", "/v1/operator/keyring/rekey")
+        assert r.status == 200, r
+        if not r.json()["Running"]:
+            return
+        assert time.time() < deadline, r.json()
+        time.sleep(0.1)
+
+
+def test_rotate_full_rekeys_every_old_key(agent):
+    """Spec 7.1/7.4: a full rotation turns the active and inactive keys
+    rekeying (the transition itself is unit-tested in test_state); the
+    rekey job then moves their Variables to the new key and marks them
+    inactive, so both can be removed without -force."""
     k1 = agent.active_key()["KeyID"]
-    agent.put_var("kr/full", {"v": "1"})
+    agent.put_var("kr/full1", {"v": "1"})
     k2 = agent.rotate()["KeyID"]                 # k1 -> inactive
+    agent.put_var("kr/full2", {"v": "2"})
     assert states(agent) == {k1: "inactive", k2: "active"}
+    # Without a rekey, k1 still holds kr/full1.
+    assert delete_key(agent, k1).status == 409
     r = agent.api("PUT", ROTATE + "?full")
     assert r.status == 200, r
     k3 = r.json()["Key"]["KeyID"]
     assert r.json()["Key"]["State"] == "active"
-    # Spec 7.1: with a rekey, active and inactive keys become rekeying.
-    assert states(agent) == {k1: "rekeying", k2: "rekeying", k3: "active"}
-    assert agent.get_var("kr/full")["Items"] == {"v": "1"}
+    assert states(agent)[k1] in ("rekeying", "inactive")
+    wait_rekey_done(agent)
+    assert states(agent) == {k1: "inactive", k2: "inactive", k3: "active"}
+    assert agent.get_var("kr/full1")["Items"] == {"v": "1"}
+    assert agent.get_var("kr/full2")["Items"] == {"v": "2"}
+    assert delete_key(agent, k1).status == 200
+    assert delete_key(agent, k2).status == 200
+    assert agent.get_var("kr/full1")["Items"] == {"v": "1"}
 
 
 def test_rotate_full_false_still_rekeys(agent):
-    """The presence of `full` alone asks for a rekey, as in Nomad."""
+    """The presence of `full` alone asks for a rekey, as in Nomad: the
+    Variable under the old key moves, so the key can go without -force
+    (after a plain rotation it could not)."""
     k1 = agent.active_key()["KeyID"]
+    agent.put_var("kr/ff", {"v": "1"})
     k2 = agent.rotate("?full=false")["KeyID"]
-    assert states(agent) == {k1: "rekeying", k2: "active"}
+    wait_rekey_done(agent)
+    assert states(agent) == {k1: "inactive", k2: "active"}
+    assert delete_key(agent, k1).status == 200
+    assert agent.get_var("kr/ff")["Items"] == {"v": "1"}
 
 
-def test_rotate_rekeying_and_prepublished_unchanged(agent):
+def test_rotate_prepublished_unchanged(agent):
+    """A plain rotation leaves a prepublished key alone (rekeying keys
+    likewise: see test_state's transition tests)."""
     k1 = agent.active_key()["KeyID"]
-    k2 = agent.rotate("?full")["KeyID"]                   # k1 rekeying
     pub = time.time_ns() + 3600 * 10**9
-    k3 = agent.rotate(f"?publish_time={pub}")["KeyID"]     # prepublished
-    k4 = agent.rotate()["KeyID"]
-    assert states(agent) == {k1: "rekeying", k2: "inactive",
-                             k3: "prepublished", k4: "active"}
+    k2 = agent.rotate(f"?publish_time={pub}")["KeyID"]     # prepublished
+    k3 = agent.rotate()["KeyID"]
+    assert states(agent) == {k1: "inactive", k2: "prepublished",
+                             k3: "active"}
+    assert [k["PublishTime"] for k in agent.keys()
+            if k["KeyID"] == k2] == [pub]
 
 
 def test_publish_time_with_full_is_rejected(agent):

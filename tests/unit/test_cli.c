@@ -2,8 +2,9 @@
  * Unit tests for the pure parts of the CLI: flag parsing, flag-versus-
  * environment precedence of the global API options, `var put` item
  * parsing, key ID prefix resolution, -prepublish to publish_time, table
- * formatting, the raft peer table and URL encoding.  Nothing here opens a
- * socket.
+ * formatting, the raft peer table, URL encoding, the status check of
+ * a reply, and `rotate -full -wait`: its flag check, the sum over the
+ * rekey status and the progress it draws.  Nothing here opens a socket.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +22,7 @@
 #include "cli/cmd.h"
 #include "cli/keyring.h"
 #include "cli/raftcmd.h"
+#include "cli/rekey.h"
 #include "cli/var.h"
 #include "common/err.h"
 #include "common/time.h"
@@ -551,6 +553,305 @@ static void test_format_time(void **state)
     assert_string_equal(out, "2023-11-14T22:13:20Z");
 }
 
+static void test_resp_check(void **state)
+{
+    struct kr_cli_resp r;
+    char errmsg[KR_ERRMSG_SIZE];
+
+    (void)state;
+    kr_cli_resp_init(&r);
+    r.status = 200;
+    assert_int_equal(kr_cli_resp_check(&r, 0, errmsg), 0);
+    r.status = 404;
+    assert_int_equal(kr_cli_resp_check(&r, 404, errmsg), 0);
+    assert_int_equal(kr_cli_resp_check(&r, 0, errmsg), KR_EIO);
+    assert_string_equal(errmsg, "unexpected response code 404");
+    r.status = 503;
+    kr_buf_puts(&r.body, "No cluster leader\n");
+    assert_int_equal(kr_cli_resp_check(&r, 0, errmsg), KR_EIO);
+    assert_string_equal(errmsg, "No cluster leader");
+    kr_cli_resp_free(&r);
+}
+
+/* ---- rotate -full -wait ---- */
+
+static json_t *status_of(const char *text)
+{
+    json_error_t jerr;
+    json_t *v = json_loads(text, 0, &jerr);
+
+    assert_non_null(v);
+    return v;
+}
+
+static void count_of(const char *text, uint64_t total, uint64_t done)
+{
+    json_t *st = status_of(text);
+    struct kr_cli_rekey_count c = {99, 99};
+
+    kr_cli_rekey_sum(st, &c);
+    assert_int_equal(c.total, total);
+    assert_int_equal(c.done, done);
+    json_decref(st);
+}
+
+static void test_rekey_sum(void **state)
+{
+    struct kr_cli_rekey_count c = {99, 99};
+
+    (void)state;
+    count_of("{\"Running\": true, \"Keys\": ["
+             "{\"KeyID\": \"a\", \"Total\": 100000, \"Remaining\": 40000},"
+             "{\"KeyID\": \"b\", \"Total\": 10, \"Remaining\": 10}]}",
+             100010, 60000);
+    /* Each key's Remaining is clamped to 0..Total before summing. */
+    count_of("{\"Keys\": [{\"Total\": 10, \"Remaining\": 25},"
+             "{\"Total\": 10, \"Remaining\": -3}]}",
+             20, 10);
+    count_of("{\"Keys\": [{\"Total\": -5, \"Remaining\": 1},"
+             "{\"Remaining\": 4}, 7]}",
+             0, 0);
+    count_of("{\"Running\": false, \"Keys\": []}", 0, 0);
+    count_of("{\"Running\": false, \"Keys\": null}", 0, 0);
+    count_of("{\"Keys\": {\"Total\": 3}}", 0, 0);
+    /* Sums saturate instead of wrapping. */
+    count_of("{\"Keys\": [{\"Total\": 9223372036854775807, \"Remaining\": 0},"
+             "{\"Total\": 9223372036854775807, \"Remaining\": 0},"
+             "{\"Total\": 9223372036854775807, \"Remaining\": 0}]}",
+             UINT64_MAX, UINT64_MAX);
+    kr_cli_rekey_sum(NULL, &c);
+    assert_int_equal(c.total, 0);
+    assert_int_equal(c.done, 0);
+}
+
+static void test_rekey_format(void **state)
+{
+    static const struct {
+        struct kr_cli_rekey_count c;
+        const char *bar, *line;
+    } cases[] = {
+        {{100000, 50000},
+         "Rekeying [##########----------]  50%  50000/100000 variables",
+         "rekey: 50000/100000 variables re-encrypted (50%)"},
+        {{100000, 0},
+         "Rekeying [--------------------]   0%  0/100000 variables",
+         "rekey: 0/100000 variables re-encrypted (0%)"},
+        /* Rounded down: 100% only when every variable is done. */
+        {{100000, 99999},
+         "Rekeying [###################-]  99%  99999/100000 variables",
+         "rekey: 99999/100000 variables re-encrypted (99%)"},
+        {{7, 7},
+         "Rekeying [####################] 100%  7/7 variables",
+         "rekey: 7/7 variables re-encrypted (100%)"},
+        {{0, 0},
+         "Rekeying [####################] 100%  0/0 variables",
+         "rekey: 0/0 variables re-encrypted (100%)"},
+        {{3, 1},
+         "Rekeying [######--------------]  33%  1/3 variables",
+         "rekey: 1/3 variables re-encrypted (33%)"},
+    };
+    struct kr_cli_rekey_count big = {UINT64_MAX, UINT64_MAX - 1};
+    char out[KR_CLI_REKEY_LINE_SIZE];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        kr_cli_rekey_format_bar(&cases[i].c, out, sizeof(out));
+        assert_string_equal(out, cases[i].bar);
+        kr_cli_rekey_format_line(&cases[i].c, out, sizeof(out));
+        assert_string_equal(out, cases[i].line);
+    }
+    /* No overflow near the top of the range, and a long line fits. */
+    assert_int_equal(kr_cli_rekey_percent(&big), 99);
+    big.done = UINT64_MAX;
+    assert_int_equal(kr_cli_rekey_percent(&big), 100);
+    kr_cli_rekey_format_bar(&big, out, sizeof(out));
+    assert_string_equal(out, "Rekeying [####################] 100%  "
+                             "18446744073709551615/18446744073709551615 "
+                             "variables");
+}
+
+#define ST_RUN(total, left, err)                                               \
+    "{\"Running\": true, \"Keys\": [{\"KeyID\": \"k\", \"State\": "            \
+    "\"rekeying\", \"Total\": " #total ", \"Remaining\": " #left "}], "        \
+    "\"Checkpoint\": null, \"Error\": \"" err "\"}"
+#define ST_DONE "{\"Running\": false, \"Keys\": [], \"Error\": \"\"}"
+
+/* Feeds the view the statuses in order, at the times given, the last one
+ * as the final status; returns what it drew (free it). */
+static char *view_text(bool tty, const char *const *statuses,
+                       const uint64_t *times_ms, size_t n)
+{
+    struct kr_cli_rekey_view v;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&text, &len);
+
+    assert_non_null(fp);
+    kr_cli_rekey_view_init(&v, fp, tty);
+    for (size_t i = 0; i < n; i++) {
+        json_t *st = status_of(statuses[i]);
+
+        if (i + 1 < n)
+            kr_cli_rekey_view_show(&v, st, times_ms[i]);
+        else
+            kr_cli_rekey_view_done(&v, st);
+        json_decref(st);
+    }
+    fclose(fp);
+    return text;
+}
+
+static void test_rekey_view_plain(void **state)
+{
+    static const char *const st[] = {
+        ST_RUN(100000, 100000, ""),
+        ST_RUN(100000, 90000, ""), /* 500 ms later: too soon */
+        ST_RUN(100000, 50000, ""), /* 2 s after the first line */
+        ST_RUN(100000, 50000, "key k: no such KMS provider"),
+        ST_RUN(100000, 50000, "key k: no such KMS provider"),
+        ST_RUN(100000, 50000, ""), /* unchanged text: not repeated */
+        ST_RUN(100000, 40000, "key k: no such KMS provider"),
+        ST_RUN(100000, 10000, "key k: still broken"),
+        ST_DONE,
+    };
+    static const uint64_t t[] = {1000, 1500, 3000, 3500, 4000,
+                                 6000, 6500, 9000, 9500};
+    char *text = view_text(false, st, t, 9);
+
+    (void)state;
+    assert_string_equal(text,
+                        "rekey: 0/100000 variables re-encrypted (0%)\n"
+                        "rekey: 50000/100000 variables re-encrypted (50%)\n"
+                        "rekey: waiting: key k: no such KMS provider\n"
+                        "rekey: 60000/100000 variables re-encrypted (60%)\n"
+                        "rekey: waiting: key k: still broken\n"
+                        "rekey: 90000/100000 variables re-encrypted (90%)\n"
+                        "rekey: done: 100000 variables re-encrypted\n");
+    free(text);
+}
+
+static void test_rekey_view_tty(void **state)
+{
+    static const char *const st[] = {
+        ST_RUN(100000, 100000, ""),
+        ST_RUN(100000, 50000, "no leader"),
+        ST_RUN(100000, 40000, "no leader"),
+        ST_DONE,
+    };
+    static const uint64_t t[] = {0, 500, 1000, 1500};
+    char *text = view_text(true, st, t, 4);
+
+    (void)state;
+    assert_string_equal(
+        text, "\rRekeying [--------------------]   0%  0/100000 variables\n"
+              "rekey: waiting: no leader\n"
+              "\rRekeying [##########----------]  50%  50000/100000 variables"
+              "\rRekeying [############--------]  60%  60000/100000 variables"
+              "\rRekeying [####################] 100%  100000/100000 "
+              "variables\n"
+              "rekey: done: 100000 variables re-encrypted\n");
+    free(text);
+}
+
+static void test_rekey_view_shrinking_bar(void **state)
+{
+    /* A second rekey's key leaves the list: the shorter bar blanks the
+     * tail of the longer one. */
+    static const char *const st[] = {
+        ST_RUN(100000, 100000, ""),
+        ST_RUN(10, 5, ""),
+        ST_DONE,
+    };
+    static const uint64_t t[] = {0, 500, 1000};
+    char *text = view_text(true, st, t, 3);
+
+    (void)state;
+    assert_string_equal(
+        text, "\rRekeying [--------------------]   0%  0/100000 variables"
+              "\rRekeying [##########----------]  50%  5/10 variables"
+              "    "
+              "\rRekeying [####################] 100%  100000/100000 "
+              "variables\n"
+              "rekey: done: 100000 variables re-encrypted\n");
+    free(text);
+}
+
+static void test_rekey_view_unseen(void **state)
+{
+    /* Finished before the first poll: no count to report. */
+    static const char *const st[] = {ST_DONE};
+    static const uint64_t t[] = {0};
+    char *text = view_text(true, st, t, 1);
+
+    (void)state;
+    assert_string_equal(text, "rekey: done\n");
+    free(text);
+    text = view_text(false, st, t, 1);
+    assert_string_equal(text, "rekey: done\n");
+    free(text);
+}
+
+/* Runs a command entry point with file descriptor fd captured; returns
+ * its exit code and what it wrote there in *text (free it). */
+static int run_captured(kr_cli_main_fn fn, int argc, char **argv, int fd,
+                        char **text)
+{
+    FILE *tmp = tmpfile();
+    int saved, rc;
+    long n;
+
+    assert_non_null(tmp);
+    fflush(stdout);
+    fflush(stderr);
+    saved = dup(fd);
+    assert_true(saved >= 0);
+    assert_true(dup2(fileno(tmp), fd) >= 0);
+    rc = fn(argc, argv);
+    fflush(stdout);
+    fflush(stderr);
+    assert_true(dup2(saved, fd) >= 0);
+    close(saved);
+    n = ftell(tmp);
+    assert_true(n >= 0);
+    *text = calloc(1, (size_t)n + 1);
+    assert_non_null(*text);
+    rewind(tmp);
+    assert_int_equal(fread(*text, 1, (size_t)n, tmp), (size_t)n);
+    fclose(tmp);
+    return rc;
+}
+
+static void test_rotate_wait_flag(void **state)
+{
+    /* A dead address: a usage error must come before any connection. */
+    char *no_full[] = {"rotate", "-address", "http://127.0.0.1:1",
+                       "-now",   "-wait",    NULL};
+    char *prepub[] = {"rotate",      "-address", "http://127.0.0.1:1",
+                      "-prepublish", "1h",       "-wait",
+                      NULL};
+    char *help[] = {"rotate", "-h", NULL};
+    char *text = NULL;
+
+    (void)state;
+    assert_int_equal(
+        run_captured(kr_cli_keyring_rotate_main, 5, no_full, 2, &text),
+        KR_CLI_EXIT_USAGE);
+    assert_non_null(strstr(text, "Error: -wait requires -full\n"));
+    assert_non_null(strstr(text, "Usage: keyraft operator root keyring"));
+    free(text);
+    assert_int_equal(
+        run_captured(kr_cli_keyring_rotate_main, 6, prepub, 2, &text),
+        KR_CLI_EXIT_USAGE);
+    assert_non_null(strstr(text, "-wait requires -full"));
+    free(text);
+    assert_int_equal(
+        run_captured(kr_cli_keyring_rotate_main, 2, help, 1, &text),
+        KR_CLI_EXIT_OK);
+    assert_non_null(strstr(text, "\n  -wait\n"));
+    assert_non_null(strstr(text, "Requires -full."));
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -572,6 +873,14 @@ int main(void)
         cmocka_unit_test(test_raft_peers),
         cmocka_unit_test(test_encoding),
         cmocka_unit_test(test_format_time),
+        cmocka_unit_test(test_resp_check),
+        cmocka_unit_test(test_rekey_sum),
+        cmocka_unit_test(test_rekey_format),
+        cmocka_unit_test(test_rekey_view_plain),
+        cmocka_unit_test(test_rekey_view_tty),
+        cmocka_unit_test(test_rekey_view_shrinking_bar),
+        cmocka_unit_test(test_rekey_view_unseen),
+        cmocka_unit_test(test_rotate_wait_flag),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
