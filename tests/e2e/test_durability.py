@@ -4,6 +4,7 @@ import base64
 import os
 import secrets
 import threading
+import time
 
 import pytest
 
@@ -75,7 +76,15 @@ def test_kill9_keeps_acknowledged_writes(make_agent):
     for i in range(60, 100):
         acked[f"dur/seq/{i:03d}"] = a.put_var(f"dur/seq/{i:03d}",
                                               {"v": f"seq-{i}"})
+    # The rekey job moves the rekeying keys to inactive in the background;
+    # let it finish, so the key table compared after the restart is one
+    # that no job would still change.
+    deadline = time.time() + 20 * SLOW
+    while a.api("GET", "/v1/operator/keyring/rekey").json()["Running"]:
+        assert time.time() < deadline, "rekey did not finish"
+        time.sleep(0.05)
     keys_before = a.keys()
+    assert [k["State"] for k in keys_before].count("rekeying") == 0
 
     # Phase 2, concurrent writers of distinct paths; kill -9 while they
     # are still writing.  Only replies fully received count as acked.
