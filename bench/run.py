@@ -8,10 +8,14 @@
    `openssl speed -evp aes-256-gcm -bytes 1024` on the same machine.
 
 3. Cluster: Variable PUT on a 3-server keyraft cluster against a 3-member
-   etcd cluster, run last by bench/cluster.py (see there).
+   etcd cluster, run by bench/cluster.py (see there).
+4. Rekey: a full rekey of 1,000,000 Variables on a 3-server keyraft
+   cluster, and foreground PUT latency during it, run last by
+   bench/rekey.py (see there).
 
 Reproduce with: make bench   (or: KEYRAFT_BIN=build/keyraft bench/run.sh)
-Environment: BENCH_SECONDS (default 5) per wrk run; BENCH_CLUSTER=0 skips 3.
+Environment: BENCH_SECONDS (default 5) per wrk run; BENCH_CLUSTER=0 skips 3;
+BENCH_REKEY=0 skips 4, BENCH_REKEY_VARS sets its Variable count.
 """
 import json
 import os
@@ -162,12 +166,16 @@ def main():
         subprocess.run(["rm", "-rf", work])
 
     # The 3-server cluster against etcd: bench/cluster.py (BENCH_CLUSTER=0
-    # skips it).  Its exit status is this run's.
-    if os.environ.get("BENCH_CLUSTER", "1") != "0":
-        return subprocess.run(
-            [sys.executable, os.path.join(ROOT, "bench", "cluster.py")],
-            env=dict(os.environ, KEYRAFT_BIN=BIN)).returncode
-    return 0
+    # skips it), then the full rekey: bench/rekey.py (BENCH_REKEY=0 skips
+    # it).  This run fails if either fails.
+    rc = 0
+    for name, var in (("cluster.py", "BENCH_CLUSTER"),
+                      ("rekey.py", "BENCH_REKEY")):
+        if os.environ.get(var, "1") != "0":
+            rc = subprocess.run(
+                [sys.executable, os.path.join(ROOT, "bench", name)],
+                env=dict(os.environ, KEYRAFT_BIN=BIN)).returncode or rc
+    return rc
 
 
 if __name__ == "__main__":

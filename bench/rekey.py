@@ -1,0 +1,464 @@
+"""keyraft rekey benchmark: how long a full rekey (`rotate -full`) of
+BENCH_REKEY_VARS Variables (default 1,000,000, 256-byte values) takes on a
+3-server cluster, and what it does to foreground PUT latency.
+
+One temp dir, three keyraft servers on 127.0.0.1 with ephemeral ports, as
+in bench/cluster.py (whose start-up and wrk helpers this reuses), TLS off:
+
+1. Load: the Variables bench/rekey/<0000000..> are PUT through the leader
+   with HTTP/1.1 pipelining over 64 keep-alive connections (16 requests in
+   flight on each), from one Python thread.
+2. Foreground baseline: wrk, 8 clients (one thread and connection each,
+   client i to server i mod 3), BENCH_SECONDS (default 5) of
+   PUT /v1/var/bench/fg/<n> with a 256-byte value over 1000 paths, after a
+   2 s warm-up.
+3. PUT /v1/operator/keyring/rotate?full=true on the leader, and at once the
+   same wrk load again while the rekey runs.  The rekey time runs from the
+   rotate call until GET /v1/operator/keyring/rekey (polled every 50 ms on
+   the leader) says Running false.
+4. Check: the old key is inactive and 1000 sampled Variables read back.
+
+Environment:
+  KEYRAFT_BIN          keyraft binary (default build/keyraft; built into
+                       /tmp/bench-build if missing)
+  BENCH_REKEY_VARS     Variables to load and rekey (default 1000000)
+  BENCH_SECONDS        seconds per wrk run (default 5)
+  BENCH_REKEY_SNAPSHOT_THRESHOLD
+                       raft_snapshot_threshold for the servers (default:
+                       the server's, 8192); a large value keeps raft
+                       snapshots of the whole state out of the measurement
+  BENCH_FORM_TIMEOUT   seconds to wait for the cluster (default 30)
+  BENCH_DIR            parent of the temp dir (default: the system temp dir)
+
+Reproduce with: /usr/bin/python3 bench/rekey.py
+"""
+import collections
+import json
+import os
+import random
+import selectors
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cluster  # noqa: E402  bench/cluster.py: start-up and wrk helpers
+
+NVARS = int(os.environ.get("BENCH_REKEY_VARS", "1000000"))
+# raft_snapshot_threshold for the servers; unset = the server's default.
+SNAP = os.environ.get("BENCH_REKEY_SNAPSHOT_THRESHOLD", "")
+SECS = cluster.SECS
+CLIENTS = 8
+VALUE = "v" * 256
+GOAL_TIME = "goal: under 60 s for 1,000,000 (Nomad's 100/s limit: ~2.8 h)"
+GOAL_P99 = "goal: < 2x"
+
+
+def var_path(i):
+    return f"bench/rekey/{i:07d}"
+
+
+class _Conn:
+    def __init__(self, addr, first, step, end):
+        self.sock = socket.create_connection(addr, timeout=10)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.setblocking(False)
+        self.next, self.step, self.end = first, step, end
+        self.inflight = collections.deque()  # request numbers, in order
+        self.retry = collections.deque()
+        self.hold_until = 0.0
+        self.closed = False
+        self.out = bytearray()
+        self.inb = bytearray()
+
+    def finished(self):
+        return self.next >= self.end and not self.inflight and not self.retry
+
+    def take(self):
+        """The next request number to send, or None."""
+        if self.retry:
+            if time.time() < self.hold_until:
+                return None
+            return self.retry.popleft()
+        if self.next < self.end:
+            self.next += self.step
+            return self.next - self.step
+        return None
+
+
+def _replies(c):
+    """(status, body) of the complete replies in c.inb (consumed)."""
+    out = []
+    buf, start = c.inb, 0
+    while True:
+        he = buf.find(b"\r\n\r\n", start)
+        if he < 0:
+            break
+        head = bytes(buf[start:he])
+        clen = 0
+        for line in head.split(b"\r\n")[1:]:
+            k, _, v = line.partition(b":")
+            if k.strip().lower() == b"content-length":
+                clen = int(v)
+        end = he + 4 + clen
+        if len(buf) < end:
+            break
+        out.append((int(head[9:12]), bytes(buf[he + 4:end])))
+        start = end
+    del buf[:start]
+    return out
+
+
+def pipelined(addr, n, request, conns=64, window=16, timeout=1800):
+    """Sends request(i) (bytes of one HTTP/1.1 request) for i in 0..n-1
+    over `conns` keep-alive connections to addr, up to `window` in flight
+    on each.  A 503 (no leader for a moment) is sent again 200 ms later:
+    the requests must be idempotent.  Returns ({status: count} of the
+    final replies, the number of 503s retried, the first few bodies of
+    other failures)."""
+    sel = selectors.DefaultSelector()
+    live = [_Conn(addr, k, conns, n) for k in range(min(conns, n))]
+    counts = {}
+    retried = 0
+    errors = []
+    deadline = time.time() + timeout
+    try:
+        for c in live:
+            sel.register(c.sock, selectors.EVENT_READ | selectors.EVENT_WRITE,
+                         c)
+        pending = len(live)
+        while pending:
+            if time.time() > deadline:
+                raise SystemExit(f"bench: loading took over {timeout}s")
+            for key, ev in sel.select(0.05):
+                c = key.data
+                if ev & selectors.EVENT_READ:
+                    chunk = c.sock.recv(1 << 18)
+                    if not chunk:
+                        raise SystemExit("bench: a server closed a loading "
+                                         "connection")
+                    c.inb += chunk
+                    for st, body in _replies(c):
+                        i = c.inflight.popleft()
+                        if st == 503:
+                            retried += 1
+                            c.retry.append(i)
+                            c.hold_until = time.time() + 0.2
+                            continue
+                        counts[st] = counts.get(st, 0) + 1
+                        if st != 200 and len(errors) < 3:
+                            errors.append(f"{st} {body[:200]!r}")
+            for c in live:
+                if c.closed:
+                    continue
+                while len(c.inflight) < window:
+                    i = c.take()
+                    if i is None:
+                        break
+                    c.out += request(i)
+                    c.inflight.append(i)
+                if c.out:
+                    try:
+                        del c.out[:c.sock.send(c.out)]
+                    except BlockingIOError:
+                        pass
+                if c.finished():
+                    sel.unregister(c.sock)
+                    c.closed = True
+                    pending -= 1
+                else:
+                    sel.modify(c.sock, selectors.EVENT_READ | (
+                        selectors.EVENT_WRITE if c.out else 0), c)
+    finally:
+        for c in live:
+            c.sock.close()
+        sel.close()
+    return counts, retried, errors
+
+
+def load(leader, n):
+    body = json.dumps({"Items": {"value": VALUE}}).encode()
+    head = ("PUT /v1/var/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}"
+            "\r\n\r\n")
+    start = time.time()
+    counts, retried, errors = pipelined(
+        leader["addr"], n, lambda i: (head % var_path(i)).encode() + body)
+    secs = time.time() - start
+    if counts.get(200, 0) != n:
+        raise SystemExit(f"bench: loading answered {counts}, not {n} x 200, "
+                         f"in {secs:.0f} s; first errors: {errors}")
+    return secs, retried
+
+
+def fg_lua():
+    body = json.dumps({"Items": {"value": VALUE}})
+    return ('wrk.method = "PUT"\n'
+            f"wrk.body = {json.dumps(body)}\n"
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            "request = function()\n"
+            "  n = n + 1\n"
+            '  return wrk.format(nil, "/v1/var/bench/fg/" .. (n % 1000))\n'
+            "end\n")
+
+
+def index_of(url):
+    req = urllib.request.Request(url)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return int(r.headers.get("X-Nomad-Index", "0"))
+    except (OSError, ValueError):
+        return 0
+
+
+def settle(servers, leader, timeout=600):
+    """Waits until every server has applied what the leader had when
+    called: a follower still catching up (or installing a snapshot) after
+    the load would otherwise be measured as foreground latency.  Returns
+    the seconds waited."""
+    start = time.time()
+    target = index_of(leader["base"] + "/v1/vars?prefix=bench/none/")
+    for s in servers:
+        while index_of(s["base"] + "/v1/vars?prefix=bench/none/&stale") < \
+                target:
+            if time.time() - start > timeout:
+                raise SystemExit(f"bench: {s['name']} did not catch up "
+                                 f"with index {target} in {timeout}s")
+            time.sleep(0.2)
+    return time.time() - start
+
+
+def rekey_status(leader):
+    st, body = cluster.http("GET", leader["base"] +
+                            "/v1/operator/keyring/rekey", timeout=10)
+    if st != 200:
+        return None
+    return json.loads(body)
+
+
+def retry_503(fn, timeout=30):
+    """fn() -> (status, body); sent again while it answers 503 or fails to
+    connect (a leader election), up to timeout seconds."""
+    deadline = time.time() + timeout
+    while True:
+        st, body = fn()
+        if st not in (0, 503) or time.time() > deadline:
+            return st, body
+        time.sleep(0.2)
+
+
+def keys(base):
+    st, body = retry_503(lambda: cluster.http(
+        "GET", base + "/v1/operator/keyring/keys", timeout=10))
+    if st != 200:
+        raise SystemExit(f"bench: keyring list answered {st}")
+    return {k["KeyID"]: k for k in json.loads(body)}
+
+
+def with_snapshot_threshold(n):
+    """bench/cluster.py writes the server configurations; this appends
+    a raft_snapshot_threshold to each of them."""
+    base = cluster.keyraft_config
+
+    def config(*args):
+        return (base(*args) +
+                f"server {{\n  raft_snapshot_threshold = {n}\n}}\n")
+
+    cluster.keyraft_config = config
+
+
+class LeaderWatch:
+    """Asks every server for its leader every 250 ms from a thread and
+    keeps each change (a new address, or none known) with its time: raft
+    elections under load show up here."""
+
+    def __init__(self, servers):
+        self.servers = servers
+        self.changes = []
+        self.stop_ev = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        last = {}
+        while not self.stop_ev.wait(0.25):
+            for s in self.servers:
+                leader = cluster.keyraft_leader(s["base"])
+                if s["name"] in last and last[s["name"]] != leader:
+                    self.changes.append((time.time(), s["name"], leader))
+                last[s["name"]] = leader
+
+    def elections(self, since, until):
+        """Leadership disruptions in the window: changes seen by any
+        server, those less than 1 s apart counted as one."""
+        n, prev = 0, None
+        for t, _, _ in self.changes:
+            if since <= t <= until:
+                if prev is None or t - prev > 1.0:
+                    n += 1
+                prev = t
+        return n
+
+    def stop(self):
+        self.stop_ev.set()
+        self.thread.join()
+
+
+def run(work, binary, out):
+    """The whole measurement; fills out with the figures as they come."""
+    procs = cluster.Procs()
+    watch = None
+    if SNAP:
+        with_snapshot_threshold(int(SNAP))
+    try:
+        servers = cluster.keyraft_start(procs, work, 3, binary)
+        cluster.keyraft_check(servers)
+        leader = next(s for s in servers if s["leader"])
+        watch = LeaderWatch(servers)
+        t_load = time.time()
+        out["load_s"], out["load_503"] = load(leader, NVARS)
+        out["settle_s"] = settle(servers, leader)
+        out["load_elections"] = watch.elections(t_load, time.time())
+
+        script = cluster.write_lua(work, "fg", [s["addr"] for s in servers],
+                                   fg_lua())
+        url = servers[0]["base"] + "/"
+        wrk_out = os.path.join(work, "wrk.json")
+        cluster.wrk(script, url, CLIENTS, 2, wrk_out)       # warm-up
+        t_base = time.time()
+        out["base"] = cluster.wrk(script, url, CLIENTS, SECS, wrk_out)
+        out["base_elections"] = watch.elections(t_base, time.time())
+
+        old = [k for k, m in keys(leader["base"]).items()
+               if m["State"] in ("active", "inactive")]
+        during = {}
+
+        def load_during():
+            try:
+                during.update(cluster.wrk(script, url, CLIENTS, SECS,
+                                          wrk_out))
+            except SystemExit as e:
+                during["fail"] = str(e)
+
+        start = time.time()
+        st, body = cluster.http("PUT", leader["base"] +
+                                "/v1/operator/keyring/rotate?full=true",
+                                timeout=30)
+        if st != 200:
+            raise SystemExit(f"bench: rotate?full=true answered {st}: "
+                             f"{body[:200]!r}")
+        fg = threading.Thread(target=load_during)
+        fg_start = time.time()
+        fg.start()
+        total, last = None, None
+        while True:
+            status = rekey_status(leader)
+            if status is not None:
+                last = status
+                if total is None and status["Keys"]:
+                    total = sum(k["Total"] for k in status["Keys"])
+                if not status["Running"]:
+                    break
+            if time.time() - start > 3600:
+                raise SystemExit(f"bench: rekey not done after 1 h: {last}")
+            time.sleep(0.05)
+        out["rekey_s"] = time.time() - start
+        out["total"] = total if total is not None else NVARS
+        if last.get("Error"):
+            out["error"] = last["Error"]
+        fg.join()
+        out["rekey_elections"] = watch.elections(start, time.time())
+        if "fail" in during:
+            raise SystemExit(during["fail"])
+        out["during"] = during
+        out["covered"] = min(out["rekey_s"] - (fg_start - start), SECS)
+
+        # Check: the old keys are inactive (no Variable left under them)
+        # and a sample of Variables reads back through every server.
+        now = keys(leader["base"])
+        bad = [k for k in old if now[k]["State"] != "inactive"]
+        if bad:
+            raise SystemExit(f"bench: keys still not inactive: {bad}")
+        for i in random.Random(1).sample(range(NVARS), min(NVARS, 1000)):
+            s = servers[i % 3]
+            st, body = retry_503(
+                lambda: cluster.http("GET", s["base"] + "/v1/var/" +
+                                     var_path(i), timeout=10))
+            if st != 200 or cluster.keyraft_items(body) != VALUE:
+                raise SystemExit(f"bench: {var_path(i)} via {s['name']}: "
+                                 f"{st} {body[:200]!r}")
+        out["checked"] = True
+    finally:
+        if watch is not None:
+            watch.stop()
+        procs.stop()
+
+
+def main():
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench: wrk missing; run KR_DEPS_BENCH=1 "
+                         "scripts/deps.sh")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    binary = cluster.keyraft_bin()
+    work = tempfile.mkdtemp(prefix="keyraft-rekey-bench-",
+                            dir=os.environ.get("BENCH_DIR"))
+    r = {}
+    failed = None
+    try:
+        run(work, binary, r)
+    except cluster.ClusterFailed as e:
+        failed = f"bench: rekey: the cluster did not form: {e}"
+    except SystemExit as e:
+        failed = str(e)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if "during" not in r:
+        print(failed or "bench: rekey: no figures", file=sys.stderr)
+        return 1
+
+    ms = cluster.fmt_ms
+    base, dur = r["base"], r["during"]
+    print(f"\nFull rekey on a 3-server keyraft cluster, {NVARS:,} Variables "
+          f"of 256 B, {os.cpu_count()} cores (servers, loader and wrk on the "
+          "same machine), raft_snapshot_threshold "
+          f"{SNAP or 'default'}")
+    print(f"load:      {NVARS:,} Variables in {r['load_s']:.1f} s "
+          f"({NVARS / r['load_s']:.0f}/s), pipelined PUTs to the leader; "
+          f"{r['load_503']} answered 503 and were sent again; "
+          f"followers caught up {r['settle_s']:.1f} s later")
+    print(f"rekey:     {r['total']:,} Variables in {r['rekey_s']:.1f} s = "
+          f"{r['total'] / r['rekey_s']:.0f} Variables/s (rotate?full=true "
+          "until the rekey status says Running false; 50 ms polling)")
+    print(GOAL_TIME)
+    if r.get("error"):
+        print(f"rekey reported: {r['error']}")
+    print(f"foreground PUT, {CLIENTS} clients, {SECS}s, 256 B over 1000 "
+          "paths, client i -> server i mod 3:")
+    print(f"  {'':<16}{'req/s':>10}{'p50':>10}{'p99':>10}{'errors':>8}")
+    for name, row in (("without rekey", base), ("during rekey", dur)):
+        print(f"  {name:<16}{row['rps']:>10.0f}{ms(row['p50']):>10}"
+              f"{ms(row['p99']):>10}{row['errors']:>8}")
+    if r["covered"] < SECS:
+        print(f"  (the rekey ran during the first {max(r['covered'], 0):.1f}"
+              f" s of the {SECS} s run only)")
+    ratio = dur["p99"] / base["p99"] if base["p99"] else float("inf")
+    print(f"p99 during / without: {ratio:.2f}x   {GOAL_P99}")
+    print("leadership changes seen (/v1/status/leader every 250 ms): "
+          f"{r['load_elections']} while loading, {r['base_elections']} "
+          f"without rekey, {r['rekey_elections']} during the rekey")
+    snap = f"BENCH_REKEY_SNAPSHOT_THRESHOLD={SNAP} " if SNAP else ""
+    print(f"reproduce: KEYRAFT_BIN={binary} BENCH_REKEY_VARS={NVARS} "
+          f"{snap}BENCH_SECONDS={SECS} /usr/bin/python3 bench/rekey.py")
+    if failed:
+        print(f"check failed: {failed}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
