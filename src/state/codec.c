@@ -220,6 +220,19 @@ int kr_entry_encode(const struct kr_entry *e, struct kr_buf *out)
     case KR_ENTRY_VAR_REKEY:
         put_rekey(out, &e->rekey);
         break;
+    case KR_ENTRY_RESTORE_BEGIN:
+        kr_buf_u64(out, e->restore.id);
+        kr_buf_u64(out, e->restore.total);
+        break;
+    case KR_ENTRY_RESTORE_CHUNK:
+        kr_buf_u64(out, e->restore.id);
+        kr_buf_u64(out, e->restore.offset);
+        kr_buf_bytes(out, e->restore.data, e->restore.data_len);
+        break;
+    case KR_ENTRY_RESTORE_COMMIT:
+    case KR_ENTRY_RESTORE_ABORT:
+        kr_buf_u64(out, e->restore.id);
+        break;
     default:
         return KR_EINVAL;
     }
@@ -240,7 +253,28 @@ void kr_entry_clear(struct kr_entry *e)
     free(e->rekey.items);
     free(e->rekey.after_ns);
     free(e->rekey.after_path);
+    if (e->restore.data != NULL) {
+        /* A chunk of a state snapshot holds aead KEKs. */
+        explicit_bzero(e->restore.data, e->restore.data_len);
+        free(e->restore.data);
+    }
     memset(e, 0, sizeof(*e));
+}
+
+/* A restore chunk: 1 to KR_RESTORE_CHUNK_MAX bytes. */
+static bool get_chunk(struct kr_rd *r, struct kr_entry_restore *e)
+{
+    size_t n;
+    const uint8_t *p = kr_rd_bytes(r, &n);
+
+    if (r->err || n == 0 || n > KR_RESTORE_CHUNK_MAX)
+        return false;
+    e->data = malloc(n);
+    if (e->data == NULL)
+        return false;
+    memcpy(e->data, p, n);
+    e->data_len = n;
+    return true;
 }
 
 static bool get_bool(struct kr_rd *r, bool *out)
@@ -290,6 +324,21 @@ int kr_entry_decode(struct kr_entry *e, const void *buf, size_t len,
         break;
     case KR_ENTRY_VAR_REKEY:
         ok = get_rekey(&r, &e->rekey);
+        break;
+    case KR_ENTRY_RESTORE_BEGIN:
+        e->restore.id = kr_rd_u64(&r);
+        e->restore.total = kr_rd_u64(&r);
+        ok = !r.err;
+        break;
+    case KR_ENTRY_RESTORE_CHUNK:
+        e->restore.id = kr_rd_u64(&r);
+        e->restore.offset = kr_rd_u64(&r);
+        ok = get_chunk(&r, &e->restore);
+        break;
+    case KR_ENTRY_RESTORE_COMMIT:
+    case KR_ENTRY_RESTORE_ABORT:
+        e->restore.id = kr_rd_u64(&r);
+        ok = !r.err;
         break;
     default:
         return kr_errf(errmsg, KR_ECORRUPT, "unknown log entry type %u",

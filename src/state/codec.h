@@ -23,6 +23,12 @@ enum kr_entry_type {
     KR_ENTRY_KEY_DELETE = 2,
     KR_ENTRY_VAR_APPLY = 3,
     KR_ENTRY_VAR_REKEY = 4,
+    /* 5 is taken (identity). */
+    /* A snapshot restore through raft (see state.h "Staged restore"). */
+    KR_ENTRY_RESTORE_BEGIN = 6,
+    KR_ENTRY_RESTORE_CHUNK = 7,
+    KR_ENTRY_RESTORE_COMMIT = 8,
+    KR_ENTRY_RESTORE_ABORT = 9,
 };
 
 /* The most Variables one VAR_REKEY entry may carry. */
@@ -72,8 +78,23 @@ struct kr_entry_var_rekey {
     struct kr_rekey_item *items;
 };
 
+/*
+ * The four restore entries share one body: BEGIN carries id and total
+ * (the length of the state.bin being restored), CHUNK carries id, offset
+ * and data (at most KR_RESTORE_CHUNK_MAX bytes of it), COMMIT and ABORT
+ * carry id (ABORT with id 0 drops whatever is staged).
+ */
+struct kr_entry_restore {
+    uint64_t id;
+    uint64_t total;  /* BEGIN */
+    uint64_t offset; /* CHUNK */
+    uint8_t *data;   /* CHUNK */
+    size_t data_len;
+};
+
 struct kr_entry {
     uint8_t type; /* enum kr_entry_type */
+    struct kr_entry_restore restore;
     struct kr_entry_key_upsert key_upsert;
     struct kr_entry_key_delete key_delete;
     struct kr_entry_var_apply var;

@@ -9,6 +9,7 @@
  */
 #include "state/state.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,13 +28,8 @@
 #define SNAP_MAGIC "KRST"
 #define SNAP_VERSION 1
 
-enum snap_record {
-    SNAP_REC_INDEXES = 1,
-    SNAP_REC_ROOT_KEY = 2,
-    SNAP_REC_VAR = 3,
-    SNAP_REC_REKEY = 4, /* the rekey checkpoint, when there is one */
-    SNAP_REC_END = 255, /* u64 count of the records before it */
-};
+/* ROOT_KEY record flags (the byte after rekey_total). */
+#define KEY_FLAG_REDACTED 1u
 
 struct var_node {
     RB_ENTRY(var_node) link;
@@ -49,6 +45,15 @@ static int var_cmp(const struct var_node *a, const struct var_node *b)
 RB_HEAD(var_tree, var_node);
 RB_GENERATE_STATIC(var_tree, var_node, link, var_cmp)
 
+/* A restore being staged: the state.bin received so far, decoded into
+ * the state its loader builds. */
+struct stage {
+    uint64_t id;
+    uint64_t total;
+    uint64_t received;
+    struct kr_state_loader *loader;
+};
+
 struct kr_state {
     struct kr_root_key *keys; /* ordered by create_index */
     size_t n_keys;
@@ -59,7 +64,11 @@ struct kr_state {
     uint64_t vars_index;
     uint64_t keys_gen;
     char *rekey_ns, *rekey_path; /* checkpoint; NULL: from the start */
+    struct stage *stage;         /* a staged restore, or NULL */
+    uint64_t restore_gen;
 };
+
+static void stage_free(struct stage *st);
 
 static const char *const state_names[] = {"active", "inactive", "rekeying",
                                           "prepublished", "deprecated"};
@@ -157,6 +166,7 @@ void kr_state_free(struct kr_state *s)
     if (s == NULL)
         return;
     state_clear(s);
+    stage_free(s->stage);
     free(s);
 }
 
@@ -229,6 +239,9 @@ static int apply_key_upsert(struct kr_state *s, uint64_t index,
         in->state == KR_KEY_ACTIVE && (k == NULL || k->state != KR_KEY_ACTIVE);
     publish_time = in->state == KR_KEY_PREPUBLISHED ? in->publish_time : 0;
     if (e->rekey && !becoming_active)
+        return KR_EINVAL;
+    /* A redacted key has no material: it can never encrypt again. */
+    if (becoming_active && k != NULL && k->redacted)
         return KR_EINVAL;
     if (k == NULL) {
         /* A key is born with its material; metadata alone is refused so
@@ -423,6 +436,15 @@ void kr_state_rekey_cursor(const struct kr_state *s, const char **ns,
     *path = s->rekey_path;
 }
 
+static int apply_restore_begin(struct kr_state *s,
+                               const struct kr_entry_restore *e);
+static int apply_restore_chunk(struct kr_state *s, uint64_t index,
+                               const struct kr_entry_restore *e);
+static int apply_restore_commit(struct kr_state *s, uint64_t index,
+                                const struct kr_entry_restore *e);
+static int apply_restore_abort(struct kr_state *s,
+                               const struct kr_entry_restore *e);
+
 int kr_state_apply(struct kr_state *s, uint64_t index, const void *buf,
                    size_t len)
 {
@@ -448,6 +470,18 @@ int kr_state_apply(struct kr_state *s, uint64_t index, const void *buf,
         break;
     case KR_ENTRY_VAR_REKEY:
         rv = apply_rekey(s, index, &e.rekey);
+        break;
+    case KR_ENTRY_RESTORE_BEGIN:
+        rv = apply_restore_begin(s, &e.restore);
+        break;
+    case KR_ENTRY_RESTORE_CHUNK:
+        rv = apply_restore_chunk(s, index, &e.restore);
+        break;
+    case KR_ENTRY_RESTORE_COMMIT:
+        rv = apply_restore_commit(s, index, &e.restore);
+        break;
+    case KR_ENTRY_RESTORE_ABORT:
+        rv = apply_restore_abort(s, &e.restore);
         break;
     default:
         rv = KR_ECORRUPT;
@@ -615,6 +649,28 @@ int kr_var_path_validate(const char *path, char *errmsg)
     return 0;
 }
 
+const char *kr_snap_record_name(uint8_t type)
+{
+    static const struct {
+        uint8_t type;
+        const char *name;
+    } names[] = {
+        {KR_SNAP_REC_INDEXES, "Indexes"},
+        {KR_SNAP_REC_ROOT_KEY, "RootKey"},
+        {KR_SNAP_REC_VAR, "Variable"},
+        {KR_SNAP_REC_REKEY, "RekeyCheckpoint"},
+        {KR_SNAP_REC_STAGE, "StagedRestore"},
+        {KR_SNAP_REC_END, "End"},
+    };
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (names[i].type == type)
+            return names[i].name;
+    return NULL;
+}
+
+/* ---- writing the snapshot encoding ---- */
+
 static void put_record(struct kr_buf *out, uint8_t type,
                        const struct kr_buf *body)
 {
@@ -622,49 +678,248 @@ static void put_record(struct kr_buf *out, uint8_t type,
     kr_buf_bytes(out, body->data, body->len);
 }
 
-int kr_state_snapshot(const struct kr_state *s, struct kr_buf *out)
+/* A ROOT_KEY record's body.  Fields after the codec's record were added
+ * later and are read only when present; the flags byte is written only
+ * when a flag is set, so one key has exactly one encoding. */
+static void put_key_body(struct kr_buf *body, const struct kr_root_key *k)
+{
+    kr_codec_put_root_key(body, k);
+    kr_buf_u64(body, k->rekey_total);
+    if (k->redacted)
+        kr_buf_u8(body, KEY_FLAG_REDACTED);
+}
+
+static void put_var_body(struct kr_buf *body, const struct kr_var *v)
+{
+    kr_buf_str(body, v->namespace);
+    kr_buf_str(body, v->path);
+    kr_buf_str(body, v->key_id);
+    kr_buf_bytes(body, v->data, v->data_len);
+    kr_buf_u64(body, v->create_index);
+    kr_buf_u64(body, v->modify_index);
+    kr_buf_i64(body, v->create_time);
+    kr_buf_i64(body, v->modify_time);
+}
+
+static size_t var_record_size(const struct kr_var *v)
+{
+    return 5 + 4 + strlen(v->namespace) + 4 + strlen(v->path) + 4 +
+           KR_UUID_LEN + 4 + v->data_len + 32;
+}
+
+static void put_stage(struct kr_buf *out, const struct stage *st);
+
+/*
+ * The records of s from INDEXES up to its Variables: what a snapshot
+ * holds before END.  A staged restore is written when with_stage is set.
+ * Returns how many records were written.
+ */
+static uint64_t put_records(const struct kr_state *s, bool with_stage,
+                            struct kr_buf *out, struct kr_buf *body)
+{
+    struct var_node *n;
+    uint64_t count = 0;
+
+    body->len = 0;
+    kr_buf_u64(body, s->keys_index);
+    kr_buf_u64(body, s->vars_index);
+    put_record(out, KR_SNAP_REC_INDEXES, body);
+    count++;
+    for (size_t i = 0; i < s->n_keys; i++) {
+        body->len = 0;
+        put_key_body(body, &s->keys[i]);
+        put_record(out, KR_SNAP_REC_ROOT_KEY, body);
+        count++;
+    }
+    if (s->rekey_ns != NULL) {
+        body->len = 0;
+        kr_buf_str(body, s->rekey_ns);
+        kr_buf_str(body, s->rekey_path);
+        put_record(out, KR_SNAP_REC_REKEY, body);
+        count++;
+    }
+    if (with_stage && s->stage != NULL) {
+        put_stage(out, s->stage);
+        count++;
+    }
+    RB_FOREACH(n, var_tree, (struct var_tree *)&s->vars)
+    {
+        body->len = 0;
+        put_var_body(body, &n->v);
+        put_record(out, KR_SNAP_REC_VAR, body);
+        count++;
+    }
+    return count;
+}
+
+static int write_state(const struct kr_state *s, bool with_stage,
+                       struct kr_buf *out)
 {
     struct kr_buf body;
-    struct var_node *n;
+    uint64_t count;
+    bool oom;
 
     kr_buf_init(&body);
     kr_buf_append(out, SNAP_MAGIC, 4);
     kr_buf_u8(out, SNAP_VERSION);
-
-    kr_buf_u64(&body, s->keys_index);
-    kr_buf_u64(&body, s->vars_index);
-    put_record(out, SNAP_REC_INDEXES, &body);
-    for (size_t i = 0; i < s->n_keys; i++) {
-        body.len = 0;
-        kr_codec_put_root_key(&body, &s->keys[i]);
-        kr_buf_u64(&body, s->keys[i].rekey_total);
-        put_record(out, SNAP_REC_ROOT_KEY, &body);
-    }
-    if (s->rekey_ns != NULL) {
-        body.len = 0;
-        kr_buf_str(&body, s->rekey_ns);
-        kr_buf_str(&body, s->rekey_path);
-        put_record(out, SNAP_REC_REKEY, &body);
-    }
-    RB_FOREACH(n, var_tree, (struct var_tree *)&s->vars)
-    {
-        body.len = 0;
-        kr_buf_str(&body, n->v.namespace);
-        kr_buf_str(&body, n->v.path);
-        kr_buf_str(&body, n->v.key_id);
-        kr_buf_bytes(&body, n->v.data, n->v.data_len);
-        kr_buf_u64(&body, n->v.create_index);
-        kr_buf_u64(&body, n->v.modify_index);
-        kr_buf_i64(&body, n->v.create_time);
-        kr_buf_i64(&body, n->v.modify_time);
-        put_record(out, SNAP_REC_VAR, &body);
-    }
+    count = put_records(s, with_stage, out, &body);
     /* The end record makes a snapshot cut at a record boundary invalid. */
     body.len = 0;
-    kr_buf_u64(&body, 1 + s->n_keys + s->n_vars + (s->rekey_ns != NULL));
-    put_record(out, SNAP_REC_END, &body);
+    kr_buf_u64(&body, count);
+    put_record(out, KR_SNAP_REC_END, &body);
+    oom = body.oom;
     kr_buf_free(&body);
-    return out->oom || body.oom ? KR_ENOMEM : 0;
+    return out->oom || oom ? KR_ENOMEM : 0;
+}
+
+int kr_state_snapshot(const struct kr_state *s, struct kr_buf *out)
+{
+    return write_state(s, true, out);
+}
+
+size_t kr_state_save_size(const struct kr_state *s)
+{
+    struct kr_buf body;
+    struct var_node *n;
+    size_t size = 5 + 5 + 16 + 5 + 8;
+
+    /* Keys and the checkpoint are few: encode them; Variables are many:
+     * add up their lengths. */
+    kr_buf_init(&body);
+    for (size_t i = 0; i < s->n_keys; i++) {
+        body.len = 0;
+        put_key_body(&body, &s->keys[i]);
+        size += 5 + body.len;
+    }
+    kr_buf_free(&body);
+    if (s->rekey_ns != NULL)
+        size += 5 + 4 + strlen(s->rekey_ns) + 4 + strlen(s->rekey_path);
+    RB_FOREACH(n, var_tree, (struct var_tree *)&s->vars)
+    size += var_record_size(&n->v);
+    return size;
+}
+
+int kr_state_save(const struct kr_state *s, struct kr_buf *out)
+{
+    /* One allocation of the exact size instead of doubling copies. */
+    if (kr_buf_reserve(out, kr_state_save_size(s)) != 0)
+        return KR_ENOMEM;
+    return write_state(s, false, out);
+}
+
+/* ---- reading it: the loader ---- */
+
+/* Any record but a staged restore is smaller than this (a Variable is at
+ * most about 1 MiB, a root key a few KiB). */
+#define RECORD_MAX (16u << 20)
+
+enum phase {
+    PH_MAGIC,   /* before the magic and version */
+    PH_INDEXES, /* the INDEXES record must come next */
+    PH_KEYS,    /* root keys */
+    PH_REKEY,   /* after the checkpoint: a stage or Variables */
+    PH_STAGE,   /* after the stage: Variables */
+    PH_VARS,    /* Variables */
+    PH_ENDED,   /* nothing may follow */
+};
+
+struct kr_state_loader {
+    bool build;
+    bool allow_stage; /* a raft snapshot: a staged restore may follow */
+    enum phase phase;
+    struct kr_state *st;       /* keys always; the rest when building */
+    char *last_ns, *last_path; /* the last Variable, when not building */
+    struct var_node *last;     /* the last Variable, when building */
+    uint64_t n_records;
+    size_t n_active;
+    struct stage *stage;   /* a staged restore read from a raft snapshot */
+    struct kr_buf pending; /* a record cut by the end of a feed */
+    uint64_t fed;          /* bytes consumed, pending excluded */
+    int err;
+    char errmsg[KR_ERRMSG_SIZE];
+    kr_state_record_cb on_record;
+    void *arg;
+    uint64_t counts[256];
+    uint64_t bytes[256];
+};
+
+static void stage_free(struct stage *st)
+{
+    if (st == NULL)
+        return;
+    kr_state_loader_free(st->loader);
+    free(st);
+}
+
+int kr_state_loader_new(struct kr_state_loader **out, bool build)
+{
+    struct kr_state_loader *l = calloc(1, sizeof(*l));
+
+    if (l == NULL || kr_state_new(&l->st) != 0) {
+        free(l);
+        return KR_ENOMEM;
+    }
+    l->build = build;
+    kr_buf_init(&l->pending);
+    *out = l;
+    return 0;
+}
+
+void kr_state_loader_free(struct kr_state_loader *l)
+{
+    if (l == NULL)
+        return;
+    kr_state_free(l->st);
+    free(l->last_ns);
+    free(l->last_path);
+    stage_free(l->stage);
+    kr_buf_free(&l->pending);
+    free(l);
+}
+
+void kr_state_loader_on_record(struct kr_state_loader *l, kr_state_record_cb cb,
+                               void *arg)
+{
+    l->on_record = cb;
+    l->arg = arg;
+}
+
+uint64_t kr_state_loader_fed(const struct kr_state_loader *l)
+{
+    return l->fed + l->pending.len;
+}
+
+uint64_t kr_state_loader_count(const struct kr_state_loader *l, uint8_t type,
+                               uint64_t *bytes)
+{
+    if (bytes != NULL)
+        *bytes = l->bytes[type];
+    return l->counts[type];
+}
+
+size_t kr_state_loader_key_count(const struct kr_state_loader *l)
+{
+    return l->st->n_keys;
+}
+
+const struct kr_root_key *
+kr_state_loader_key_at(const struct kr_state_loader *l, size_t i)
+{
+    return kr_state_key_at(l->st, i);
+}
+
+static int fail(struct kr_state_loader *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int fail(struct kr_state_loader *l, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(l->errmsg, sizeof(l->errmsg), fmt, ap);
+    va_end(ap);
+    l->err = KR_ECORRUPT;
+    return l->err;
 }
 
 static bool get_key_id(struct kr_rd *r, char out[KR_UUID_LEN + 1])
@@ -690,50 +945,124 @@ static bool ns_valid(const char *ns)
     return true;
 }
 
-static bool restore_var(struct kr_state *s, struct kr_rd *r)
+/* Decodes a ROOT_KEY record body into *k (owned contents). */
+static bool get_key_body(struct kr_rd *r, struct kr_root_key *k)
+{
+    uint8_t flags = 0;
+
+    if (!kr_codec_get_root_key(r, k))
+        return false;
+    /* rekey_total came later: a record without it is older. */
+    if (!kr_rd_done(r))
+        k->rekey_total = kr_rd_u64(r);
+    if (!kr_rd_done(r)) {
+        /* Written only when a flag is set; unknown flags are refused. */
+        flags = kr_rd_u8(r);
+        if (flags == 0 || (flags & ~KEY_FLAG_REDACTED) != 0)
+            r->err = true;
+    }
+    k->redacted = (flags & KEY_FLAG_REDACTED) != 0;
+    /* Material exactly when not redacted: a key that is neither could
+     * never be decrypted, nor told apart from one that was redacted. */
+    if (!kr_rd_done(r) || !kr_uuid_valid(k->key_id) ||
+        k->redacted != (k->n_wrapped == 0)) {
+        kr_root_key_clear(k);
+        return false;
+    }
+    return true;
+}
+
+static bool load_key(struct kr_state_loader *l, struct kr_rd *r)
+{
+    struct kr_root_key key;
+
+    if (!get_key_body(r, &key))
+        return false;
+    if (key_find(l->st, key.key_id) != NULL) {
+        kr_root_key_clear(&key);
+        return false;
+    }
+    l->n_active += key.state == KR_KEY_ACTIVE;
+    key.n_vars = 0;
+    key_append(l->st, &key);
+    return true;
+}
+
+/* Decodes a VAR record body into a new node (owned), NULL if malformed. */
+static struct var_node *get_var(struct kr_rd *r)
 {
     struct var_node *n = calloc(1, sizeof(*n));
-    struct var_node *last;
     size_t len;
     const uint8_t *data;
 
     if (n == NULL)
-        return false;
+        return NULL;
     n->v.namespace = kr_rd_strdup(r, KR_NAMESPACE_MAX);
     n->v.path = kr_rd_strdup(r, KR_VAR_PATH_MAX);
-    if (n->v.namespace == NULL || n->v.path == NULL)
-        goto fail;
-    if (!get_key_id(r, n->v.key_id))
+    if (n->v.namespace == NULL || n->v.path == NULL ||
+        !get_key_id(r, n->v.key_id))
         goto fail;
     data = kr_rd_bytes(r, &len);
     if (r->err || len < 28 || len > KR_VAR_DATA_MAX)
+        goto fail;
+    n->v.create_index = kr_rd_u64(r);
+    n->v.modify_index = kr_rd_u64(r);
+    n->v.create_time = kr_rd_i64(r);
+    n->v.modify_time = kr_rd_i64(r);
+    if (!kr_rd_done(r) || kr_var_path_validate(n->v.path, NULL) != 0 ||
+        !ns_valid(n->v.namespace))
         goto fail;
     n->v.data = malloc(len);
     if (n->v.data == NULL)
         goto fail;
     memcpy(n->v.data, data, len);
     n->v.data_len = len;
-    n->v.create_index = kr_rd_u64(r);
-    n->v.modify_index = kr_rd_u64(r);
-    n->v.create_time = kr_rd_i64(r);
-    n->v.modify_time = kr_rd_i64(r);
-    /* Records must come in tree order, as kr_state_snapshot writes them:
-     * one state has exactly one encoding. */
-    last = RB_MAX(var_tree, &s->vars);
-    if (!kr_rd_done(r) || kr_var_path_validate(n->v.path, NULL) != 0 ||
-        !ns_valid(n->v.namespace) || (last != NULL && var_cmp(last, n) >= 0))
-        goto fail;
-    RB_INSERT(var_tree, &s->vars, n);
-    s->n_vars++;
-    key_uses(s, n->v.key_id, +1);
-    return true;
+    return n;
 fail:
     var_node_free(n);
-    return false;
+    return NULL;
+}
+
+/* Records come in tree order, as kr_state_snapshot writes them: one
+ * state has exactly one encoding. */
+static bool load_var(struct kr_state_loader *l, struct kr_rd *r)
+{
+    struct var_node *n = get_var(r);
+    bool after;
+
+    if (n == NULL)
+        return false;
+    if (l->build) {
+        after = l->last == NULL || var_cmp(l->last, n) < 0;
+    } else {
+        int c = l->last_ns == NULL ? -1 : strcmp(l->last_ns, n->v.namespace);
+        if (c == 0)
+            c = strcmp(l->last_path, n->v.path);
+        after = c < 0;
+    }
+    if (!after) {
+        var_node_free(n);
+        return false;
+    }
+    if (!l->build) {
+        free(l->last_ns);
+        free(l->last_path);
+        /* Moved: the node itself goes. */
+        l->last_ns = n->v.namespace;
+        l->last_path = n->v.path;
+        free(n->v.data);
+        free(n);
+        return true;
+    }
+    RB_INSERT(var_tree, &l->st->vars, n);
+    l->st->n_vars++;
+    l->last = n;
+    key_uses(l->st, n->v.key_id, +1);
+    return true;
 }
 
 /* At most one checkpoint, naming a valid namespace and path. */
-static bool restore_cursor(struct kr_state *s, struct kr_rd *r)
+static bool load_cursor(struct kr_state *s, struct kr_rd *r)
 {
     char *ns = kr_rd_strdup(r, KR_NAMESPACE_MAX);
     char *path = kr_rd_strdup(r, KR_VAR_PATH_MAX);
@@ -751,103 +1080,456 @@ static bool restore_cursor(struct kr_state *s, struct kr_rd *r)
     return ok;
 }
 
+static bool load_stage(struct kr_state_loader *l, struct kr_rd *r)
+{
+    struct stage *st = calloc(1, sizeof(*st));
+    const uint8_t *nested;
+    size_t n;
+    char err[KR_ERRMSG_SIZE];
+
+    if (st == NULL)
+        return false;
+    st->id = kr_rd_u64(r);
+    st->total = kr_rd_u64(r);
+    st->received = kr_rd_u64(r);
+    nested = kr_rd_bytes(r, &n);
+    if (!kr_rd_done(r) || st->id == 0 || st->total == 0 ||
+        st->total > KR_STATE_RESTORE_MAX || st->received > st->total ||
+        kr_state_loader_new(&st->loader, true) != 0 ||
+        kr_state_loader_feed(st->loader, nested, n, err) != 0) {
+        stage_free(st);
+        return false;
+    }
+    l->stage = st;
+    return true;
+}
+
+/* Where each record type may come, and the phase it leaves. */
+static bool phase_allows(const struct kr_state_loader *l, uint8_t type,
+                         enum phase *next)
+{
+    static const struct {
+        uint8_t type;
+        enum phase from, to, next;
+    } rules[] = {
+        {KR_SNAP_REC_INDEXES, PH_INDEXES, PH_INDEXES, PH_KEYS},
+        {KR_SNAP_REC_ROOT_KEY, PH_KEYS, PH_KEYS, PH_KEYS},
+        {KR_SNAP_REC_REKEY, PH_KEYS, PH_KEYS, PH_REKEY},
+        {KR_SNAP_REC_STAGE, PH_KEYS, PH_REKEY, PH_STAGE},
+        {KR_SNAP_REC_VAR, PH_KEYS, PH_VARS, PH_VARS},
+        {KR_SNAP_REC_END, PH_KEYS, PH_VARS, PH_ENDED},
+    };
+
+    for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++) {
+        if (rules[i].type != type)
+            continue;
+        if (type == KR_SNAP_REC_STAGE && !l->allow_stage)
+            return false;
+        *next = rules[i].next;
+        return l->phase >= rules[i].from && l->phase <= rules[i].to;
+    }
+    return false;
+}
+
+/* Checks and applies one whole record at l->fed. */
+static int load_record(struct kr_state_loader *l, const uint8_t *rec,
+                       size_t len)
+{
+    uint8_t type = rec[0];
+    struct kr_rd body;
+    enum phase next = l->phase;
+    bool ok;
+
+    if (l->phase == PH_ENDED)
+        return fail(l,
+                    "state snapshot has data after its end record "
+                    "(byte %llu)",
+                    (unsigned long long)l->fed);
+    if (kr_snap_record_name(type) == NULL ||
+        (type == KR_SNAP_REC_STAGE && !l->allow_stage))
+        return fail(l, "unknown state record type %u at byte %llu", type,
+                    (unsigned long long)l->fed);
+    if (!phase_allows(l, type, &next))
+        return fail(l,
+                    "state record %s out of order at byte %llu (expected: "
+                    "indexes, root keys, rekey checkpoint, variables, end)",
+                    kr_snap_record_name(type), (unsigned long long)l->fed);
+    kr_rd_init(&body, rec + 5, len - 5);
+    switch (type) {
+    case KR_SNAP_REC_INDEXES:
+        l->st->keys_index = kr_rd_u64(&body);
+        l->st->vars_index = kr_rd_u64(&body);
+        ok = kr_rd_done(&body);
+        break;
+    case KR_SNAP_REC_ROOT_KEY:
+        ok = load_key(l, &body);
+        if (ok && l->n_active > 1)
+            return fail(l, "state snapshot has %zu active keys", l->n_active);
+        break;
+    case KR_SNAP_REC_VAR:
+        ok = load_var(l, &body);
+        break;
+    case KR_SNAP_REC_REKEY:
+        ok = load_cursor(l->st, &body);
+        break;
+    case KR_SNAP_REC_STAGE:
+        ok = load_stage(l, &body);
+        break;
+    default: /* KR_SNAP_REC_END */
+        ok = kr_rd_u64(&body) == l->n_records && kr_rd_done(&body);
+        break;
+    }
+    if (!ok)
+        return fail(l, "malformed state record %s at byte %llu",
+                    kr_snap_record_name(type), (unsigned long long)l->fed);
+    l->phase = next;
+    l->n_records++;
+    l->counts[type]++;
+    l->bytes[type] += len;
+    if (l->on_record != NULL)
+        l->on_record(l->arg, type, rec, len);
+    l->fed += len;
+    return 0;
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+/* The length of the record whose header starts at p (5 bytes), or 0 when
+ * its body is larger than a record may be. */
+static size_t record_len(const struct kr_state_loader *l, const uint8_t *p)
+{
+    uint32_t blen = get_u32(p + 1);
+
+    if (blen > RECORD_MAX && !(p[0] == KR_SNAP_REC_STAGE && l->allow_stage))
+        return 0;
+    return 5 + (size_t)blen;
+}
+
+static int check_magic(struct kr_state_loader *l, const uint8_t *p)
+{
+    if (memcmp(p, SNAP_MAGIC, 4) != 0)
+        return fail(l, "not a keyraft state snapshot");
+    if (p[4] != SNAP_VERSION)
+        return fail(l,
+                    "unsupported state snapshot version %u (this build "
+                    "reads version %u)",
+                    p[4], SNAP_VERSION);
+    l->phase = PH_INDEXES;
+    l->fed = 5;
+    return 0;
+}
+
+/* Moves up to `want` bytes from *p into the pending record. */
+static size_t take(struct kr_state_loader *l, const uint8_t **p, size_t *n,
+                   size_t want)
+{
+    size_t k = want < *n ? want : *n;
+
+    kr_buf_append(&l->pending, *p, k);
+    *p += k;
+    *n -= k;
+    return k;
+}
+
+static void note_oom(struct kr_state_loader *l)
+{
+    if (l->err == 0 && l->pending.oom) {
+        l->err = KR_ENOMEM;
+        snprintf(l->errmsg, sizeof(l->errmsg), "out of memory");
+    }
+}
+
+/* Completes the magic or a record that an earlier feed cut; false when
+ * the input ran out first (or on error). */
+static bool finish_pending(struct kr_state_loader *l, const uint8_t **p,
+                           size_t *n)
+{
+    size_t need;
+
+    if (l->phase == PH_MAGIC) {
+        take(l, p, n, 5 - l->pending.len);
+        note_oom(l);
+        if (l->err != 0 || l->pending.len < 5)
+            return false;
+        check_magic(l, l->pending.data);
+        l->pending.len = 0;
+        return l->err == 0;
+    }
+    if (l->pending.len < 5) {
+        take(l, p, n, 5 - l->pending.len);
+        if (l->pending.len < 5)
+            return false;
+    }
+    need = record_len(l, l->pending.data);
+    if (need == 0) {
+        fail(l, "state record at byte %llu is too large",
+             (unsigned long long)l->fed);
+        return false;
+    }
+    take(l, p, n, need - l->pending.len);
+    note_oom(l);
+    if (l->err != 0 || l->pending.len < need)
+        return false;
+    load_record(l, l->pending.data, l->pending.len);
+    l->pending.len = 0;
+    return l->err == 0;
+}
+
+int kr_state_loader_feed(struct kr_state_loader *l, const void *buf, size_t n,
+                         char *errmsg)
+{
+    const uint8_t *p = buf;
+    size_t rlen;
+
+    while (l->err == 0 && n > 0 && (l->phase == PH_MAGIC || l->pending.len > 0))
+        if (!finish_pending(l, &p, &n))
+            break;
+    /* Whole records straight from the input, without copying. */
+    while (l->err == 0 && n >= 5 && l->phase != PH_ENDED) {
+        rlen = record_len(l, p);
+        if (rlen == 0) {
+            fail(l, "state record at byte %llu is too large",
+                 (unsigned long long)l->fed);
+            break;
+        }
+        if (rlen > n)
+            break;
+        if (load_record(l, p, rlen) != 0)
+            break;
+        p += rlen;
+        n -= rlen;
+    }
+    if (l->err == 0 && n > 0 && l->phase == PH_ENDED)
+        fail(l, "state snapshot has data after its end record (byte %llu)",
+             (unsigned long long)l->fed);
+    if (l->err == 0 && n > 0) {
+        take(l, &p, &n, n);
+        note_oom(l);
+    }
+    if (l->err != 0)
+        return kr_errf(errmsg, l->err, "%s", l->errmsg);
+    return 0;
+}
+
+int kr_state_loader_finish(struct kr_state_loader *l, char *errmsg)
+{
+    if (l->err == 0 && (l->phase != PH_ENDED || l->pending.len > 0)) {
+        if (l->phase == PH_MAGIC)
+            fail(l, "not a keyraft state snapshot");
+        else
+            fail(l, "state snapshot truncated after byte %llu",
+                 (unsigned long long)kr_state_loader_fed(l));
+    }
+    if (l->err != 0)
+        return kr_errf(errmsg, l->err, "%s", l->errmsg);
+    return 0;
+}
+
+/* Replaces s's contents with the loader's (which must have been built
+ * and finished); the loader is left empty. */
+static void install(struct kr_state *s, struct kr_state_loader *l)
+{
+    struct kr_state *fresh = l->st;
+    uint64_t keys_gen = s->keys_gen, restore_gen = s->restore_gen;
+
+    state_clear(s);
+    stage_free(s->stage);
+    *s = *fresh;
+    s->stage = l->stage;
+    s->keys_gen = keys_gen + 1;
+    s->restore_gen = restore_gen + 1;
+    l->stage = NULL;
+    memset(fresh, 0, sizeof(*fresh));
+    RB_INIT(&fresh->vars);
+    l->last = NULL;
+}
+
 int kr_state_restore(struct kr_state *s, const void *buf, size_t len,
                      char *errmsg)
 {
-    struct kr_state *fresh = NULL;
-    struct kr_rd r, body;
-    struct kr_root_key key;
-    size_t n_active = 0;
-    uint64_t n_records = 0;
-    bool ended = false;
-    int rv = KR_ECORRUPT;
+    struct kr_state_loader *l = NULL;
+    int rv;
 
-    if (kr_state_new(&fresh) != 0)
+    if (kr_state_loader_new(&l, true) != 0)
         return kr_errf(errmsg, KR_ENOMEM, "out of memory");
-    kr_rd_init(&r, buf, len);
-    if (len < 5 || memcmp(buf, SNAP_MAGIC, 4) != 0) {
-        kr_errf(errmsg, rv, "not a keyraft state snapshot");
-        goto out;
-    }
-    r.off = 4;
-    if (kr_rd_u8(&r) != SNAP_VERSION) {
-        kr_errf(errmsg, rv, "unsupported state snapshot version");
-        goto out;
-    }
-    while (r.off < r.len) {
-        uint8_t type = kr_rd_u8(&r);
-        size_t blen;
-        const uint8_t *b = kr_rd_bytes(&r, &blen);
-
-        if (r.err) {
-            kr_errf(errmsg, rv, "state snapshot truncated");
-            goto out;
-        }
-        kr_rd_init(&body, b, blen);
-        /* Exactly one indexes record, first; nothing after the end. */
-        if (ended || (n_records == 0) != (type == SNAP_REC_INDEXES))
-            goto bad;
-        switch (type) {
-        case SNAP_REC_INDEXES:
-            fresh->keys_index = kr_rd_u64(&body);
-            fresh->vars_index = kr_rd_u64(&body);
-            if (!kr_rd_done(&body))
-                goto bad;
-            break;
-        case SNAP_REC_ROOT_KEY:
-            /* Keys precede Variables, so n_vars can be rebuilt. */
-            if (fresh->n_vars > 0 || !kr_codec_get_root_key(&body, &key))
-                goto bad;
-            /* rekey_total came later: a record without it is older. */
-            if (!kr_rd_done(&body))
-                key.rekey_total = kr_rd_u64(&body);
-            if (!kr_rd_done(&body) || !kr_uuid_valid(key.key_id) ||
-                key_find(fresh, key.key_id) != NULL) {
-                kr_root_key_clear(&key);
-                goto bad;
-            }
-            n_active += key.state == KR_KEY_ACTIVE;
-            key.n_vars = 0;
-            key_append(fresh, &key);
-            break;
-        case SNAP_REC_VAR:
-            if (!restore_var(fresh, &body))
-                goto bad;
-            break;
-        case SNAP_REC_REKEY:
-            if (!restore_cursor(fresh, &body))
-                goto bad;
-            break;
-        case SNAP_REC_END:
-            if (kr_rd_u64(&body) != n_records || !kr_rd_done(&body))
-                goto bad;
-            ended = true;
-            break;
-        default:
-            kr_errf(errmsg, rv, "unknown state record type %u", type);
-            goto out;
-        }
-        n_records++;
-    }
-    if (!ended) {
-        kr_errf(errmsg, rv, "state snapshot truncated");
-        goto out;
-    }
-    if (n_active > 1) {
-        kr_errf(errmsg, rv, "state snapshot has %zu active keys", n_active);
-        goto out;
-    }
-    /* Swap: the old contents go, the fresh ones stay in s. */
-    fresh->keys_gen = s->keys_gen + 1;
-    state_clear(s);
-    *s = *fresh;
-    free(fresh);
-    fresh = NULL;
-    rv = 0;
-    goto out;
-bad:
-    kr_errf(errmsg, rv, "malformed state record at byte %zu", r.off);
-out:
-    kr_state_free(fresh);
+    l->allow_stage = true;
+    rv = kr_state_loader_feed(l, buf, len, errmsg);
+    if (rv == 0)
+        rv = kr_state_loader_finish(l, errmsg);
+    if (rv == 0)
+        install(s, l);
+    kr_state_loader_free(l);
     return rv;
+}
+
+int kr_state_record_redact(const uint8_t *rec, size_t len, struct kr_buf *out)
+{
+    struct kr_root_key key;
+    struct kr_buf body;
+    struct kr_rd r;
+
+    if (len < 5 || rec[0] != KR_SNAP_REC_ROOT_KEY ||
+        get_u32(rec + 1) != len - 5)
+        return KR_EINVAL;
+    kr_rd_init(&r, rec + 5, len - 5);
+    if (!get_key_body(&r, &key))
+        return KR_EINVAL;
+    /* Every wrapped copy goes: both blobs and, for aead, the KEK (wiped
+     * as it is freed). */
+    kr_root_key_clear(&key);
+    key.redacted = true;
+    kr_buf_init(&body);
+    put_key_body(&body, &key);
+    put_record(out, KR_SNAP_REC_ROOT_KEY, &body);
+    kr_buf_free(&body);
+    return out->oom ? KR_ENOMEM : 0;
+}
+
+/* ---- the staged restore ---- */
+
+/* A stage in a raft snapshot: what it has received so far, re-encoded
+ * from the state it is building (the same records, in the same order),
+ * then the bytes of a record cut by the last chunk. */
+static void put_stage(struct kr_buf *out, const struct stage *st)
+{
+    const struct kr_state_loader *l = st->loader;
+    struct kr_buf nested, body;
+
+    kr_buf_init(&nested);
+    kr_buf_init(&body);
+    if (l->phase != PH_MAGIC) {
+        kr_buf_append(&nested, SNAP_MAGIC, 4);
+        kr_buf_u8(&nested, SNAP_VERSION);
+    }
+    if (l->phase > PH_INDEXES)
+        put_records(l->st, false, &nested, &body);
+    if (l->phase == PH_ENDED) {
+        body.len = 0;
+        kr_buf_u64(&body, l->n_records - 1);
+        put_record(&nested, KR_SNAP_REC_END, &body);
+    }
+    kr_buf_append(&nested, l->pending.data, l->pending.len);
+    body.len = 0;
+    kr_buf_u64(&body, st->id);
+    kr_buf_u64(&body, st->total);
+    kr_buf_u64(&body, st->received);
+    kr_buf_bytes(&body, nested.data, nested.len);
+    put_record(out, KR_SNAP_REC_STAGE, &body);
+    if (nested.oom || body.oom)
+        out->oom = true;
+    kr_buf_free(&nested);
+    kr_buf_free(&body);
+}
+
+static void drop_stage(struct kr_state *s)
+{
+    stage_free(s->stage);
+    s->stage = NULL;
+}
+
+static int apply_restore_begin(struct kr_state *s,
+                               const struct kr_entry_restore *e)
+{
+    struct stage *st;
+
+    if (e->id == 0 || e->total == 0 || e->total > KR_STATE_RESTORE_MAX)
+        return KR_EINVAL;
+    st = xcalloc(1, sizeof(*st));
+    KR_BUG_ON(kr_state_loader_new(&st->loader, true) != 0);
+    st->id = e->id;
+    st->total = e->total;
+    /* A newer restore replaces one that never committed. */
+    drop_stage(s);
+    s->stage = st;
+    return 0;
+}
+
+static int apply_restore_chunk(struct kr_state *s, uint64_t index,
+                               const struct kr_entry_restore *e)
+{
+    struct stage *st = s->stage;
+    char err[KR_ERRMSG_SIZE];
+
+    if (st == NULL || st->id != e->id)
+        return KR_ENOTFOUND;
+    if (e->offset != st->received || e->data_len > st->total - st->received) {
+        KR_WARN("state",
+                "restore %016llx: chunk at %llu does not follow "
+                "byte %llu of %llu; restore dropped",
+                (unsigned long long)e->id, (unsigned long long)e->offset,
+                (unsigned long long)st->received,
+                (unsigned long long)st->total);
+        drop_stage(s);
+        return KR_EINVAL;
+    }
+    if (kr_state_loader_feed(st->loader, e->data, e->data_len, err) != 0) {
+        /* The same on every replica; the leader checked it all before
+         * proposing, so this is a bug or a hostile log. */
+        KR_BUG_ON(st->loader->err == KR_ENOMEM);
+        KR_WARN("state", "restore %016llx: entry %llu: %s; restore dropped",
+                (unsigned long long)e->id, (unsigned long long)index, err);
+        drop_stage(s);
+        return KR_EINVAL;
+    }
+    st->received += e->data_len;
+    return 0;
+}
+
+static int apply_restore_commit(struct kr_state *s, uint64_t index,
+                                const struct kr_entry_restore *e)
+{
+    struct stage *st = s->stage;
+    char err[KR_ERRMSG_SIZE];
+
+    if (st == NULL || st->id != e->id)
+        return KR_ENOTFOUND;
+    if (st->received != st->total ||
+        kr_state_loader_finish(st->loader, err) != 0) {
+        KR_WARN("state",
+                "restore %016llx: commit at %llu with %llu of %llu "
+                "bytes: %s; restore dropped",
+                (unsigned long long)e->id, (unsigned long long)index,
+                (unsigned long long)st->received, (unsigned long long)st->total,
+                st->received != st->total ? "incomplete" : err);
+        drop_stage(s);
+        return KR_EINVAL;
+    }
+    s->stage = NULL;
+    install(s, st->loader);
+    /* Every table changed here, whatever indexes the snapshot had. */
+    s->keys_index = s->vars_index = index;
+    stage_free(st);
+    return 0;
+}
+
+static int apply_restore_abort(struct kr_state *s,
+                               const struct kr_entry_restore *e)
+{
+    if (s->stage == NULL || (e->id != 0 && s->stage->id != e->id))
+        return KR_ENOTFOUND;
+    drop_stage(s);
+    return 0;
+}
+
+bool kr_state_stage_info(const struct kr_state *s, uint64_t *id,
+                         uint64_t *received, uint64_t *total)
+{
+    if (s->stage == NULL)
+        return false;
+    if (id != NULL)
+        *id = s->stage->id;
+    if (received != NULL)
+        *received = s->stage->received;
+    if (total != NULL)
+        *total = s->stage->total;
+    return true;
+}
+
+uint64_t kr_state_restore_generation(const struct kr_state *s)
+{
+    return s->restore_gen;
 }

@@ -14,6 +14,17 @@
  * computes the same outcome.  Running out of memory during apply aborts the
  * process: a replica that silently skipped an entry would diverge.
  *
+ * Staged restore.  An operator's snapshot is restored through raft in
+ * pieces, so no log entry is huge: RESTORE_BEGIN opens a staging area
+ * for a state.bin of a given length, RESTORE_CHUNKs append to it in
+ * order (each is decoded into a state being built beside the live one),
+ * and RESTORE_COMMIT swaps the built state in, in one apply.  Until then
+ * the live state serves reads and takes writes as usual; writes applied
+ * before the commit are replaced by it.  A staging area is part of the
+ * replicated state: raft snapshots carry it, so a server that catches up
+ * from one can still apply the commit.  RESTORE_ABORT (or a new BEGIN)
+ * drops it.  See docs/architecture.md "Restoring a snapshot".
+ *
  * Not thread safe: only the loop thread touches a struct kr_state.
  */
 #ifndef KR_STATE_STATE_H
@@ -35,6 +46,24 @@
  * bounds the Items JSON, plus nonce and tag.  Apply, restore and the HTTP
  * layer all use this one number, so whatever was accepted can be restored. */
 #define KR_VAR_DATA_MAX ((1u << 20) + 28u)
+/* The largest state.bin a restore takes: with the live state it must fit
+ * in one raft snapshot frame (2 GiB) while the restore is staged. */
+#define KR_STATE_RESTORE_MAX (1ull << 30)
+/* The most bytes one RESTORE_CHUNK entry carries. */
+#define KR_RESTORE_CHUNK_MAX (1u << 20)
+
+/* Record types of the state snapshot encoding ("state.bin"). */
+enum kr_snap_record {
+    KR_SNAP_REC_INDEXES = 1,
+    KR_SNAP_REC_ROOT_KEY = 2,
+    KR_SNAP_REC_VAR = 3,
+    KR_SNAP_REC_REKEY = 4, /* the rekey checkpoint, when there is one */
+    KR_SNAP_REC_STAGE = 5, /* a staged restore (raft snapshots only) */
+    KR_SNAP_REC_END = 255, /* u64 count of the records before it */
+};
+
+/* "RootKey", "Variable", ... for a record type; NULL when unknown. */
+const char *kr_snap_record_name(uint8_t type);
 
 enum kr_key_state {
     KR_KEY_ACTIVE,
@@ -64,6 +93,10 @@ struct kr_root_key {
      * through snapshots, not log entries): the rekey's progress is
      * rekey_total - n_vars of rekey_total. */
     uint64_t rekey_total;
+    /* Restored from a redacted snapshot: n_wrapped is 0 and the material
+     * is gone.  Only snapshot records carry it (a key is born with its
+     * material, so no log entry makes one). */
+    bool redacted;
 };
 
 struct kr_var {
@@ -95,13 +128,83 @@ void kr_state_free(struct kr_state *s);
 int kr_state_apply(struct kr_state *s, uint64_t index, const void *buf,
                    size_t len);
 
-/* Serialises the whole state into out (appended).  Returns 0 or KR_ENOMEM. */
+/* Serialises the whole state, a staged restore included, into out
+ * (appended): raft's snapshot.  Returns 0 or KR_ENOMEM. */
 int kr_state_snapshot(const struct kr_state *s, struct kr_buf *out);
 
-/* Replaces the whole state with the decoded snapshot.  On any error the
- * current state is left untouched and errmsg says what was wrong. */
+/* Serialises what readers see, without a staged restore: the state.bin
+ * of an operator's snapshot.  kr_state_save_size is its exact length. */
+int kr_state_save(const struct kr_state *s, struct kr_buf *out);
+size_t kr_state_save_size(const struct kr_state *s);
+
+/* Replaces the whole state with a decoded raft snapshot (staged restore
+ * included).  On any error the current state is left untouched and
+ * errmsg says what was wrong. */
 int kr_state_restore(struct kr_state *s, const void *buf, size_t len,
                      char *errmsg);
+
+/*
+ * An incremental reader of the snapshot encoding: kr_state_restore and
+ * the staged restore use it, and so do the snapshot archive tools
+ * (validation, inspect, redaction) on an operator's state.bin, which may
+ * arrive in pieces of any size.  It checks everything kr_state_restore
+ * checks: magic and version, every record and the canonical order
+ * (INDEXES, ROOT_KEY*, REKEY?, VAR* in tree order, END with the count),
+ * unique valid KeyIDs, a redacted key exactly when it has no material,
+ * valid paths and namespaces, at most one active key, no byte after END.
+ * A state.bin never holds a staged restore.
+ *
+ * With build set the loader also builds the state (kr_state_loader_into
+ * hands it over); without, it keeps only the key table.  Not thread
+ * safe; any one thread.
+ */
+struct kr_state_loader;
+
+/* rec is the whole record (type, length, body), borrowed for the call. */
+typedef void (*kr_state_record_cb)(void *arg, uint8_t type, const uint8_t *rec,
+                                   size_t len);
+
+/* Returns 0 or KR_ENOMEM; free with kr_state_loader_free. */
+int kr_state_loader_new(struct kr_state_loader **out, bool build);
+void kr_state_loader_free(struct kr_state_loader *l);
+/* Calls cb for every record once it has been checked. */
+void kr_state_loader_on_record(struct kr_state_loader *l, kr_state_record_cb cb,
+                               void *arg);
+/* Feeds the next n bytes.  Returns 0 or KR_ECORRUPT with errmsg set
+ * (and every later call fails the same way). */
+int kr_state_loader_feed(struct kr_state_loader *l, const void *p, size_t n,
+                         char *errmsg);
+/* After the last byte: 0 when the encoding ended exactly with its END
+ * record, else KR_ECORRUPT with errmsg set. */
+int kr_state_loader_finish(struct kr_state_loader *l, char *errmsg);
+/* Bytes fed so far. */
+uint64_t kr_state_loader_fed(const struct kr_state_loader *l);
+/* How many records of a type were read, and their bytes (with the
+ * five-byte record header). */
+uint64_t kr_state_loader_count(const struct kr_state_loader *l, uint8_t type,
+                               uint64_t *bytes);
+/* The keys read so far, in order; borrowed until the loader is freed. */
+size_t kr_state_loader_key_count(const struct kr_state_loader *l);
+const struct kr_root_key *
+kr_state_loader_key_at(const struct kr_state_loader *l, size_t i);
+
+/*
+ * Writes the redacted form of a whole ROOT_KEY record rec (as a record
+ * callback sees it) to out: the same key with no wrapped copies (no DEK
+ * or RSA blob, no KEK) and marked redacted.  Returns 0, KR_EINVAL when
+ * rec is not a well-formed ROOT_KEY record, or KR_ENOMEM.
+ */
+int kr_state_record_redact(const uint8_t *rec, size_t len, struct kr_buf *out);
+
+/* The staged restore, if any: its id, bytes received and total.  False
+ * when nothing is staged. */
+bool kr_state_stage_info(const struct kr_state *s, uint64_t *id,
+                         uint64_t *received, uint64_t *total);
+
+/* Bumped whenever the whole state is replaced (a raft snapshot installed
+ * or a restore committed): key material may have changed under a KeyID,
+ * so the keyring starts over. */
+uint64_t kr_state_restore_generation(const struct kr_state *s);
 
 /* Raft index of the last change to each table (0 when never changed). */
 uint64_t kr_state_keys_index(const struct kr_state *s);

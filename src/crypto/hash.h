@@ -1,0 +1,42 @@
+/*
+ * SHA-256, one-shot and incremental, and standard base64 (RFC 4648 with
+ * padding) for the HTTP Digest header.  Used for snapshot archive
+ * checksums (SHA256SUMS, Digest) and the integrity of restores; never for
+ * key derivation.  Thread safe: a struct kr_sha256 belongs to whoever
+ * created it.
+ */
+#ifndef KR_CRYPTO_HASH_H
+#define KR_CRYPTO_HASH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define KR_SHA256_LEN 32
+/* Lowercase hex of a digest, with its NUL. */
+#define KR_SHA256_HEX_LEN (2 * KR_SHA256_LEN + 1)
+/* Base64 of a digest (44 characters), with its NUL. */
+#define KR_SHA256_B64_LEN 45
+
+struct kr_sha256;
+
+/* Returns 0 or KR_ENOMEM; free with kr_sha256_free. */
+int kr_sha256_new(struct kr_sha256 **out);
+/* NULL is a no-op. */
+void kr_sha256_free(struct kr_sha256 *h);
+void kr_sha256_update(struct kr_sha256 *h, const void *p, size_t n);
+/* Writes the digest and resets h for reuse.  Returns 0 or KR_ECRYPTO
+ * (also when an earlier update failed). */
+int kr_sha256_final(struct kr_sha256 *h, uint8_t out[KR_SHA256_LEN]);
+
+/* One shot over p[0..n).  Returns 0 or KR_ECRYPTO. */
+int kr_sha256(const void *p, size_t n, uint8_t out[KR_SHA256_LEN]);
+
+/* Lowercase hex of a digest into out (KR_SHA256_HEX_LEN bytes). */
+void kr_sha256_hex(const uint8_t d[KR_SHA256_LEN], char *out);
+
+/* Standard base64 with padding of p[0..n) into out, which holds
+ * 4 * ((n + 2) / 3) + 1 bytes; returns the length written (without the
+ * NUL). */
+size_t kr_base64_encode(const void *p, size_t n, char *out);
+
+#endif
