@@ -27,6 +27,8 @@
 
 #define SNAP_MAGIC "KRST"
 #define SNAP_VERSION 1
+_Static_assert(sizeof(KR_SNAP_HEADER) == 6 && SNAP_VERSION == 1,
+               "KR_SNAP_HEADER is SNAP_MAGIC and SNAP_VERSION");
 
 /* ROOT_KEY record flags (the byte after rekey_total). */
 #define KEY_FLAG_REDACTED 1u

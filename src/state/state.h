@@ -52,7 +52,12 @@
 /* The most bytes one RESTORE_CHUNK entry carries. */
 #define KR_RESTORE_CHUNK_MAX (1u << 20)
 
-/* Record types of the state snapshot encoding ("state.bin"). */
+/* The state snapshot encoding ("state.bin") starts with this magic and
+ * version byte; records follow. */
+#define KR_SNAP_HEADER "KRST\x01"
+#define KR_SNAP_HEADER_LEN 5
+
+/* Record types of the state snapshot encoding. */
 enum kr_snap_record {
     KR_SNAP_REC_INDEXES = 1,
     KR_SNAP_REC_ROOT_KEY = 2,
