@@ -43,6 +43,7 @@
 #include "http/http.h"
 #include "keyring/keyring.h"
 #include "kms/kms.h"
+#include "snapshot/restore.h"
 #include "state/state.h"
 
 #define SECMEM_SIZE (32u * 1024 * 1024)
@@ -60,6 +61,7 @@ struct agent {
     struct kr_raft *raft;
     struct kr_keyring *keyring;
     struct kr_keyjobs *keyjobs;
+    struct kr_restore *restore;
     struct kr_http *http;
     struct ssl_ctx_st *https_ctx;      /* tls.http */
     struct ssl_ctx_st *rpc_server_ctx; /* tls.rpc */
@@ -266,6 +268,8 @@ static void become_ready(struct agent *a)
         .rekey_error = rekey_error,
         .rekey_error_arg = a->keyjobs,
         .http2 = a->cfg->tls.http2,
+        .data_dir = a->data_dir,
+        .restore = a->restore,
     };
 
     if (kr_http_start(&a->http, &deps, a->cfg->bind_addr, a->cfg->http_port,
@@ -291,6 +295,7 @@ static void on_tick(uv_timer_t *t)
     kr_raft_observe(a->raft);
     ensure_active_key(a);
     kr_keyjobs_tick(a->keyjobs);
+    kr_restore_tick(a->restore);
     if (a->ready)
         return;
     /* While discovery looks for the other servers there is no clock: a
@@ -382,6 +387,9 @@ static void stop(struct agent *a, int code)
     /* Its proposals in flight come back when raft closes. */
     kr_keyjobs_close(a->keyjobs);
     a->keyjobs = NULL;
+    /* A restore in flight fails; its proposals come back as raft closes. */
+    kr_restore_close(a->restore);
+    a->restore = NULL;
     if (a->raft != NULL)
         kr_raft_close(a->raft, raft_closed, a);
     /* Cancels retry timers and waiters; after_apply sees NULL from now on,
@@ -672,7 +680,13 @@ int kr_agent_main(int argc, char **argv)
             .gc_interval = a.cfg->server.root_key_gc_interval,
             .gc_threshold = a.cfg->server.root_key_gc_threshold,
         };
-        if (kr_keyjobs_new(&a.keyjobs, &kc) != 0) {
+        struct kr_restore_config rsc = {
+            .loop = &a.loop,
+            .raft = a.raft,
+            .state = a.state,
+        };
+        if (kr_keyjobs_new(&a.keyjobs, &kc) != 0 ||
+            kr_restore_new(&a.restore, &rsc) != 0) {
             KR_ERROR("agent", "out of memory");
             a.stopping = true;
             kr_raft_close(a.raft, raft_closed, &a);

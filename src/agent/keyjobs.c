@@ -174,7 +174,9 @@ static bool rotate_or_promote(struct kr_keyjobs *j, int64_t now)
 
     for (size_t i = 0; i < kr_state_key_count(j->cfg.state); i++) {
         const struct kr_root_key *k = kr_state_key_at(j->cfg.state, i);
-        if (k->state == KR_KEY_PREPUBLISHED &&
+        /* A redacted key can never become active (the state machine
+         * refuses it); its successor is made as if it were not there. */
+        if (k->state == KR_KEY_PREPUBLISHED && !k->redacted &&
             (next == NULL || k->publish_time < next->publish_time))
             next = k;
     }
@@ -434,7 +436,16 @@ static bool walk_slice(struct kr_keyjobs *j)
         if (k != NULL && k->state == KR_KEY_REKEYING) {
             rv = reseal(j, v);
             seals++;
-            if (rv == KR_ENOTREADY) {
+            if (rv == KR_ENOTREADY && k->redacted) {
+                /* Never done: the key's Variables cannot be read, so it
+                 * stays rekeying; removing it (-force) ends the rekey. */
+                set_error(rk,
+                          "key %s was redacted from the snapshot this "
+                          "cluster was restored from: its %llu variable(s) "
+                          "cannot be decrypted, so the rekey cannot finish; "
+                          "remove the key with -force to give them up",
+                          v->key_id, (unsigned long long)k->n_vars);
+            } else if (rv == KR_ENOTREADY) {
                 const char *why =
                     kr_keyring_last_error(j->cfg.keyring, v->key_id);
                 set_error(rk,
@@ -442,6 +453,8 @@ static bool walk_slice(struct kr_keyjobs *j)
                           "server%s%s; %llu variable(s) wait for it",
                           v->key_id, why ? ": " : "", why ? why : "",
                           (unsigned long long)k->n_vars);
+            }
+            if (rv == KR_ENOTREADY) {
                 back_off(rk);
                 rk->blocked = true;
                 return true; /* what was done so far still counts */
@@ -496,6 +509,14 @@ static void rekey_kick(struct kr_keyjobs *j)
         return;
     }
     active = kr_state_key_active(j->cfg.state);
+    if (active != NULL && active->redacted) {
+        set_error(rk,
+                  "the active key %s is redacted and cannot encrypt: "
+                  "rotate the keyring (rotate -now) to give the rekey a key",
+                  active->key_id);
+        back_off(rk);
+        return;
+    }
     if (active == NULL || !kr_keyring_has(j->cfg.keyring, active->key_id)) {
         set_error(rk, "the active key is not available on this server yet");
         back_off(rk);

@@ -24,7 +24,10 @@
  * foreground requests keep flowing.  A key whose material this server
  * cannot use stops the walk at its first Variable; the job reports the
  * key and why (kr_keyjobs_rekey_error) and retries with backoff, and the
- * key stays rekeying.
+ * key stays rekeying.  A key restored from a redacted snapshot is such a
+ * key for good: the job keeps reporting it and never marks it done; only
+ * removing the key (with -force) ends the rekey.  A redacted prepublished
+ * key is never promoted.
  *
  * Only the leader runs jobs; every server may call these functions.
  * Loop thread only.

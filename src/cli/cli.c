@@ -17,6 +17,7 @@
 #include "cli/cmd.h"
 #include "cli/keyring.h"
 #include "cli/raftcmd.h"
+#include "cli/snapshot.h"
 #include "cli/tls.h"
 #include "cli/var.h"
 
@@ -44,6 +45,16 @@ static const struct command commands[] = {
      "Removes a root encryption key"},
     {"operator root keyring rotate", kr_cli_keyring_rotate_main,
      "Rotates the root encryption key"},
+    {"operator snapshot", NULL,
+     "Saves and restores snapshots of keyraft server state"},
+    {"operator snapshot inspect", kr_cli_snapshot_inspect_main,
+     "Displays information about a snapshot file"},
+    {"operator snapshot redact", kr_cli_snapshot_redact_main,
+     "Removes key material from a snapshot file"},
+    {"operator snapshot restore", kr_cli_snapshot_restore_main,
+     "Restores a snapshot of keyraft server state"},
+    {"operator snapshot save", kr_cli_snapshot_save_main,
+     "Saves a snapshot of keyraft server state"},
     {"tls", NULL, "Generate self-signed TLS certificates for keyraft"},
     {"tls ca", NULL, "Helpers for managing certificate authorities"},
     {"tls ca create", kr_cli_tls_ca_create_main,

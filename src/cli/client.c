@@ -8,10 +8,12 @@
  */
 #include "cli/client.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -233,6 +235,12 @@ void kr_cli_client_free(struct kr_cli_client *c)
 struct sink {
     struct kr_cli_resp *resp;
     bool too_big;
+    long status;       /* from the status line, before the body */
+    kr_cli_sink_fn fn; /* streams a 2xx body; NULL: buffered */
+    void *arg;
+    int fn_err;
+    int upload_fd; /* >= 0: the request body */
+    bool read_failed;
 };
 
 static size_t on_body(char *p, size_t size, size_t n, void *arg)
@@ -240,12 +248,31 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
     struct sink *s = arg;
     size_t len = size * n;
 
+    if (s->fn != NULL && s->status >= 200 && s->status < 300) {
+        s->fn_err = s->fn(s->arg, p, len);
+        return s->fn_err == 0 ? len : 0;
+    }
     if (len > BODY_MAX - s->resp->body.len) {
         s->too_big = true;
         return 0;
     }
     kr_buf_append(&s->resp->body, p, len);
     return s->resp->body.oom ? 0 : len;
+}
+
+static size_t on_upload(char *p, size_t size, size_t n, void *arg)
+{
+    struct sink *s = arg;
+    ssize_t got;
+
+    do
+        got = read(s->upload_fd, p, size * n);
+    while (got < 0 && errno == EINTR);
+    if (got < 0) {
+        s->read_failed = true;
+        return CURL_READFUNC_ABORT;
+    }
+    return (size_t)got;
 }
 
 static bool header_is(const char *line, size_t len, const char *name,
@@ -283,18 +310,25 @@ static int64_t parse_digits(const char *v, size_t n)
 
 static size_t on_header(char *p, size_t size, size_t n, void *arg)
 {
-    struct kr_cli_resp *r = arg;
+    struct sink *s = arg;
+    struct kr_cli_resp *r = s->resp;
     size_t len = size * n;
     const char *v;
     size_t vn;
 
     if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {
         /* A new response (after 100 Continue): forget earlier headers. */
+        const char *sp = memchr(p, ' ', len);
         r->index = 0;
         r->known_leader = false;
         r->last_contact_ms = 0;
+        r->digest[0] = '\0';
+        r->content_length = 0;
         free(r->next_token);
         r->next_token = NULL;
+        s->status = sp != NULL && (size_t)(sp - p) + 4 <= len
+                        ? (long)parse_digits(sp + 1, 3)
+                        : 0;
     } else if (header_is(p, len, "X-Nomad-Index", &v, &vn)) {
         r->index = (uint64_t)parse_digits(v, vn);
     } else if (header_is(p, len, "X-Nomad-KnownLeader", &v, &vn)) {
@@ -304,6 +338,10 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
     } else if (header_is(p, len, "X-Nomad-NextToken", &v, &vn)) {
         free(r->next_token);
         r->next_token = vn > 0 ? strndup(v, vn) : NULL;
+    } else if (header_is(p, len, "Digest", &v, &vn)) {
+        snprintf(r->digest, sizeof(r->digest), "%.*s", (int)vn, v);
+    } else if (header_is(p, len, "Content-Length", &v, &vn)) {
+        r->content_length = (uint64_t)parse_digits(v, vn);
     }
     return len;
 }
@@ -341,14 +379,17 @@ static void set_tls(struct kr_cli_client *c)
         curl_easy_setopt(c->curl, CURLOPT_CONNECT_TO, c->connect_to);
 }
 
-int kr_cli_client_do(struct kr_cli_client *c, const char *method,
-                     const char *path, const char *query, const char *body,
-                     struct kr_cli_resp *resp, char *errmsg)
+/* One request: body is a JSON text, or the request body streams from
+ * sink->upload_fd (>= 0, upload_size bytes); a 2xx reply body goes to
+ * sink->fn when set. */
+static int transfer(struct kr_cli_client *c, const char *method,
+                    const char *path, const char *query, const char *body,
+                    struct sink *sink, uint64_t upload_size,
+                    struct kr_cli_resp *resp, char *errmsg)
 {
     const struct kr_cli_api *api = c->api;
     struct kr_buf url, tok;
     struct curl_slist *hdrs = NULL;
-    struct sink sink = {resp, false};
     char errbuf[CURL_ERROR_SIZE] = "";
     curl_off_t total_us = 0;
     CURLcode cc;
@@ -378,7 +419,9 @@ int kr_cli_client_do(struct kr_cli_client *c, const char *method,
     }
     if (add_header(&hdrs, "Expect:") != 0 ||
         (body != NULL &&
-         add_header(&hdrs, "Content-Type: application/json") != 0))
+         add_header(&hdrs, "Content-Type: application/json") != 0) ||
+        (sink->upload_fd >= 0 &&
+         add_header(&hdrs, "Content-Type: application/octet-stream") != 0))
         goto fail;
     if (url.oom || tok.oom)
         goto fail;
@@ -391,11 +434,18 @@ int kr_cli_client_do(struct kr_cli_client *c, const char *method,
     curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &sink);
+    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, sink);
     curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, resp);
+    curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, sink);
     set_tls(c);
-    if (strcmp(method, "GET") == 0) {
+    if (sink->upload_fd >= 0) {
+        curl_easy_setopt(c->curl, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
+        curl_easy_setopt(c->curl, CURLOPT_READFUNCTION, on_upload);
+        curl_easy_setopt(c->curl, CURLOPT_READDATA, sink);
+        curl_easy_setopt(c->curl, CURLOPT_INFILESIZE_LARGE,
+                         (curl_off_t)upload_size);
+    } else if (strcmp(method, "GET") == 0) {
         curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L);
     } else {
         curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
@@ -409,7 +459,13 @@ int kr_cli_client_do(struct kr_cli_client *c, const char *method,
 
     cc = curl_easy_perform(c->curl);
     if (cc != CURLE_OK) {
-        if (sink.too_big)
+        if (sink->fn_err != 0)
+            rv = kr_errf(errmsg, sink->fn_err, "transfer from %s stopped",
+                         api->addr);
+        else if (sink->read_failed)
+            rv = kr_errf(errmsg, KR_EIO, "reading the file to upload: %s",
+                         strerror(errno));
+        else if (sink->too_big)
             rv = kr_errf(errmsg, KR_ETOOBIG,
                          "reply from %s larger than %u bytes", api->addr,
                          BODY_MAX);
@@ -440,6 +496,33 @@ out:
     kr_buf_free(&tok);
     kr_buf_free(&url);
     return rv;
+}
+
+int kr_cli_client_do(struct kr_cli_client *c, const char *method,
+                     const char *path, const char *query, const char *body,
+                     struct kr_cli_resp *resp, char *errmsg)
+{
+    struct sink sink = {.resp = resp, .upload_fd = -1};
+
+    return transfer(c, method, path, query, body, &sink, 0, resp, errmsg);
+}
+
+int kr_cli_client_download(struct kr_cli_client *c, const char *path,
+                           const char *query, kr_cli_sink_fn fn, void *arg,
+                           struct kr_cli_resp *resp, char *errmsg)
+{
+    struct sink sink = {.resp = resp, .fn = fn, .arg = arg, .upload_fd = -1};
+
+    return transfer(c, "GET", path, query, NULL, &sink, 0, resp, errmsg);
+}
+
+int kr_cli_client_upload(struct kr_cli_client *c, const char *method,
+                         const char *path, const char *query, int fd,
+                         uint64_t size, struct kr_cli_resp *resp, char *errmsg)
+{
+    struct sink sink = {.resp = resp, .upload_fd = fd};
+
+    return transfer(c, method, path, query, NULL, &sink, size, resp, errmsg);
 }
 
 /* The server's reason for a failed status: its plain-text body, trimmed

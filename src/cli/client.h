@@ -71,6 +71,8 @@ struct kr_cli_resp {
     int64_t last_contact_ms; /* X-Nomad-LastContact */
     int64_t request_ns;      /* round-trip time */
     char *next_token;        /* X-Nomad-NextToken (malloc'd) or NULL */
+    char digest[128];        /* Digest header ("" when absent) */
+    uint64_t content_length; /* Content-Length, 0 when absent */
 };
 
 void kr_cli_resp_init(struct kr_cli_resp *r);
@@ -95,6 +97,29 @@ void kr_cli_client_free(struct kr_cli_client *c);
 int kr_cli_client_do(struct kr_cli_client *c, const char *method,
                      const char *path, const char *query, const char *body,
                      struct kr_cli_resp *resp, char *errmsg);
+
+/* Receives a streamed body piece by piece; returns 0 or a kr_err, which
+ * stops the transfer. */
+typedef int (*kr_cli_sink_fn)(void *arg, const void *p, size_t n);
+
+/*
+ * As kr_cli_client_do for a GET whose 2xx body may be large: the body
+ * goes to sink as it arrives (resp->body stays empty); an error status's
+ * body is kept in resp->body as usual.  When sink fails the transfer
+ * stops and its kr_err is returned (errmsg says "stopped").
+ */
+int kr_cli_client_download(struct kr_cli_client *c, const char *path,
+                           const char *query, kr_cli_sink_fn sink, void *arg,
+                           struct kr_cli_resp *resp, char *errmsg);
+
+/*
+ * As kr_cli_client_do with the request body streamed from fd (borrowed,
+ * read from its current offset, `size` bytes, sent with Content-Length
+ * and no Expect: 100-continue).
+ */
+int kr_cli_client_upload(struct kr_cli_client *c, const char *method,
+                         const char *path, const char *query, int fd,
+                         uint64_t size, struct kr_cli_resp *resp, char *errmsg);
 
 /*
  * kr_cli_client_do plus the error reporting every command shares: prints

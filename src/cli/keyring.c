@@ -95,6 +95,7 @@ static int print_keys(json_t *const *keys, size_t n, bool verbose, FILE *fp)
         const char *id = kr_cli_json_str(keys[i], "KeyID");
         int64_t pt = kr_cli_json_int(keys[i], "PublishTime");
         char shown[KR_UUID_LEN + 1], created[40], published[40] = "";
+        char st[64];
 
         snprintf(shown, sizeof(shown), "%.*s",
                  verbose ? KR_UUID_LEN : SHORT_ID_LEN, id);
@@ -102,9 +103,13 @@ static int print_keys(json_t *const *keys, size_t n, bool verbose, FILE *fp)
                            sizeof(created));
         if (pt != 0)
             kr_cli_format_time(pt, published, sizeof(published));
+        /* Ours: a key restored from a redacted snapshot has no material. */
+        snprintf(st, sizeof(st), "%s%s", kr_cli_json_str(keys[i], "State"),
+                 json_is_true(json_object_get(keys[i], "Redacted"))
+                     ? " (redacted)"
+                     : "");
         rv = kr_cli_table_add(
-            t, (const char *const[]){shown, kr_cli_json_str(keys[i], "State"),
-                                     created, published});
+            t, (const char *const[]){shown, st, created, published});
     }
     if (rv == 0)
         kr_cli_table_print(t, fp, "  ", "");

@@ -1106,6 +1106,11 @@ uint64_t kr_raft_last_index(struct kr_raft *r)
     return r->started ? raft_last_index(&r->raft) : 0;
 }
 
+uint64_t kr_raft_term(struct kr_raft *r)
+{
+    return r->started ? r->raft.current_term : 0;
+}
+
 uint64_t kr_raft_id(struct kr_raft *r)
 {
     return r->id;

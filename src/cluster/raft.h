@@ -87,6 +87,8 @@ bool kr_raft_started(struct kr_raft *r);
 bool kr_raft_is_leader(struct kr_raft *r);
 uint64_t kr_raft_last_applied(struct kr_raft *r);
 uint64_t kr_raft_last_index(struct kr_raft *r);
+/* The current raft term (0 before raft starts). */
+uint64_t kr_raft_term(struct kr_raft *r);
 uint64_t kr_raft_id(struct kr_raft *r);
 /* Number of voters in the current configuration. */
 unsigned kr_raft_voters(struct kr_raft *r);

@@ -11,6 +11,13 @@
  *
  * Replies may hold Variable plaintext: the relay buffer is wiped when
  * freed and the body is sent from wiped memory (kr_http_send_secret).
+ *
+ * An answer larger than STREAM_MIN (a snapshot, a long list) is relayed
+ * as it arrives instead: the status and headers go out first, then each
+ * piece read from the leader is handed to h2o, and the next is read only
+ * once h2o has written it, so a relay holds one piece at a time.  The
+ * piece is wiped before the buffer is reused.  The time limit then
+ * counts from the last progress, not from the start.
  */
 #include "http/internal.h"
 
@@ -32,6 +39,10 @@
 /* A relayed answer is held whole; an unpaginated list of a million
  * Variables is about 150 MiB. */
 #define MAX_RESPONSE (512u * 1024 * 1024)
+/* Answers larger than this are streamed (above). */
+#define STREAM_MIN (1024u * 1024)
+/* A snapshot save or restore may take minutes before its answer starts. */
+#define SNAPSHOT_TIMEOUT_MS (10u * 60 * 1000)
 
 /* picohttpparser, which libh2o exports but Debian ships no header for;
  * its interface has been stable for a decade. */
@@ -63,6 +74,15 @@ struct fwd {
     uv_write_t write;
     uv_timer_t timer;
     uint64_t waited_ms;
+    uint64_t timeout_ms;
+    /* streaming an answer */
+    h2o_generator_t gen;
+    bool streaming;
+    bool sending; /* h2o holds f->in until it calls proceed */
+    bool failing; /* cut the body short once h2o gives f->in back */
+    bool keep;
+    size_t stream_off;
+    uint64_t body_left;
     /* The op is freed once its timer has closed and no write is in
      * flight: a write can complete after the answer was relayed. */
     bool write_pending;
@@ -126,8 +146,82 @@ static void fwd_end(struct fwd *f, bool keep)
 
 static void fwd_fail(struct fwd *f, int status, const char *msg)
 {
-    if (f->p.req != NULL)
+    if (f->p.req != NULL && f->streaming && f->sending) {
+        /* h2o still writes from f->in: end once it is done with it. */
+        f->failing = true;
+        uv_read_stop(f->stream);
+        return;
+    }
+    if (f->p.req != NULL && f->streaming)
+        /* The status is out: cut the body short; the client sees a
+         * truncated answer. */
+        h2o_send(f->p.req, NULL, 0, H2O_SEND_STATE_ERROR);
+    else if (f->p.req != NULL)
         kr_http_reply_error(f->p.req, status, "%s", msg);
+    f->streaming = false;
+    fwd_end(f, false);
+}
+
+static void fwd_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+static void fwd_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void fwd_timeout(uv_timer_t *t);
+
+/* Hands h2o what has arrived of the body; reading pauses until it has
+ * been written, since reads append to the same buffer. */
+static void stream_more(struct fwd *f)
+{
+    size_t avail = f->in.len - f->stream_off;
+    h2o_iovec_t iov;
+
+    if (f->sending || f->done)
+        return;
+    if (avail > f->body_left)
+        avail = (size_t)f->body_left;
+    if (avail == 0) {
+        if (f->body_left == 0) {
+            bool keep = f->keep;
+            h2o_send(f->p.req, NULL, 0, H2O_SEND_STATE_FINAL);
+            f->streaming = false;
+            fwd_end(f, keep);
+        }
+        return;
+    }
+    uv_read_stop(f->stream);
+    iov = h2o_iovec_init(f->in.data + f->stream_off, avail);
+    f->stream_off += avail;
+    f->body_left -= avail;
+    f->sending = true;
+    h2o_send(f->p.req, &iov, 1, H2O_SEND_STATE_IN_PROGRESS);
+}
+
+static void stream_proceed(h2o_generator_t *g, h2o_req_t *req)
+{
+    struct fwd *f = (struct fwd *)((char *)g - offsetof(struct fwd, gen));
+
+    (void)req;
+    f->sending = false;
+    if (f->failing) {
+        fwd_fail(f, 502, "");
+        return;
+    }
+    /* The piece may hold plaintext: wiped before the buffer is reused. */
+    explicit_bzero(f->in.data, f->in.len);
+    f->in.len = 0;
+    f->stream_off = 0;
+    uv_timer_start(&f->timer, fwd_timeout, f->timeout_ms, 0);
+    if (f->body_left == 0) {
+        stream_more(f);
+        return;
+    }
+    uv_read_start(f->stream, fwd_alloc, fwd_read);
+}
+
+static void stream_stop(h2o_generator_t *g, h2o_req_t *req)
+{
+    struct fwd *f = (struct fwd *)((char *)g - offsetof(struct fwd, gen));
+
+    (void)req;
+    f->streaming = false;
     fwd_end(f, false);
 }
 
@@ -179,9 +273,11 @@ static int try_relay(struct fwd *f, bool *keep)
         }
     }
     /* Our own servers always send Content-Length. */
-    if (!have_len || body_len > MAX_RESPONSE)
+    if (!have_len || (body_len > MAX_RESPONSE && req == NULL))
         return -1;
-    if (f->in.len < (size_t)hlen + body_len)
+    if (req != NULL && body_len > STREAM_MIN)
+        f->streaming = true;
+    else if (f->in.len < (size_t)hlen + body_len)
         return 0;
     if (req == NULL)
         return 1;
@@ -195,6 +291,22 @@ static int try_relay(struct fwd *f, bool *keep)
             snprintf(value, sizeof(value), "%.*s", (int)h->value_len, h->value);
             kr_http_add_header(req, name, value);
         }
+    }
+    if (f->streaming) {
+        req->res.status = status;
+        req->res.reason = status == 200 ? "OK" : "";
+        req->res.content_length = body_len;
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE,
+                       NULL, ctype, strlen(ctype));
+        f->keep = *keep;
+        f->stream_off = (size_t)hlen;
+        f->body_left = body_len;
+        f->gen.proceed = stream_proceed;
+        f->gen.stop = stream_stop;
+        h2o_start_response(req, &f->gen);
+        uv_timer_start(&f->timer, fwd_timeout, f->timeout_ms, 0);
+        stream_more(f);
+        return 2;
     }
     kr_http_send_secret(req, status, ctype, f->in.data + hlen, body_len);
     return 1;
@@ -225,6 +337,16 @@ static void fwd_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     (void)buf;
     if (f->done || n == 0)
         return;
+    if (f->streaming) {
+        if (n < 0) {
+            fwd_fail(f, 502, "lost the connection to the cluster leader");
+            return;
+        }
+        f->in.len += (size_t)n;
+        uv_timer_start(&f->timer, fwd_timeout, f->timeout_ms, 0);
+        stream_more(f);
+        return;
+    }
     if (n < 0) {
         /* A pooled connection the leader closed meanwhile: one retry on
          * a fresh one, if nothing came back yet. */
@@ -382,7 +504,7 @@ static void route(struct fwd *f)
         fwd_fail(f, 500, "out of memory");
         return;
     }
-    uv_timer_start(&f->timer, fwd_timeout, FORWARD_TIMEOUT_MS, 0);
+    uv_timer_start(&f->timer, fwd_timeout, f->timeout_ms, 0);
     fwd_send(f);
 }
 
@@ -400,6 +522,9 @@ int kr_http_forward(struct kr_http_call *c)
         return 0;
     }
     f->call = *c;
+    f->timeout_ms = strcmp(c->path, "/v1/operator/snapshot") == 0
+                        ? SNAPSHOT_TIMEOUT_MS
+                        : FORWARD_TIMEOUT_MS;
     c->srv->live_ops++;
     kr_buf_init(&f->out);
     kr_buf_init(&f->in);

@@ -32,6 +32,10 @@ struct kr_http_deps {
      * nothing does); NULL when there is no rekey job. */
     const char *(*rekey_error)(void *arg);
     void *rekey_error_arg;
+    /* Snapshot saves and uploads keep temporary files here. */
+    const char *data_dir;
+    /* Restores a snapshot (the leader's side). */
+    struct kr_restore *restore;
 };
 
 struct kr_http;

@@ -21,6 +21,8 @@
 
 struct pooled;
 struct barrier_wait;
+struct sniff;
+struct upload;
 
 struct kr_http {
     struct kr_http_deps deps;
@@ -40,6 +42,14 @@ struct kr_http {
     uv_tcp_t listener;
     uv_timer_t drain; /* polls for the last connection during close */
     bool closing;
+    /* server.c: connections whose first request line is not read yet */
+    struct sniff *sniffs;
+    /* upload.c: snapshot restores streaming their bodies */
+    struct upload *uploads;
+    h2o_timeout_t upload_idle; /* a stalled upload is closed */
+    h2o_timeout_t upload_poll; /* waiting for a leader */
+    /* snapshot.c: saves running */
+    unsigned saves;
 };
 
 struct kr_http_call;
@@ -130,6 +140,19 @@ int kr_http_status_leader(struct kr_http_call *c);
 int kr_http_raft_configuration(struct kr_http_call *c);
 int kr_http_raft_remove_peer(struct kr_http_call *c);
 int kr_http_agent_health(struct kr_http_call *c);
+
+/* snapshot.c */
+int kr_http_snapshot(struct kr_http_call *c);
+/* An unnamed temporary file in data_dir (mode 0600); 0 or KR_EIO. */
+int kr_http_snap_tmpfile(struct kr_http *srv, int *fd, char *errmsg);
+
+/* upload.c: a connection whose first request line is line[0..len) (no
+ * CRLF needed) belongs to the streaming snapshot upload. */
+bool kr_http_is_upload(const char *line, size_t len);
+/* Serves the restore on sock (its input starts with the request). */
+void kr_http_upload_start(struct kr_http *srv, h2o_socket_t *sock);
+/* Closing: uploads still receiving go; forwards in flight get 503. */
+void kr_http_upload_close_all(struct kr_http *srv);
 
 /* Root key metadata as Nomad's RootKeyMeta JSON. */
 json_t *kr_http_key_meta_json(const struct kr_root_key *k);

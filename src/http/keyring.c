@@ -29,6 +29,9 @@ json_t *kr_http_key_meta_json(const struct kr_root_key *k)
                         json_integer((json_int_t)k->modify_index));
     json_object_set_new(j, "State", json_string(kr_key_state_name(k->state)));
     json_object_set_new(j, "PublishTime", json_integer(k->publish_time));
+    /* Ours, only when true: Nomad's fields stay exactly Nomad's. */
+    if (k->redacted)
+        json_object_set_new(j, "Redacted", json_true());
     return j;
 }
 

@@ -3,6 +3,13 @@
  * handler}; a path that matches but not its method gets 405, a path that
  * matches nothing gets 404.  Request bodies are capped by h2o
  * (max_request_entity_size) before a handler runs, which answers 413.
+ *
+ * Before h2o sees an HTTP/1.1 connection (after the TLS handshake, when
+ * the port has TLS), the server reads its first request line: a
+ * connection that opens with a snapshot restore goes to upload.c, which
+ * streams the body to disk; every other connection goes to h2o.  That
+ * keeps the 1 MiB cap on every route but the one that needs hundreds of
+ * MiB.  HTTP/2 (ALPN "h2") goes to h2o at once.
  */
 #include "http/internal.h"
 
@@ -11,13 +18,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/hex.h"
+#include <h2o/http1.h>
+#include <h2o/http2.h>
 #include <raft.h>
+
+#include "common/hex.h"
 
 #include "common/err.h"
 #include "common/log.h"
 
 #define MAX_BODY (1024 * 1024)
+/* A snapshot upload that sends nothing for this long is closed. */
+#define UPLOAD_IDLE_MS 30000
+#define UPLOAD_POLL_MS 50
 
 enum { M_GET = 1, M_PUT = 2, M_POST = 4, M_DELETE = 8 };
 
@@ -44,6 +57,10 @@ static const struct route {
      KR_HTTP_READ},
     /* Nomad answers 405 for any other keyring subpath. */
     {0, "/v1/operator/keyring/", true, NULL, KR_HTTP_LOCAL},
+    /* GET saves (the leader after a barrier, or here with ?stale); PUT
+     * restores.  Bodies over 1 MiB come through upload.c. */
+    {M_GET | M_PUT | M_POST, "/v1/operator/snapshot", false, kr_http_snapshot,
+     KR_HTTP_WRITE},
     {M_GET, "/v1/operator/raft/configuration", false,
      kr_http_raft_configuration, KR_HTTP_READ},
     {M_DELETE, "/v1/operator/raft/peer", false, kr_http_raft_remove_peer,
@@ -443,13 +460,155 @@ static void free_raft_handle(uv_handle_t *h)
     raft_free(h);
 }
 
+/* ---- the first request line of a connection ---- */
+
+/* The longest request line looked at; a longer one goes to h2o. */
+#define SNIFF_MAX 8192
+
+struct sniff {
+    struct kr_http *srv;
+    h2o_socket_t *sock;
+    struct timeval connected_at;
+    h2o_timeout_entry_t timeout; /* handshake, then the request line */
+    bool tunnel;                 /* forwarded over the RPC port */
+    struct sniff *prev, *next;
+};
+
+static void sniff_free(struct sniff *s)
+{
+    h2o_timeout_unlink(&s->timeout);
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        s->srv->sniffs = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    free(s);
+}
+
+static void sniff_close(struct sniff *s)
+{
+    h2o_socket_t *sock = s->sock;
+
+    sniff_free(s);
+    h2o_socket_read_stop(sock);
+    h2o_socket_close(sock);
+}
+
+static void sniff_timeout(h2o_timeout_entry_t *e)
+{
+    sniff_close((struct sniff *)((char *)e - offsetof(struct sniff, timeout)));
+}
+
+/* Hands the connection over: to upload.c, or to h2o as HTTP/1.1. */
+static void sniff_done(struct sniff *s, bool upload)
+{
+    struct kr_http *srv = s->srv;
+    h2o_socket_t *sock = s->sock;
+    h2o_accept_ctx_t *ctx = s->tunnel ? &srv->tunnel_ctx : &srv->accept_ctx;
+    struct timeval at = s->connected_at;
+
+    sniff_free(s);
+    h2o_socket_read_stop(sock);
+    sock->data = NULL;
+    if (upload)
+        kr_http_upload_start(srv, sock);
+    else
+        /* h2o parses what is already in sock->input first. */
+        h2o_http1_accept(ctx, sock, at);
+}
+
+static void sniff_read(h2o_socket_t *sock, const char *err)
+{
+    struct sniff *s = sock->data;
+    const char *in = sock->input->bytes;
+    size_t n = sock->input->size;
+    const char *nl;
+
+    if (err != NULL) {
+        sniff_close(s);
+        return;
+    }
+    nl = memchr(in, '\n', n < SNIFF_MAX ? n : SNIFF_MAX);
+    if (nl == NULL && n < SNIFF_MAX)
+        return;
+    sniff_done(s, nl != NULL && kr_http_is_upload(in, (size_t)(nl - in)));
+}
+
+static void sniff_start(struct sniff *s)
+{
+    h2o_context_t *ctx = &s->srv->ctx;
+
+    h2o_timeout_unlink(&s->timeout);
+    h2o_timeout_link(ctx->loop, &ctx->http1.req_timeout, &s->timeout);
+    s->sock->data = s;
+    h2o_socket_read_start(s->sock, sniff_read);
+    if (s->sock->input->size > 0)
+        sniff_read(s->sock, NULL);
+}
+
+static void handshake_done(h2o_socket_t *sock, const char *err)
+{
+    struct sniff *s = sock->data;
+    h2o_iovec_t proto;
+
+    if (err != NULL) {
+        sniff_close(s);
+        return;
+    }
+    /* As h2o_accept does: HTTP/2 when ALPN chose it. */
+    proto = h2o_socket_ssl_get_selected_protocol(sock);
+    for (const h2o_iovec_t *id = h2o_http2_alpn_protocols; id->len != 0; id++) {
+        if (proto.len == id->len &&
+            memcmp(proto.base, id->base, id->len) == 0) {
+            struct kr_http *srv = s->srv;
+            struct timeval at = s->connected_at;
+            sniff_free(s);
+            sock->data = NULL;
+            h2o_http2_accept(&srv->accept_ctx, sock, at);
+            return;
+        }
+    }
+    sniff_start(s);
+}
+
+/* A new connection: TLS first when the port has it, then the first
+ * request line. */
+static void sniff_accept(struct kr_http *srv, h2o_socket_t *sock, bool tunnel)
+{
+    struct sniff *s = calloc(1, sizeof(*s));
+    h2o_context_t *ctx = &srv->ctx;
+
+    if (s == NULL) {
+        h2o_socket_close(sock);
+        return;
+    }
+    s->srv = srv;
+    s->sock = sock;
+    s->tunnel = tunnel;
+    s->connected_at = *h2o_get_timestamp(ctx, NULL, NULL);
+    s->timeout.cb = sniff_timeout;
+    s->next = srv->sniffs;
+    if (srv->sniffs != NULL)
+        srv->sniffs->prev = s;
+    srv->sniffs = s;
+    sock->data = s;
+    if (!tunnel && srv->accept_ctx.ssl_ctx != NULL) {
+        h2o_timeout_link(ctx->loop, &ctx->handshake_timeout, &s->timeout);
+        h2o_socket_ssl_handshake(sock, srv->accept_ctx.ssl_ctx, NULL,
+                                 handshake_done);
+        return;
+    }
+    sniff_start(s);
+}
+
 void kr_http_accept(struct kr_http *h, uv_stream_t *stream)
 {
     if (h->closing) {
         uv_close((uv_handle_t *)stream, free_raft_handle);
         return;
     }
-    h2o_accept(&h->tunnel_ctx, h2o_uv_socket_create(stream, free_raft_handle));
+    sniff_accept(h, h2o_uv_socket_create(stream, free_raft_handle), true);
 }
 
 static void on_accept(uv_stream_t *listener, int status)
@@ -468,7 +627,7 @@ static void on_accept(uv_stream_t *listener, int status)
     }
     uv_tcp_nodelay(conn, 1);
     sock = h2o_uv_socket_create((uv_stream_t *)conn, (uv_close_cb)free);
-    h2o_accept(&srv->accept_ctx, sock);
+    sniff_accept(srv, sock, false);
 }
 
 int kr_http_start(struct kr_http **out, const struct kr_http_deps *deps,
@@ -497,6 +656,8 @@ int kr_http_start(struct kr_http **out, const struct kr_http_deps *deps,
     *(struct kr_http **)(handler + 1) = srv;
     handler->on_req = on_req;
     h2o_context_init(&srv->ctx, deps->loop, &srv->config);
+    h2o_timeout_init(deps->loop, &srv->upload_idle, UPLOAD_IDLE_MS);
+    h2o_timeout_init(deps->loop, &srv->upload_poll, UPLOAD_POLL_MS);
     srv->accept_ctx.ctx = &srv->ctx;
     srv->accept_ctx.hosts = srv->config.hosts;
     srv->tunnel_ctx = srv->accept_ctx;
@@ -532,6 +693,8 @@ int kr_http_start(struct kr_http **out, const struct kr_http_deps *deps,
     *out = srv;
     return 0;
 fail:
+    h2o_timeout_dispose(deps->loop, &srv->upload_idle);
+    h2o_timeout_dispose(deps->loop, &srv->upload_poll);
     h2o_context_dispose(&srv->ctx);
     h2o_config_dispose(&srv->config);
     free(srv);
@@ -548,6 +711,9 @@ static void drain_closed(uv_handle_t *h)
 {
     struct kr_http *srv = h->data;
 
+    /* The context's dispose runs the loop once, which closes these. */
+    h2o_timeout_dispose(srv->deps.loop, &srv->upload_idle);
+    h2o_timeout_dispose(srv->deps.loop, &srv->upload_poll);
     h2o_context_dispose(&srv->ctx);
     h2o_config_dispose(&srv->config);
     free(srv);
@@ -579,7 +745,7 @@ static void drain_poll(uv_timer_t *t)
 {
     struct kr_http *srv = t->data;
 
-    if (!ctx_idle(&srv->ctx) || srv->live_ops > 0)
+    if (!ctx_idle(&srv->ctx) || srv->live_ops > 0 || srv->sniffs != NULL)
         return;
     uv_timer_stop(t);
     uv_close((uv_handle_t *)t, drain_closed);
@@ -599,5 +765,8 @@ void kr_http_close(struct kr_http *h)
         return;
     h->closing = true;
     kr_http_pool_close(h);
+    while (h->sniffs != NULL)
+        sniff_close(h->sniffs);
+    kr_http_upload_close_all(h);
     uv_close((uv_handle_t *)&h->listener, listener_closed);
 }

@@ -4,7 +4,9 @@
  * is decrypted on this server, and which are not; and the active key's
  * age, with a warning (not a failure) once it is older than
  * root_key_rotation_threshold, which means automatic rotation is not
- * happening.
+ * happening.  Keys restored from a redacted snapshot are listed apart
+ * (redacted_keys): they are never decrypted, so they are not pending,
+ * but an active one means writes fail until a rotation.
  */
 #include "http/internal.h"
 
@@ -61,8 +63,9 @@ int kr_http_agent_health(struct kr_http_call *c)
                       kr_keyring_has(srv->deps.keyring, active->key_id);
     bool ok = leader_known && keyring_ok;
     json_t *j = json_object(), *server = json_object(), *kr = json_object();
-    json_t *list = json_array();
-    char *save = NULL, *tok;
+    json_t *list = json_array(), *redacted = json_array();
+    char *save = NULL, *tok, msg[256];
+    const char *why;
 
     json_object_set_new(server, "ok", json_boolean(leader_known));
     json_object_set_new(server, "message",
@@ -70,13 +73,23 @@ int kr_http_agent_health(struct kr_http_call *c)
     for (tok = strtok_r(ids, " ", &save); tok != NULL;
          tok = strtok_r(NULL, " ", &save))
         json_array_append_new(list, json_string(tok));
+    for (size_t i = 0; i < kr_state_key_count(srv->deps.state); i++) {
+        const struct kr_root_key *k = kr_state_key_at(srv->deps.state, i);
+        if (k->redacted)
+            json_array_append_new(redacted, json_string(k->key_id));
+    }
+    snprintf(msg, sizeof(msg),
+             "active key %s is redacted: rotate the keyring (keyraft "
+             "operator root keyring rotate -now)",
+             active != NULL ? active->key_id : "");
+    why = keyring_ok                           ? "ok"
+          : pending > 0                        ? "waiting for keys to decrypt"
+          : active != NULL && active->redacted ? msg
+                                               : "no active key yet";
     json_object_set_new(kr, "ok", json_boolean(keyring_ok));
-    json_object_set_new(kr, "message",
-                        json_string(keyring_ok    ? "ok"
-                                    : pending > 0 ? "waiting for keys to "
-                                                    "decrypt"
-                                                  : "no active key yet"));
+    json_object_set_new(kr, "message", json_string(why));
     json_object_set_new(kr, "pending_keys", list);
+    json_object_set_new(kr, "redacted_keys", redacted);
     key_age(kr, active, srv->deps.cfg->server.root_key_rotation_threshold);
     json_object_set_new(j, "server", server);
     json_object_set_new(j, "keyring", kr);

@@ -162,9 +162,25 @@ send:
     kr_buf_free(&b);
 }
 
-static void reply_decrypt_error(h2o_req_t *req, const struct kr_var *v, int rv)
+/* A Variable whose key was redacted: its material is gone for good. */
+static void reply_redacted(h2o_req_t *req, const struct kr_var *v)
 {
-    if (rv == KR_ENOTREADY)
+    kr_http_reply_error(req, 500,
+                        "variable \"%s\" is encrypted with key %s, which "
+                        "was redacted from the snapshot this cluster was "
+                        "restored from: its key material is gone and the "
+                        "variable cannot be decrypted",
+                        v->path, v->key_id);
+}
+
+static void reply_decrypt_error(struct kr_http *srv, h2o_req_t *req,
+                                const struct kr_var *v, int rv)
+{
+    const struct kr_root_key *k = kr_state_key_get(srv->deps.state, v->key_id);
+
+    if (rv == KR_ENOTREADY && k != NULL && k->redacted)
+        reply_redacted(req, v);
+    else if (rv == KR_ENOTREADY)
         kr_http_reply_error(req, 503,
                             "key %s for variable \"%s\" is not ready: the "
                             "keyring has not decrypted it yet",
@@ -192,7 +208,7 @@ static void get_reply(struct kr_http *srv, h2o_req_t *req, const char *ns,
     rv = kr_keyring_open(srv->deps.keyring, v->key_id, v->data, v->data_len,
                          &pt);
     if (rv != 0) {
-        reply_decrypt_error(req, v, rv);
+        reply_decrypt_error(srv, req, v, rv);
         return;
     }
     reply_var(req, 200, ns, path, v, pt->data, pt->len, v->modify_index);
@@ -213,13 +229,19 @@ static int var_get(struct kr_http_call *c, const char *ns)
 {
     struct kr_http *srv = c->srv;
     const struct kr_var *v = kr_state_var_get(srv->deps.state, ns, c->tail);
+    const struct kr_root_key *key;
     struct var_op *o;
 
     if (v == NULL || kr_keyring_has(srv->deps.keyring, v->key_id)) {
         get_reply(srv, c->req, ns, c->tail);
         return 0;
     }
-    if (kr_state_key_get(srv->deps.state, v->key_id) == NULL) {
+    key = kr_state_key_get(srv->deps.state, v->key_id);
+    if (key != NULL && key->redacted) {
+        reply_redacted(c->req, v);
+        return 0;
+    }
+    if (key == NULL) {
         /* Force-removed: waiting cannot help. */
         kr_http_reply_error(c->req, 500,
                             "variable \"%s\" is encrypted with key %s, "
@@ -499,7 +521,16 @@ static void put_start(struct var_op *o, const struct kr_root_key *active)
 {
     struct kr_keyring *keyring = o->p.srv->deps.keyring;
 
-    if (active != NULL && kr_keyring_has(keyring, active->key_id)) {
+    if (active != NULL && active->redacted) {
+        /* Waiting cannot help: only a rotation gives writes a key. */
+        kr_http_reply_error(o->p.req, 500,
+                            "active key %s was redacted from the snapshot "
+                            "this cluster was restored from and cannot "
+                            "encrypt: rotate the keyring first (keyraft "
+                            "operator root keyring rotate -now)",
+                            active->key_id);
+        op_free(o);
+    } else if (active != NULL && kr_keyring_has(keyring, active->key_id)) {
         memcpy(o->key_id, active->key_id, sizeof(o->key_id));
         seal_and_propose(o);
     } else if (kr_keyring_wait(keyring, active ? active->key_id : NULL,

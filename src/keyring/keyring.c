@@ -36,6 +36,7 @@ struct cipher_set {
 struct task {
     struct kr_keyring *kr;
     char key_id[KR_UUID_LEN + 1];
+    uint64_t restore_gen; /* the state's, when the task began */
     struct kr_wrapped_key *wrapped;
     size_t n_wrapped;
     uv_work_t work;
@@ -82,6 +83,7 @@ struct kr_keyring {
     size_t n_providers;
     const struct kr_state *state;
     uint64_t synced_gen;
+    uint64_t synced_restore_gen;
     bool synced_once;
     struct cipher_set *sets;
     struct task *tasks;
@@ -375,7 +377,11 @@ static void task_done(uv_work_t *req, int status)
         return;
     }
     if (t->result != NULL) {
-        if (kr_state_key_get(kr->state, t->key_id) != NULL &&
+        const struct kr_root_key *k = kr_state_key_get(kr->state, t->key_id);
+        /* Material unwrapped before a restore may not be the key's any
+         * more: only a task of the current state installs. */
+        if (k != NULL && !k->redacted &&
+            t->restore_gen == kr_state_restore_generation(kr->state) &&
             set_find(kr, t->key_id) == NULL) {
             t->result->next = kr->sets;
             kr->sets = t->result;
@@ -419,6 +425,7 @@ static void task_create(struct kr_keyring *kr, const struct kr_root_key *k)
         goto oom;
     t->kr = kr;
     memcpy(t->key_id, k->key_id, sizeof(t->key_id));
+    t->restore_gen = kr_state_restore_generation(kr->state);
     t->backoff_ms = RETRY_MIN_MS;
     if (k->n_wrapped > 0) {
         t->wrapped = calloc(k->n_wrapped, sizeof(*t->wrapped));
@@ -450,20 +457,36 @@ oom:
     kr->synced_once = false;
 }
 
+/* Whether a cipher set or task for key_id may stay: the key is in the
+ * state, has material, and the state was not replaced since (restored,
+ * a KeyID may name other material, or none). */
+static bool keep(const struct kr_keyring *kr, const char *key_id, bool restored)
+{
+    const struct kr_root_key *k = kr_state_key_get(kr->state, key_id);
+
+    return !restored && k != NULL && !k->redacted;
+}
+
 void kr_keyring_sync(struct kr_keyring *kr)
 {
     uint64_t gen = kr_state_keys_generation(kr->state);
+    uint64_t rgen = kr_state_restore_generation(kr->state);
+    bool restored = kr->synced_once && rgen != kr->synced_restore_gen;
     struct cipher_set **pp;
     struct task *t, *next;
 
-    if (kr->closing || (kr->synced_once && gen == kr->synced_gen))
+    if (kr->closing || (kr->synced_once && gen == kr->synced_gen && !restored))
         return;
+    if (restored)
+        KR_INFO("keyring", "state replaced by a snapshot: decrypting every "
+                           "key again");
     kr->synced_gen = gen;
+    kr->synced_restore_gen = rgen;
     kr->synced_once = true;
     /* Drop what the state no longer has. */
     for (pp = &kr->sets; *pp != NULL;) {
         struct cipher_set *c = *pp;
-        if (kr_state_key_get(kr->state, c->key_id) == NULL) {
+        if (!keep(kr, c->key_id, restored)) {
             *pp = c->next;
             KR_INFO("keyring", "key %s removed from keyring", c->key_id);
             cipher_set_free(c);
@@ -473,7 +496,7 @@ void kr_keyring_sync(struct kr_keyring *kr)
     }
     for (t = kr->tasks; t != NULL; t = next) {
         next = t->next;
-        if (!t->cancelled && kr_state_key_get(kr->state, t->key_id) == NULL) {
+        if (!t->cancelled && !keep(kr, t->key_id, restored)) {
             t->cancelled = true;
             if (!t->running)
                 task_unlink_and_free(t);
@@ -482,7 +505,10 @@ void kr_keyring_sync(struct kr_keyring *kr)
     /* Start what is missing. */
     for (size_t i = 0; i < kr_state_key_count(kr->state); i++) {
         const struct kr_root_key *k = kr_state_key_at(kr->state, i);
-        if (set_find(kr, k->key_id) == NULL && task_find(kr, k->key_id) == NULL)
+        /* A redacted key has nothing to decrypt (Nomad #25791 ignores
+         * keys without wrappings the same way). */
+        if (!k->redacted && set_find(kr, k->key_id) == NULL &&
+            task_find(kr, k->key_id) == NULL)
             task_create(kr, k);
     }
 }
@@ -495,7 +521,7 @@ size_t kr_keyring_pending(const struct kr_keyring *kr, char *ids, size_t cap)
         ids[0] = '\0';
     for (size_t i = 0; i < kr_state_key_count(kr->state); i++) {
         const struct kr_root_key *k = kr_state_key_at(kr->state, i);
-        if (set_find(kr, k->key_id) != NULL)
+        if (k->redacted || set_find(kr, k->key_id) != NULL)
             continue;
         if (ids != NULL && off < cap) {
             int w =

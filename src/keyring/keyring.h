@@ -6,8 +6,11 @@
  * changes, kr_keyring_sync() compares it with the cipher sets held here: a
  * missing key gets a decrypt task (KEK unwrap on a worker thread, retried
  * with backoff from 1 s to 5 s while it fails), and a key deleted from the
- * state loses its cipher set.  Material never changes for a KeyID, so a
- * cipher set, once installed, is never replaced.
+ * state loses its cipher set.  Material never changes for a KeyID within
+ * one state, so a cipher set, once installed, is not replaced; when the
+ * whole state is replaced (a snapshot restored or installed) every cipher
+ * set goes and every key is decrypted again.  A redacted key (restored
+ * from a redacted snapshot) has no material and gets no task.
  *
  * Requests that need a key which is not ready yet wait for it with
  * kr_keyring_wait() (bounded; 1 s in the HTTP layer).
@@ -69,8 +72,9 @@ void kr_keyring_sync(struct kr_keyring *kr);
 /* True when key_id's cipher set is installed. */
 bool kr_keyring_has(const struct kr_keyring *kr, const char *key_id);
 
-/* Number of keys in the state with no cipher set yet; their IDs, space
- * separated, go into ids (may be NULL). */
+/* Number of keys in the state with no cipher set yet (redacted keys,
+ * which never get one, are not counted); their IDs, space separated, go
+ * into ids (may be NULL). */
 size_t kr_keyring_pending(const struct kr_keyring *kr, char *ids, size_t cap);
 
 /* Last decrypt error for a pending key, or NULL.  Borrowed. */

@@ -41,10 +41,10 @@ json_t *kr_snap_meta_json(const struct kr_snap_meta *m)
 
     for (size_t i = 0; i < m->n_servers; i++)
         json_array_append_new(
-            servers, json_pack("{s:s, s:s, s:s}", "Suffrage",
-                               m->servers[i].voter ? "Voter" : "Nonvoter",
-                               "ID", m->servers[i].id, "Address",
-                               m->servers[i].address));
+            servers,
+            json_pack("{s:s, s:s, s:s}", "Suffrage",
+                      m->servers[i].voter ? "Voter" : "Nonvoter", "ID",
+                      m->servers[i].id, "Address", m->servers[i].address));
     return json_pack("{s:i, s:s, s:I, s:I, s:{s:o}, s:I}", "Version",
                      m->version, "ID", m->id, "Index", (json_int_t)m->index,
                      "Term", (json_int_t)m->term, "Configuration", "Servers",
@@ -116,8 +116,7 @@ int kr_snap_writer_new(struct kr_snap_writer **out, kr_snap_out_fn fn,
         archive_write_set_format_ustar(w->a) != ARCHIVE_OK ||
         archive_write_set_bytes_per_block(w->a, 64 * 1024) != ARCHIVE_OK ||
         archive_write_set_bytes_in_last_block(w->a, 1) != ARCHIVE_OK ||
-        archive_write_open2(w->a, w, NULL, w_write, NULL, NULL) !=
-            ARCHIVE_OK) {
+        archive_write_open2(w->a, w, NULL, w_write, NULL, NULL) != ARCHIVE_OK) {
         rv = w_fail(w, errmsg, "setup");
         kr_snap_writer_free(w);
         return rv;
@@ -139,8 +138,8 @@ void kr_snap_writer_free(struct kr_snap_writer *w)
     free(w);
 }
 
-static int add_member(struct kr_snap_writer *w, const char *name,
-                      uint64_t size, char *errmsg)
+static int add_member(struct kr_snap_writer *w, const char *name, uint64_t size,
+                      char *errmsg)
 {
     struct archive_entry *e = archive_entry_new();
     int rv = 0;
@@ -179,8 +178,12 @@ int kr_snap_writer_begin(struct kr_snap_writer *w,
     json_t *j = kr_snap_meta_json(meta);
     char *text = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
     uint8_t d[KR_SHA256_LEN];
+    json_malloc_t jmalloc;
+    json_free_t jfree;
     int rv;
 
+    /* The text comes from jansson's allocator, which may not be malloc. */
+    json_get_alloc_funcs(&jmalloc, &jfree);
     json_decref(j);
     if (text == NULL)
         return kr_errf(errmsg, KR_ENOMEM, "out of memory");
@@ -195,7 +198,7 @@ int kr_snap_writer_begin(struct kr_snap_writer *w,
         rv = add_member(w, NAME_META, strlen(text), errmsg);
     if (rv == 0)
         rv = write_all(w, text, strlen(text), NAME_META, errmsg);
-    free(text);
+    jfree(text);
     if (rv == 0)
         rv = add_member(w, NAME_STATE, meta->size, errmsg);
     w->begun = rv == 0;
@@ -230,8 +233,8 @@ int kr_snap_writer_finish(struct kr_snap_writer *w, char *errmsg)
     if (rv != 0)
         return kr_errf(errmsg, rv, "hashing state.bin");
     kr_sha256_hex(d, hex);
-    n = snprintf(sums, sizeof(sums), "%s  %s\n%s  %s\n", w->meta_hex,
-                 NAME_META, hex, NAME_STATE);
+    n = snprintf(sums, sizeof(sums), "%s  %s\n%s  %s\n", w->meta_hex, NAME_META,
+                 hex, NAME_STATE);
     rv = add_member(w, NAME_SUMS, (uint64_t)n, errmsg);
     if (rv == 0)
         rv = write_all(w, sums, (size_t)n, NAME_SUMS, errmsg);
@@ -264,8 +267,8 @@ static int r_fail(struct kr_snap_reader *r, char *errmsg, const char *what)
 
 /* The next member, which must be `want`, a regular file of at most max
  * bytes.  *size gets its size. */
-static int next_member(struct kr_snap_reader *r, const char *want,
-                       uint64_t max, uint64_t *size, char *errmsg)
+static int next_member(struct kr_snap_reader *r, const char *want, uint64_t max,
+                       uint64_t *size, char *errmsg)
 {
     static const char *const order[] = {NAME_META, NAME_STATE, NAME_SUMS};
     struct archive_entry *e;
@@ -344,10 +347,11 @@ static int meta_u64(json_t *j, const char *key, uint64_t *out, char *errmsg)
 
 static int meta_servers(json_t *j, struct kr_snap_meta *m, char *errmsg)
 {
-    json_t *servers = json_object_get(json_object_get(j, "Configuration"),
-                                      "Servers");
+    json_t *servers =
+        json_object_get(json_object_get(j, "Configuration"), "Servers");
 
-    if (!json_is_array(servers) || json_array_size(servers) > KR_SNAP_SERVERS_MAX)
+    if (!json_is_array(servers) ||
+        json_array_size(servers) > KR_SNAP_SERVERS_MAX)
         return kr_errf(errmsg, KR_EINVAL,
                        "invalid snapshot archive: meta.json has no valid "
                        "Configuration.Servers");
@@ -593,19 +597,21 @@ static int check_sums(const char *text, size_t len,
         int which = -1;
 
         if (!parse_sum(p, n, d, &name, &nlen))
-            return kr_errf(errmsg, KR_EINVAL,
-                           "invalid snapshot archive: SHA256SUMS line \"%.80s\" "
-                           "is not \"<sha256 hex>  <name>\"",
-                           p);
+            return kr_errf(
+                errmsg, KR_EINVAL,
+                "invalid snapshot archive: SHA256SUMS line \"%.80s\" "
+                "is not \"<sha256 hex>  <name>\"",
+                p);
         for (int i = 0; i < 2; i++)
             if (nlen == strlen(names[i]) && memcmp(name, names[i], nlen) == 0)
                 which = i;
         if (which < 0 || seen[which])
-            return kr_errf(errmsg, KR_EINVAL,
-                           "invalid snapshot archive: SHA256SUMS lists \"%.*s\" "
-                           "%s",
-                           (int)(nlen > 100 ? 100 : nlen), name,
-                           which < 0 ? "which is not in the archive" : "twice");
+            return kr_errf(
+                errmsg, KR_EINVAL,
+                "invalid snapshot archive: SHA256SUMS lists \"%.*s\" "
+                "%s",
+                (int)(nlen > 100 ? 100 : nlen), name,
+                which < 0 ? "which is not in the archive" : "twice");
         seen[which] = true;
         if (memcmp(d, want[which], KR_SHA256_LEN) != 0)
             return kr_errf(errmsg, KR_EINVAL,
@@ -693,8 +699,7 @@ static void block_free(uint8_t *b)
 
 /* Reads all of state.bin through l, then the tail. */
 static int pump(struct kr_snap_reader *r, struct kr_state_loader *l,
-                int (*after)(void *arg, char *errmsg), void *arg,
-                char *errmsg)
+                int (*after)(void *arg, char *errmsg), void *arg, char *errmsg)
 {
     uint8_t *buf = malloc(READ_BLOCK);
     size_t n;
@@ -732,8 +737,8 @@ int kr_snap_check(struct kr_snap_reader *r, struct kr_snap_info *info,
         memset(info, 0, sizeof(*info));
         info->meta = r->meta;
         for (unsigned t = 0; t < 256; t++)
-            info->count[t] = kr_state_loader_count(l, (uint8_t)t,
-                                                   &info->bytes[t]);
+            info->count[t] =
+                kr_state_loader_count(l, (uint8_t)t, &info->bytes[t]);
         info->n_keys = kr_state_loader_key_count(l);
         for (size_t i = 0; i < info->n_keys; i++)
             info->n_redacted += kr_state_loader_key_at(l, i)->redacted;
@@ -768,13 +773,12 @@ static void redact_record(void *arg, uint8_t type, const uint8_t *rec,
 
     if (x->err != 0)
         return;
-    if (!x->streaming &&
-        (type == KR_SNAP_REC_VAR || type == KR_SNAP_REC_END)) {
+    if (!x->streaming && (type == KR_SNAP_REC_VAR || type == KR_SNAP_REC_END)) {
         x->meta.size = x->meta.size - x->in_head + x->head.len;
         x->err = kr_snap_writer_begin(x->w, &x->meta, x->errmsg);
         if (x->err == 0)
-            x->err = kr_snap_writer_data(x->w, x->head.data, x->head.len,
-                                         x->errmsg);
+            x->err =
+                kr_snap_writer_data(x->w, x->head.data, x->head.len, x->errmsg);
         x->streaming = true;
         dst = &x->out;
     }

@@ -80,8 +80,7 @@ json_t *kr_snap_meta_json(const struct kr_snap_meta *m);
 
 /* Receives the archive's bytes in order.  Returns 0, or a kr_err that
  * stops the writer (errmsg, KR_ERRMSG_SIZE, may say why). */
-typedef int (*kr_snap_out_fn)(void *arg, const void *p, size_t n,
-                              char *errmsg);
+typedef int (*kr_snap_out_fn)(void *arg, const void *p, size_t n, char *errmsg);
 
 struct kr_snap_writer;
 

@@ -237,8 +237,8 @@ static void gzip_raw(struct kr_buf *out, const void *p, size_t n)
 }
 
 /* The three members of a valid archive for bin, with meta version v. */
-static void members_for(const struct kr_buf *bin, int v, char *meta,
-                        size_t cap, char *sums, struct member m[3])
+static void members_for(const struct kr_buf *bin, int v, char *meta, size_t cap,
+                        char *sums, struct member m[3])
 {
     uint8_t d[KR_SHA256_LEN];
     char hm[KR_SHA256_HEX_LEN], hs[KR_SHA256_HEX_LEN];
@@ -317,8 +317,7 @@ static void test_round_trip(void **state)
 /* The members as written: names, order, mode 0600, the mtime. */
 static void test_layout(void **state)
 {
-    static const char *const names[] = {"meta.json", "state.bin",
-                                        "SHA256SUMS"};
+    static const char *const names[] = {"meta.json", "state.bin", "SHA256SUMS"};
     struct kr_state *s = make_state();
     struct kr_buf ar, bin;
     struct archive *a = archive_read_new();
@@ -383,8 +382,7 @@ static void test_bad_archives(void **state)
      * misplaced ones. */
     m[3] = (struct member){"extra.txt", "hi", 2, -1};
     craft(&bad, m, 4, true);
-    expect(check(bad.data, bad.len, err), err,
-           "unexpected file \"extra.txt\"");
+    expect(check(bad.data, bad.len, err), err, "unexpected file \"extra.txt\"");
     kr_buf_free(&bad);
     {
         struct member mid[4] = {m[0], m[3], m[1], m[2]};
@@ -465,7 +463,10 @@ static void test_bad_archives(void **state)
         strcpy((char *)hdr + 124, "40000000000");
         strcpy((char *)hdr + 136, "00000000000");
         hdr[156] = '0';
-        memcpy(hdr + 257, "ustar\0" "00", 8);
+        memcpy(hdr + 257,
+               "ustar\0"
+               "00",
+               8);
         memset(hdr + 148, ' ', 8);
         for (int i = 0; i < 512; i++)
             sum += hdr[i];
@@ -533,8 +534,7 @@ static void test_redact(void **state)
 
     /* A damaged input fails the redaction. */
     red.len = 0;
-    assert_int_equal(kr_snap_reader_open_mem(&r, ar.data, ar.len - 30, err),
-                     0);
+    assert_int_equal(kr_snap_reader_open_mem(&r, ar.data, ar.len - 30, err), 0);
     assert_int_equal(kr_snap_writer_new(&w, to_buf, &red, err), 0);
     assert_int_equal(kr_snap_redact(r, w, err), KR_EINVAL);
     kr_snap_writer_free(w);

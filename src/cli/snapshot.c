@@ -1,0 +1,589 @@
+/*
+ * See snapshot.h.  Files are replaced atomically: a temporary file in the
+ * target's own directory (so the rename stays on one filesystem) is
+ * written, fsync'ed and renamed over the target, then the directory is
+ * fsync'ed; on any failure the temporary file is removed and the target
+ * is untouched.
+ *
+ * `save -redact` never writes the unredacted archive to disk: it is held
+ * in memory (locked when the memlock limit allows, excluded from core
+ * dumps, wiped when freed) until its Digest has been checked, and only
+ * the redacted copy is written.  Like Nomad's, it holds the whole
+ * download in memory for that.
+ */
+#include "cli/snapshot.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/client.h"
+#include "cli/cmd.h"
+#include "common/err.h"
+#include "crypto/hash.h"
+#include "snapshot/archive.h"
+#include "state/state.h"
+
+#define SNAPSHOT_PATH "/v1/operator/snapshot"
+#define MSG_ONE_FILE "this command takes one argument: <file>"
+
+/* ---- files ---- */
+
+/* A temporary file next to path; *tmp gets its name (PATH_MAX). */
+static int tmp_open(const char *path, char *tmp, size_t cap, int *fd,
+                    char *errmsg)
+{
+    char *a = strdup(path), *b = strdup(path);
+    int rv = 0;
+
+    if (a == NULL || b == NULL) {
+        rv = kr_errf(errmsg, KR_ENOMEM, "out of memory");
+        goto out;
+    }
+    snprintf(tmp, cap, "%s/.%s.tmp-XXXXXX", dirname(a), basename(b));
+    *fd = mkostemp(tmp, O_CLOEXEC);
+    if (*fd < 0)
+        rv = kr_errf(errmsg, KR_EIO, "cannot create a file next to %s: %s",
+                     path, strerror(errno));
+out:
+    free(a);
+    free(b);
+    return rv;
+}
+
+/* fsync, rename over path, fsync the directory; closes fd.  On failure
+ * tmp is removed. */
+static int tmp_commit(int fd, const char *tmp, const char *path, char *errmsg)
+{
+    char *d = strdup(path);
+    int dfd, rv = 0;
+
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        rv = kr_errf(errmsg, KR_EIO, "writing %s: %s", tmp, strerror(errno));
+        unlink(tmp);
+    } else if (rename(tmp, path) != 0) {
+        rv = kr_errf(errmsg, KR_EIO, "renaming %s to %s: %s", tmp, path,
+                     strerror(errno));
+        unlink(tmp);
+    } else if (d != NULL) {
+        dfd = open(dirname(d), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            (void)fsync(dfd);
+            close(dfd);
+        }
+    }
+    free(d);
+    return rv;
+}
+
+static void tmp_abort(int fd, const char *tmp)
+{
+    close(fd);
+    unlink(tmp);
+}
+
+static int write_all(int fd, const void *p, size_t n, char *errmsg)
+{
+    const uint8_t *b = p;
+
+    while (n > 0) {
+        ssize_t w = write(fd, b, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return kr_errf(errmsg, KR_EIO, "writing the snapshot: %s",
+                           strerror(errno));
+        b += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* The writer's callback: the archive goes to a file descriptor. */
+static int to_fd(void *arg, const void *p, size_t n, char *errmsg)
+{
+    return write_all(*(int *)arg, p, n, errmsg);
+}
+
+/* ---- save ---- */
+
+struct download {
+    struct kr_cli_resp *resp;
+    struct kr_sha256 *sha;
+    int fd;            /* >= 0: the archive goes here */
+    struct kr_buf mem; /* fd < 0 (-redact): held here */
+    bool locked;
+    char errmsg[KR_ERRMSG_SIZE];
+};
+
+/* The unredacted download: locked and kept out of core dumps when it
+ * can be, so it reaches neither swap nor a dump. */
+static int hold(struct download *d, size_t n)
+{
+    size_t want = d->mem.len + n;
+
+    if (d->mem.cap < want) {
+        size_t cap = d->resp->content_length > want
+                         ? (size_t)d->resp->content_length
+                         : want + want / 2 + 65536;
+        if (d->locked)
+            munlock(d->mem.data, d->mem.cap);
+        if (kr_buf_reserve(&d->mem, cap - d->mem.len) != 0)
+            return kr_errf(d->errmsg, KR_ENOMEM,
+                           "out of memory holding the snapshot to redact");
+        d->locked = mlock(d->mem.data, d->mem.cap) == 0;
+        (void)madvise(d->mem.data, d->mem.cap, MADV_DONTDUMP);
+    }
+    return 0;
+}
+
+static int on_piece(void *arg, const void *p, size_t n)
+{
+    struct download *d = arg;
+    int rv;
+
+    kr_sha256_update(d->sha, p, n);
+    if (d->fd >= 0)
+        return write_all(d->fd, p, n, d->errmsg);
+    rv = hold(d, n);
+    if (rv == 0)
+        kr_buf_append(&d->mem, p, n);
+    return rv;
+}
+
+/* The Digest header must name what arrived. */
+static int check_digest(struct download *d, char *errmsg)
+{
+    uint8_t sum[KR_SHA256_LEN];
+    char want[KR_SHA256_B64_LEN + 16] = "sha-256=";
+
+    if (kr_sha256_final(d->sha, sum) != 0)
+        return kr_errf(errmsg, KR_ECRYPTO, "hashing the snapshot");
+    kr_base64_encode(sum, sizeof(sum), want + 8);
+    if (d->resp->digest[0] == '\0')
+        return kr_errf(errmsg, KR_EIO,
+                       "the server sent no Digest header: cannot check the "
+                       "snapshot");
+    if (strcmp(d->resp->digest, want) != 0)
+        return kr_errf(errmsg, KR_EIO,
+                       "the snapshot does not match its Digest header (%s, "
+                       "received %s): the download was damaged",
+                       d->resp->digest, want);
+    return 0;
+}
+
+static const char SAVE_ABOUT[] =
+    "Retrieves an atomic, point-in-time snapshot of the state of the\n"
+    "keyraft servers, which includes the root keys and Variables, and\n"
+    "writes it to <file>.  The file is written under a temporary name,\n"
+    "its Digest is checked, and only then is it renamed into place.\n"
+    "\n"
+    "With the default aead keyring the snapshot holds every key\n"
+    "encryption key: whoever has the file can decrypt every Variable.\n"
+    "Use -redact to leave the key material out.\n"
+    "\n"
+    "If ACLs are enabled, this command requires a management token.";
+
+int kr_cli_snapshot_save_main(int argc, char **argv)
+{
+    struct kr_cli_session s;
+    struct download d;
+    struct kr_snap_reader *r = NULL;
+    struct kr_snap_writer *w = NULL;
+    bool stale = false, redact = false;
+    char errmsg[KR_ERRMSG_SIZE], tmp[4200];
+    int argi = 0, rc = KR_CLI_EXIT_ERROR, fd = -1, rv;
+    const struct kr_cli_flag flags[] = {
+        {"stale", KR_CLI_FLAG_BOOL, &stale, NULL, NULL,
+         "The -stale argument defaults to \"false\" which means the leader\n"
+         "provides the result.  If the cluster is in an outage state\n"
+         "without a leader, you may need to set -stale to \"true\" to get\n"
+         "the snapshot from a non-leader server.",
+         NULL},
+        {"redact", KR_CLI_FLAG_BOOL, &redact, NULL, NULL,
+         "Removes key material (the wrapped data encryption keys, RSA keys\n"
+         "and key encryption keys) from the snapshot before it is written.\n"
+         "Keys stay listed, marked redacted; Variables under them cannot be\n"
+         "decrypted after a restore of this snapshot.",
+         NULL},
+        {NULL, KR_CLI_FLAG_BOOL, NULL, NULL, NULL, NULL, NULL},
+    };
+    const struct kr_cli_cmd cmd = {
+        "operator snapshot save", "[options] <file>", SAVE_ABOUT,
+        "Snapshot Save Options",  flags,              s.api.flags,
+    };
+
+    memset(&d, 0, sizeof(d));
+    d.fd = -1;
+    kr_buf_init(&d.mem);
+    kr_cli_session_init(&s);
+    kr_cli_protect_secrets();
+    if (!kr_cli_parse_args(&cmd, argc, argv, 1, 1, MSG_ONE_FILE, &argi, &rc))
+        goto out;
+    if (kr_sha256_new(&d.sha) != 0) {
+        kr_cli_error("out of memory");
+        goto out;
+    }
+    if (kr_cli_connect(&s.api, &s.client) != 0)
+        goto out;
+    if (tmp_open(argv[argi], tmp, sizeof(tmp), &fd, errmsg) != 0) {
+        kr_cli_error("%s", errmsg);
+        goto out;
+    }
+    if (stale)
+        kr_cli_query_add(&s.query, "stale", "");
+    d.resp = &s.resp;
+    d.fd = redact ? -1 : fd;
+    rv = kr_cli_client_download(s.client, SNAPSHOT_PATH,
+                                kr_cli_buf_str(&s.query), on_piece, &d,
+                                &s.resp, errmsg);
+    if (rv == 0)
+        rv = kr_cli_resp_check(&s.resp, 0, errmsg);
+    else if (d.errmsg[0] != '\0')
+        snprintf(errmsg, sizeof(errmsg), "%s", d.errmsg);
+    if (rv == 0)
+        rv = check_digest(&d, errmsg);
+    if (rv == 0 && redact) {
+        rv = kr_snap_reader_open_mem(&r, d.mem.data, d.mem.len, errmsg);
+        if (rv == 0)
+            rv = kr_snap_writer_new(&w, to_fd, &fd, errmsg);
+        if (rv == 0)
+            rv = kr_snap_redact(r, w, errmsg);
+    }
+    if (rv != 0) {
+        tmp_abort(fd, tmp);
+        kr_cli_error("%s", errmsg);
+        goto out;
+    }
+    rv = tmp_commit(fd, tmp, argv[argi], errmsg);
+    if (rv != 0) {
+        kr_cli_error("%s", errmsg);
+        goto out;
+    }
+    printf("State file written to %s\n", argv[argi]);
+    rc = KR_CLI_EXIT_OK;
+out:
+    kr_snap_writer_free(w);
+    kr_snap_reader_free(r);
+    if (d.locked)
+        munlock(d.mem.data, d.mem.cap);
+    kr_buf_free(&d.mem);
+    kr_sha256_free(d.sha);
+    kr_cli_session_free(&s);
+    return rc;
+}
+
+/* ---- inspect ---- */
+
+static void human(uint64_t n, char *out, size_t cap)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)n;
+    size_t u = 0;
+
+    while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(out, cap, "%" PRIu64 " B", n);
+    else
+        snprintf(out, cap, "%.1f %s", v, units[u]);
+}
+
+/* Record types in the order they appear in state.bin. */
+static const uint8_t SHOWN[] = {KR_SNAP_REC_INDEXES, KR_SNAP_REC_ROOT_KEY,
+                                KR_SNAP_REC_REKEY, KR_SNAP_REC_VAR,
+                                KR_SNAP_REC_END};
+
+static void format_created(int64_t ms, char *out, size_t cap)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+
+    if (gmtime_r(&t, &tm) == NULL)
+        snprintf(out, cap, "%" PRId64, ms);
+    else
+        snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                 tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+static json_t *info_json(const struct kr_snap_info *in)
+{
+    json_t *stats = json_array();
+    uint64_t count = 0, size = 0;
+    char created[64];
+
+    for (size_t i = 0; i < sizeof(SHOWN); i++) {
+        uint8_t t = SHOWN[i];
+        if (in->count[t] == 0)
+            continue;
+        json_array_append_new(
+            stats, json_pack("{s:s, s:I, s:I}", "Name", kr_snap_record_name(t),
+                             "Count", (json_int_t)in->count[t], "Sum",
+                             (json_int_t)in->bytes[t]));
+        count += in->count[t];
+        size += in->bytes[t];
+    }
+    format_created(in->meta.created_ms, created, sizeof(created));
+    return json_pack("{s:{s:s, s:s, s:I, s:I, s:I, s:i}, s:o, s:I, s:I, "
+                     "s:I, s:I}",
+                     "Meta", "Created", created, "ID", in->meta.id, "Size",
+                     (json_int_t)in->meta.size, "Index",
+                     (json_int_t)in->meta.index, "Term",
+                     (json_int_t)in->meta.term, "Version", in->meta.version,
+                     "Stats", stats, "TotalCount", (json_int_t)count,
+                     "TotalSize", (json_int_t)size, "RootKeys",
+                     (json_int_t)in->n_keys, "RedactedKeys",
+                     (json_int_t)in->n_redacted);
+}
+
+static int print_info(const struct kr_snap_info *in)
+{
+    struct kr_cli_table *kv = NULL, *t = NULL;
+    char created[64], size[32], idx[32], term[32], ver[16], red[64], n[32],
+        h[32];
+    uint64_t count = 0, total = 0;
+    int rv;
+
+    format_created(in->meta.created_ms, created, sizeof(created));
+    snprintf(size, sizeof(size), "%" PRIu64, in->meta.size);
+    snprintf(idx, sizeof(idx), "%" PRIu64, in->meta.index);
+    snprintf(term, sizeof(term), "%" PRIu64, in->meta.term);
+    snprintf(ver, sizeof(ver), "%d", in->meta.version);
+    snprintf(red, sizeof(red), "%zu of %zu root keys", in->n_redacted,
+             in->n_keys);
+    rv = kr_cli_table_new(&kv, 2);
+    if (rv == 0)
+        rv = kr_cli_table_add(kv, (const char *const[]){"Created", created});
+    if (rv == 0)
+        rv = kr_cli_table_add(kv, (const char *const[]){"ID", in->meta.id});
+    if (rv == 0)
+        rv = kr_cli_table_add(kv, (const char *const[]){"Size", size});
+    if (rv == 0)
+        rv = kr_cli_table_add(kv, (const char *const[]){"Index", idx});
+    if (rv == 0)
+        rv = kr_cli_table_add(kv, (const char *const[]){"Term", term});
+    if (rv == 0)
+        rv = kr_cli_table_add(kv, (const char *const[]){"Version", ver});
+    if (rv == 0)
+        rv = kr_cli_table_add(kv, (const char *const[]){"Redacted", red});
+    if (rv == 0)
+        rv = kr_cli_table_new(&t, 3);
+    if (rv == 0)
+        rv = kr_cli_table_add(t, (const char *const[]){"Type", "Count",
+                                                       "Size"});
+    for (size_t i = 0; rv == 0 && i < sizeof(SHOWN); i++) {
+        uint8_t ty = SHOWN[i];
+        if (in->count[ty] == 0)
+            continue;
+        snprintf(n, sizeof(n), "%" PRIu64, in->count[ty]);
+        human(in->bytes[ty], h, sizeof(h));
+        rv = kr_cli_table_add(
+            t, (const char *const[]){kr_snap_record_name(ty), n, h});
+        count += in->count[ty];
+        total += in->bytes[ty];
+    }
+    snprintf(n, sizeof(n), "%" PRIu64, count);
+    human(total, h, sizeof(h));
+    if (rv == 0)
+        rv = kr_cli_table_add(t, (const char *const[]){"Total", n, h});
+    if (rv == 0) {
+        kr_cli_table_print(kv, stdout, " = ", "");
+        printf("\n");
+        kr_cli_table_print(t, stdout, "  ", "");
+    }
+    kr_cli_table_free(kv);
+    kr_cli_table_free(t);
+    return rv;
+}
+
+/* Opens path and checks the whole archive. */
+static int read_file(const char *path, struct kr_snap_info *info,
+                     char *errmsg)
+{
+    struct kr_snap_reader *r = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), rv;
+
+    if (fd < 0)
+        return kr_errf(errmsg, KR_EIO, "%s: %s", path, strerror(errno));
+    rv = kr_snap_reader_open_fd(&r, fd, errmsg);
+    if (rv == 0)
+        rv = kr_snap_check(r, info, errmsg);
+    kr_snap_reader_free(r);
+    close(fd);
+    return rv;
+}
+
+static const char INSPECT_ABOUT[] =
+    "Displays information about a snapshot file on disk: its metadata and\n"
+    "how many records of each type its state holds, and their sizes.  The\n"
+    "whole file is checked as a restore would check it.";
+
+int kr_cli_snapshot_inspect_main(int argc, char **argv)
+{
+    struct kr_snap_info *info = calloc(1, sizeof(*info));
+    char errmsg[KR_ERRMSG_SIZE];
+    bool as_json = false;
+    json_t *j = NULL;
+    int argi = 0, rc = KR_CLI_EXIT_ERROR;
+    const struct kr_cli_flag flags[] = {
+        {"json", KR_CLI_FLAG_BOOL, &as_json, NULL, NULL,
+         "Output the snapshot's information as JSON.", NULL},
+        {NULL, KR_CLI_FLAG_BOOL, NULL, NULL, NULL, NULL, NULL},
+    };
+    const struct kr_cli_cmd cmd = {
+        "operator snapshot inspect", "[options] <file>", INSPECT_ABOUT,
+        "Snapshot Inspect Options",  flags,              NULL,
+    };
+
+    if (info == NULL) {
+        kr_cli_error("out of memory");
+        return rc;
+    }
+    kr_cli_protect_secrets();
+    if (!kr_cli_parse_args(&cmd, argc, argv, 1, 1, MSG_ONE_FILE, &argi, &rc))
+        goto out;
+    if (read_file(argv[argi], info, errmsg) != 0) {
+        kr_cli_error("%s", errmsg);
+        goto out;
+    }
+    if (as_json) {
+        j = info_json(info);
+        if (j == NULL) {
+            kr_cli_error("out of memory");
+            goto out;
+        }
+        kr_cli_json_print(j, stdout);
+    } else if (print_info(info) != 0) {
+        kr_cli_error("out of memory");
+        goto out;
+    }
+    rc = KR_CLI_EXIT_OK;
+out:
+    json_decref(j);
+    free(info);
+    return rc;
+}
+
+/* ---- restore ---- */
+
+static const char RESTORE_ABOUT[] =
+    "Restores a point-in-time snapshot of the state of the keyraft\n"
+    "servers, root keys and Variables, to the whole cluster.  The servers\n"
+    "check the whole archive before anything changes, then switch to its\n"
+    "state at once; writes made meanwhile are replaced.  The cluster's\n"
+    "membership is not changed.\n"
+    "\n"
+    "This is a management-level operation: anything in the cluster's state\n"
+    "is replaced by the snapshot's.\n"
+    "\n"
+    "If ACLs are enabled, this command requires a management token.";
+
+int kr_cli_snapshot_restore_main(int argc, char **argv)
+{
+    struct kr_cli_session s;
+    char errmsg[KR_ERRMSG_SIZE];
+    struct stat st;
+    int argi = 0, rc = KR_CLI_EXIT_ERROR, fd = -1, rv;
+    const struct kr_cli_cmd cmd = {
+        "operator snapshot restore", "[options] <file>", RESTORE_ABOUT, NULL,
+        NULL,                        s.api.flags,
+    };
+
+    kr_cli_session_init(&s);
+    if (!kr_cli_parse_args(&cmd, argc, argv, 1, 1, MSG_ONE_FILE, &argi, &rc))
+        goto out;
+    fd = open(argv[argi], O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        kr_cli_error("%s: %s", argv[argi], strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        kr_cli_error("%s: not a regular file", argv[argi]);
+        goto out;
+    }
+    if (st.st_size == 0) {
+        kr_cli_error("%s: snapshot archive is empty", argv[argi]);
+        goto out;
+    }
+    if (kr_cli_connect(&s.api, &s.client) != 0)
+        goto out;
+    rv = kr_cli_client_upload(s.client, "PUT", SNAPSHOT_PATH,
+                              kr_cli_buf_str(&s.query), fd,
+                              (uint64_t)st.st_size, &s.resp, errmsg);
+    if (rv == 0)
+        rv = kr_cli_resp_check(&s.resp, 0, errmsg);
+    if (rv != 0) {
+        kr_cli_error("%s", errmsg);
+        goto out;
+    }
+    printf("Snapshot Restored\n");
+    rc = KR_CLI_EXIT_OK;
+out:
+    if (fd >= 0)
+        close(fd);
+    kr_cli_session_free(&s);
+    return rc;
+}
+
+/* ---- redact ---- */
+
+static const char REDACT_ABOUT[] =
+    "Removes key material from an existing snapshot file, in place: every\n"
+    "root key loses its wrapped data encryption key and RSA key and, with\n"
+    "the aead keyring, its key encryption key; key metadata stays, marked\n"
+    "redacted.  The redacted archive is written under a temporary name,\n"
+    "synced, and renamed over the original, so the file is never half\n"
+    "written.  Only meaningful for the aead keyring: with a KMS the file\n"
+    "holds no key in clear.";
+
+int kr_cli_snapshot_redact_main(int argc, char **argv)
+{
+    struct kr_snap_reader *r = NULL;
+    struct kr_snap_writer *w = NULL;
+    char errmsg[KR_ERRMSG_SIZE], tmp[4200];
+    int argi = 0, rc = KR_CLI_EXIT_ERROR, in = -1, out = -1, rv;
+    const struct kr_cli_cmd cmd = {
+        "operator snapshot redact", "<file>", REDACT_ABOUT, NULL, NULL, NULL,
+    };
+
+    kr_cli_protect_secrets();
+    if (!kr_cli_parse_args(&cmd, argc, argv, 1, 1, MSG_ONE_FILE, &argi, &rc))
+        return rc;
+    in = open(argv[argi], O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        kr_cli_error("%s: %s", argv[argi], strerror(errno));
+        return rc;
+    }
+    rv = tmp_open(argv[argi], tmp, sizeof(tmp), &out, errmsg);
+    if (rv == 0)
+        rv = kr_snap_reader_open_fd(&r, in, errmsg);
+    if (rv == 0)
+        rv = kr_snap_writer_new(&w, to_fd, &out, errmsg);
+    if (rv == 0)
+        rv = kr_snap_redact(r, w, errmsg);
+    if (rv != 0 && out >= 0)
+        tmp_abort(out, tmp);
+    else if (rv == 0)
+        rv = tmp_commit(out, tmp, argv[argi], errmsg);
+    if (rv != 0)
+        kr_cli_error("%s", errmsg);
+    else {
+        printf("Snapshot redacted: %s\n", argv[argi]);
+        rc = KR_CLI_EXIT_OK;
+    }
+    kr_snap_writer_free(w);
+    kr_snap_reader_free(r);
+    close(in);
+    return rc;
+}
