@@ -1057,6 +1057,20 @@ int kr_raft_apply(struct kr_raft *r, const struct kr_buf *entry,
     return 0;
 }
 
+int kr_raft_apply_alone(struct kr_raft *r, const struct kr_buf *entry,
+                        kr_raft_apply_cb cb, void *arg)
+{
+    int rv;
+
+    if (!kr_raft_is_leader(r) || r->closing)
+        return r->closing ? KR_ESHUTDOWN : KR_ENOLEADER;
+    flush_batch(r); /* what was proposed before goes first */
+    rv = kr_raft_apply(r, entry, cb, arg);
+    if (rv == 0)
+        flush_batch(r); /* and nothing proposed later joins it */
+    return rv;
+}
+
 static void barrier_done(struct raft_barrier *req, int status)
 {
     struct barrier_req *b = (struct barrier_req *)req;

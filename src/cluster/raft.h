@@ -79,6 +79,12 @@ int kr_raft_start(struct kr_raft **out, const struct kr_raft_config *cfg,
 int kr_raft_apply(struct kr_raft *r, const struct kr_buf *entry,
                   kr_raft_apply_cb cb, void *arg);
 
+/* As kr_raft_apply, but the entry travels alone in its raft entry: no
+ * other entry is applied at its index, so an index tells which side of
+ * it a write landed on. */
+int kr_raft_apply_alone(struct kr_raft *r, const struct kr_buf *entry,
+                        kr_raft_apply_cb cb, void *arg);
+
 /* Appends a barrier; cb runs exactly once unless this returns an error. */
 int kr_raft_barrier(struct kr_raft *r, kr_raft_barrier_cb cb, void *arg);
 

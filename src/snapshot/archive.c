@@ -697,11 +697,14 @@ static void block_free(uint8_t *b)
     }
 }
 
-/* Reads all of state.bin through l, then the tail. */
+/* Reads all of state.bin through l, then the tail.  When state.bin does
+ * not decode, the rest is still read: a checksum that does not match
+ * says more ("changed or damaged") than where the decoding stopped. */
 static int pump(struct kr_snap_reader *r, struct kr_state_loader *l,
                 int (*after)(void *arg, char *errmsg), void *arg, char *errmsg)
 {
     uint8_t *buf = malloc(READ_BLOCK);
+    char tail[KR_ERRMSG_SIZE];
     size_t n;
     int rv = 0;
 
@@ -719,6 +722,13 @@ static int pump(struct kr_snap_reader *r, struct kr_state_loader *l,
     if (rv == KR_ECORRUPT) {
         kr_errwrap(errmsg, "invalid snapshot archive: state.bin");
         rv = KR_EINVAL;
+        do {
+            if (kr_snap_reader_read(r, buf, READ_BLOCK, &n, tail) != 0) {
+                if (strstr(tail, "checksum") != NULL)
+                    memcpy(errmsg, tail, sizeof(tail));
+                break;
+            }
+        } while (n > 0);
     }
     block_free(buf);
     return rv;

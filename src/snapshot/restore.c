@@ -59,7 +59,10 @@ struct job {
     bool checked; /* the check job has run */
     int work_rv;
     char work_err[KR_ERRMSG_SIZE];
-    /* a read job's result: a chunk not proposed yet */
+    /* the worker's chunk: only the worker touches it while working */
+    uint8_t *wbuf;
+    size_t wbuf_len;
+    /* a chunk read and not proposed yet (the loop's) */
     uint8_t *buf;
     size_t buf_len;
     bool read_end; /* state.bin read and the archive's tail checked */
@@ -108,6 +111,7 @@ static void job_release(struct job *j)
     if (j->fd >= 0)
         close(j->fd);
     buf_free(j->buf);
+    buf_free(j->wbuf);
     free(j);
     restore_release(r);
 }
@@ -212,7 +216,11 @@ static void propose(struct job *j, uint8_t type, const uint8_t *data,
     if (p != NULL && kr_entry_encode(&e, &b) == 0) {
         p->j = j;
         p->type = type;
-        rv = kr_raft_apply(j->r->cfg.raft, &b, applied, p);
+        /* The commit alone at its index: a write's index then says
+         * whether it landed before the restore (replaced) or after. */
+        rv = type == KR_ENTRY_RESTORE_COMMIT
+                 ? kr_raft_apply_alone(j->r->cfg.raft, &b, applied, p)
+                 : kr_raft_apply(j->r->cfg.raft, &b, applied, p);
     }
     kr_buf_free(&b); /* wiped: a chunk holds KEKs */
     if (rv != 0) {
@@ -230,7 +238,8 @@ static void propose(struct job *j, uint8_t type, const uint8_t *data,
 
 static void maybe_commit(struct job *j)
 {
-    if (j->reported || !j->read_end || j->working || j->buf != NULL ||
+    /* read_end is the worker's until it returns: working first. */
+    if (j->working || j->reported || !j->read_end || j->buf != NULL ||
         j->chunks_in_raft > 0 || j->committing)
         return;
     if (j->read_off != j->total) {
@@ -280,23 +289,23 @@ static void work(uv_work_t *req)
                 kr_snap_reader_open_fd(&j->reader, j->fd, j->work_err);
         return;
     }
-    j->buf = malloc(KR_RESTORE_CHUNK_MAX);
-    if (j->buf == NULL) {
+    j->wbuf = malloc(KR_RESTORE_CHUNK_MAX);
+    if (j->wbuf == NULL) {
         j->work_rv = kr_errf(j->work_err, KR_ENOMEM, "out of memory");
         return;
     }
-    j->buf_len = 0;
-    while (j->buf_len < KR_RESTORE_CHUNK_MAX) {
-        j->work_rv = kr_snap_reader_read(j->reader, j->buf + j->buf_len,
-                                         KR_RESTORE_CHUNK_MAX - j->buf_len, &n,
-                                         j->work_err);
+    j->wbuf_len = 0;
+    while (j->wbuf_len < KR_RESTORE_CHUNK_MAX) {
+        j->work_rv = kr_snap_reader_read(j->reader, j->wbuf + j->wbuf_len,
+                                         KR_RESTORE_CHUNK_MAX - j->wbuf_len,
+                                         &n, j->work_err);
         if (j->work_rv != 0)
             return;
         if (n == 0) {
             j->read_end = true;
             break;
         }
-        j->buf_len += n;
+        j->wbuf_len += n;
     }
 }
 
@@ -336,11 +345,17 @@ static void work_done(uv_work_t *req, int status)
         job_release(j);
         return;
     }
-    j->read_off += j->buf_len;
-    if (j->buf_len == 0) {
-        buf_free(j->buf);
-        j->buf = NULL;
+    /* The worker's chunk becomes the loop's (start_read only reads when
+     * no chunk waits, so there is none). */
+    j->read_off += j->wbuf_len;
+    if (j->wbuf_len > 0) {
+        j->buf = j->wbuf;
+        j->buf_len = j->wbuf_len;
+    } else {
+        buf_free(j->wbuf);
     }
+    j->wbuf = NULL;
+    j->wbuf_len = 0;
     push_chunk(j);
     maybe_commit(j);
     job_release(j);
@@ -362,7 +377,7 @@ static void queue(struct job *j)
  * state.bin is done. */
 static void start_read(struct job *j)
 {
-    if (j->reported || j->working || j->buf != NULL || j->read_end)
+    if (j->working || j->reported || j->buf != NULL || j->read_end)
         return;
     queue(j);
 }

@@ -1,0 +1,546 @@
+"""Snapshots end to end: save from a 3-server cluster (through a follower,
+and stale), restore into a fresh server with every Variable identical;
+redaction leaves no key the test can learn, raw or base64, while the
+unredacted snapshot has them all (the control); bad archives are refused
+with clear messages and change nothing; a restore while clients write
+leaves exactly the snapshot plus the writes acknowledged after it."""
+import base64
+import gzip
+import hashlib
+import http.client
+import io
+import json
+import os
+import struct
+import tarfile
+import threading
+import time
+import zlib
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from conftest import SLOW, cluster_leader
+
+SNAP = "/v1/operator/snapshot"
+
+
+# ---- reading archives and state.bin, from the documented formats ----
+
+def members(archive):
+    """{name: bytes} of a snapshot archive, in order."""
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as t:
+        return {m.name: t.extractfile(m).read() for m in t.getmembers()}
+
+
+class Reader:
+    def __init__(self, b):
+        self.b, self.off = b, 0
+
+    def take(self, n):
+        v = self.b[self.off:self.off + n]
+        assert len(v) == n
+        self.off += n
+        return v
+
+    def u8(self):
+        return self.take(1)[0]
+
+    def u32(self):
+        return struct.unpack("<I", self.take(4))[0]
+
+    def u64(self):
+        return struct.unpack("<Q", self.take(8))[0]
+
+    def bytes(self):
+        return self.take(self.u32())
+
+    def str(self):
+        return self.bytes().decode()
+
+    def done(self):
+        return self.off == len(self.b)
+
+
+def records(state):
+    assert state[:5] == b"KRST\x01"
+    off = 5
+    while off < len(state):
+        t, n = state[off], struct.unpack_from("<I", state, off + 1)[0]
+        yield t, state[off + 5:off + 5 + n]
+        off += 5 + n
+
+
+def blob(r):
+    return {"ct": r.bytes(), "iv": r.bytes(), "mech": r.u64(),
+            "key_id": r.str(), "wrapped_key": r.bytes()}
+
+
+def parse_key(body):
+    r = Reader(body)
+    k = {"id": r.str(), "alg": r.str(), "create_time": r.take(8),
+         "ci": r.u64(), "mi": r.u64(), "state": r.u8(), "pt": r.take(8)}
+    k["wrapped"] = []
+    for _ in range(r.u32()):
+        k["wrapped"].append({"provider": r.str(), "provider_id": r.str(),
+                             "dek": blob(r), "rsa": blob(r),
+                             "kek": r.bytes()})
+    k["rekey_total"] = r.u64() if not r.done() else 0
+    k["flags"] = r.u8() if not r.done() else 0
+    assert r.done()
+    return k
+
+
+def parse_var(body):
+    r = Reader(body)
+    v = {"ns": r.str(), "path": r.str(), "key_id": r.str(),
+         "data": r.bytes()}
+    r.take(32)
+    assert r.done()
+    return v
+
+
+def state_of(archive):
+    keys, vars_ = [], []
+    for t, body in records(members(archive)["state.bin"]):
+        if t == 2:
+            keys.append(parse_key(body))
+        elif t == 3:
+            vars_.append(parse_var(body))
+    return keys, vars_
+
+
+def pack(meta, state, sums=None, extra=(), gz=True):
+    """A gzip'd tar of meta.json, state.bin, SHA256SUMS (computed unless
+    given) and any extra (name, bytes) members."""
+    if isinstance(meta, dict):
+        meta = json.dumps(meta, separators=(",", ":")).encode()
+    if sums is None:
+        sums = (f"{hashlib.sha256(meta).hexdigest()}  meta.json\n"
+                f"{hashlib.sha256(state).hexdigest()}  state.bin\n").encode()
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz" if gz else "w",
+                      format=tarfile.USTAR_FORMAT) as t:
+        for name, data in [("meta.json", meta), ("state.bin", state),
+                           ("SHA256SUMS", sums), *extra]:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o600
+            t.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+# ---- cluster helpers ----
+
+def fill(agents, small=150, big=24):
+    """Variables written through every server in turn: small ones, some in
+    another namespace, and big ones so the snapshot passes 1 MiB and takes
+    the streaming paths.  Returns {(ns, path): items}."""
+    want = {}
+    for i in range(small + big):
+        a = agents[i % len(agents)]
+        ns = "other" if i % 10 == 3 else "default"
+        path = f"app/{'big' if i >= small else 'small'}/{i:04d}"
+        items = ({"blob": os.urandom(24000).hex()} if i >= small
+                 else {"k": f"v{i}", "n": str(i)})
+        a.put_var(path + f"?namespace={ns}", items)
+        want[(ns, path)] = items
+    return want
+
+
+def read_all(a, stale=False):
+    """Every Variable on a, whole: {(ns, path): the GET reply}; with
+    stale, from a's own state."""
+    q = "&stale" if stale else ""
+    r = a.api("GET", "/v1/vars?namespace=*" + q)
+    assert r.status == 200, r
+    out = {}
+    for m in r.json():
+        g = a.api("GET", f"/v1/var/{m['Path']}?namespace={m['Namespace']}"
+                  + q)
+        assert g.status == 200, g
+        out[(m["Namespace"], m["Path"])] = g.json()
+    return out
+
+
+def save(a, path, *flags):
+    r = a.cli("operator", "snapshot", "save", *flags, str(path))
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert b"State file written to" in r.stdout
+    return open(path, "rb").read()
+
+
+def inspect(a, path):
+    r = a.cli("operator", "snapshot", "inspect", "-json", str(path))
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def follower(agents):
+    leader = cluster_leader(agents)
+    return leader, [a for a in agents if a is not leader]
+
+
+def test_save_from_cluster_restore_into_fresh_server(make_cluster, make_agent,
+                                                     tmp_path):
+    agents = make_cluster(3)
+    leader, (f1, f2) = follower(agents)
+    want = fill(agents)
+    before = read_all(leader)
+    assert {k: v["Items"] for k, v in before.items()} == want
+    keys = leader.keys()
+
+    # Raw GET on the leader: Digest is the SHA-256 of exactly these bytes.
+    r = leader.api("GET", SNAP)
+    assert r.status == 200, r
+    assert r.headers["Content-Type"] == "application/x-gzip"
+    assert r.headers["Digest"] == "sha-256=" + base64.b64encode(
+        hashlib.sha256(r.body).digest()).decode()
+    assert len(r.body) > 1 << 20
+    names = list(members(r.body))
+    assert names == ["meta.json", "state.bin", "SHA256SUMS"]
+
+    # Through a follower (relayed, streaming), and stale from the other.
+    via = save(f1, tmp_path / "via-follower.snap")
+    stale = save(f2, tmp_path / "stale.snap", "-stale")
+    assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
+    for snap in (via, stale):
+        meta = json.loads(members(snap)["meta.json"])
+        assert meta["Version"] == 1
+        assert meta["ID"] == f"{meta['Term']}-{meta['Index']}-" + \
+            meta["ID"].split("-")[2]
+        assert meta["Size"] == len(members(snap)["state.bin"])
+        assert sorted(s["Address"] for s in
+                      meta["Configuration"]["Servers"]) == \
+            sorted(f"127.0.0.1:{a.rpc_port}" for a in agents)
+    info = inspect(f1, tmp_path / "via-follower.snap")
+    assert info["RootKeys"] == 1 and info["RedactedKeys"] == 0
+    stats = {s["Name"]: s["Count"] for s in info["Stats"]}
+    assert stats["Variable"] == len(want)
+    assert stats["RootKey"] == 1
+
+    fresh = make_agent(name="fresh")
+    fresh.put_var("only/here", {"x": "y"})
+    r = fresh.cli("operator", "snapshot", "restore",
+                  str(tmp_path / "via-follower.snap"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"Snapshot Restored\n"
+    after = read_all(fresh)
+    # Every Variable identical: Items, indexes and times.
+    assert after == before
+    assert [{k: v for k, v in x.items()} for x in fresh.keys()] == keys
+    # The server took the restored keys: writes go on under them.
+    fresh.put_var("after/restore", {"a": "b"})
+    assert fresh.get_var("after/restore")["Items"] == {"a": "b"}
+
+
+def learn_keys(archive):
+    """Every secret the test can learn from an unredacted snapshot: each
+    aead KEK is in state.bin in the clear, it unwraps the DEK and RSA
+    blobs, and each DEK is shown right by decrypting a Variable."""
+    keys, vars_ = state_of(archive)
+    secrets = []
+    for k in keys:
+        assert k["wrapped"], k["id"]
+        for w in k["wrapped"]:
+            assert w["provider"] == "aead" and len(w["kek"]) == 32
+            gcm = AESGCM(w["kek"])
+            dek = gcm.decrypt(w["dek"]["ct"][:12], w["dek"]["ct"][12:], None)
+            rsa = gcm.decrypt(w["rsa"]["ct"][:12], w["rsa"]["ct"][12:], None)
+            assert len(dek) == 32 and rsa[:2] == b"\x30\x82"
+            mine = [v for v in vars_ if v["key_id"] == k["id"]]
+            assert mine, k["id"]
+            items = json.loads(AESGCM(dek).decrypt(
+                mine[0]["data"][:12], mine[0]["data"][12:], k["id"].encode()))
+            assert items
+            secrets += [("kek", w["kek"]), ("dek", dek), ("rsa", rsa),
+                        ("wrapped dek", w["dek"]["ct"]),
+                        ("wrapped rsa", w["rsa"]["ct"])]
+    return keys, secrets
+
+
+def encodings(b):
+    return [("raw", b), ("base64", base64.b64encode(b)),
+            ("base64url", base64.urlsafe_b64encode(b).rstrip(b"=")),
+            ("base64 unpadded", base64.b64encode(b).rstrip(b"=")),
+            ("hex", b.hex().encode())]
+
+
+def found(haystack, secrets):
+    return {(name, enc) for name, s in secrets for enc, e in encodings(s)
+            if e in haystack}
+
+
+def test_redacted_snapshot_has_no_key_material(make_agent, tmp_path):
+    a = make_agent()
+    for i in range(20):
+        a.put_var(f"one/{i}", {"secret": f"s{i}"})
+    a.rotate("?now")
+    for i in range(20):
+        a.put_var(f"two/{i}", {"secret": f"t{i}"})
+    plain = save(a, tmp_path / "plain.snap")
+    red = save(a, tmp_path / "red.snap", "-redact")
+    inplace = tmp_path / "inplace.snap"
+    inplace.write_bytes(plain)
+    r = a.cli("operator", "snapshot", "redact", str(inplace))
+    assert r.returncode == 0, r.stderr
+    assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
+    redacted = inplace.read_bytes()
+
+    keys, secrets = learn_keys(plain)
+    assert len(keys) == 2 and len(secrets) == 10
+    # The control: the scan finds every KEK and wrapped blob, raw and in
+    # each encoding, in the unredacted snapshot's decompressed bytes (the
+    # DEK and RSA key are in no snapshot in the clear: they are wrapped).
+    tar_plain = gzip.decompress(plain)
+    wrapped = [s for s in secrets if s[0] in ("kek", "wrapped dek",
+                                                "wrapped rsa")]
+    raw_found = {(n, e) for n, e in found(tar_plain, wrapped) if e == "raw"}
+    assert raw_found == {(n, "raw") for n, _ in wrapped}
+    assert not found(tar_plain, [s for s in secrets
+                                 if s[0] in ("dek", "rsa")])
+    # The snapshot is binary, so its secrets appear raw; the encoded forms
+    # are scanned for too, and the scanner is shown to catch each one.
+    for name, sec in secrets:
+        for enc, e in encodings(sec):
+            assert (name, enc) in found(b"<" + e + b">", [(name, sec)])
+    for snap in (red, redacted):
+        tar = gzip.decompress(snap)
+        assert not found(tar, secrets), found(tar, secrets)
+        assert not found(snap, secrets)
+        rkeys, rvars = state_of(snap)
+        assert [k["id"] for k in rkeys] == [k["id"] for k in keys]
+        assert all(k["wrapped"] == [] and k["flags"] == 1 for k in rkeys)
+        assert len(rvars) == 40
+    for p in ("red.snap", "inplace.snap"):
+        info = inspect(a, tmp_path / p)
+        assert info["RootKeys"] == 2 and info["RedactedKeys"] == 2
+
+    # A redacted snapshot restores cleanly; its keys are listed redacted,
+    # their Variables fail with an error naming the key, and rotate -now
+    # lets writes go on.
+    b = make_agent(name="target")
+    r = b.cli("operator", "snapshot", "restore", str(tmp_path / "red.snap"))
+    assert r.returncode == 0, r.stderr
+    listed = b.keys()
+    assert [k["KeyID"] for k in listed] == [k["id"] for k in keys]
+    assert all(k["Redacted"] is True for k in listed)
+    out = b.cli("operator", "root", "keyring", "list").stdout.decode()
+    assert "active (redacted)" in out and "inactive (redacted)" in out
+    old = b.api("GET", "/v1/var/one/1")
+    assert old.status == 500
+    assert keys[0]["id"] in old.text and "redacted" in old.text
+    w = b.api("PUT", "/v1/var/new/one", {"Items": {"a": "b"}})
+    assert w.status == 500 and "rotate" in w.text
+    h = b.api("GET", "/v1/agent/health")
+    assert h.status == 500
+    assert sorted(h.json()["keyring"]["redacted_keys"]) == \
+        sorted(k["id"] for k in keys)
+    r = b.cli("operator", "root", "keyring", "rotate", "-now")
+    assert r.returncode == 0, r.stderr
+    b.put_var("new/one", {"a": "b"})
+    assert b.get_var("new/one")["Items"] == {"a": "b"}
+    assert b.api("GET", "/v1/var/two/3").status == 500
+    assert b.api("GET", "/v1/agent/health").status == 200
+    # The CLI's own error for a redacted Variable names the key too.
+    r = b.cli("var", "get", "two/3")
+    assert r.returncode == 1 and keys[1]["id"].encode() in r.stderr
+
+
+def bomb(meta, declared):
+    """A tar whose state.bin header declares `declared` bytes, followed by
+    64 MiB of zeros, gzip'd: a few tens of KiB that inflate to 64 MiB and
+    claim far more."""
+    meta = json.dumps(meta, separators=(",", ":")).encode()
+    head = io.BytesIO()
+    with tarfile.open(fileobj=head, mode="w", format=tarfile.USTAR_FORMAT) \
+            as t:
+        info = tarfile.TarInfo("meta.json")
+        info.size, info.mode = len(meta), 0o600
+        t.addfile(info, io.BytesIO(meta))
+    tar = head.getvalue()
+    tar = tar[:512 + (len(meta) + 511) // 512 * 512]
+    hdr = bytearray(tarfile.TarInfo("state.bin").tobuf(tarfile.USTAR_FORMAT))
+    hdr[124:136] = b"%011o\0" % declared
+    hdr[148:156] = b" " * 8
+    hdr[148:156] = b"%06o\0 " % sum(hdr)
+    z = zlib.compressobj(9, zlib.DEFLATED, 31)
+    out = z.compress(tar + bytes(hdr))
+    zeros = bytes(1 << 20)
+    for _ in range(64):
+        out += z.compress(zeros)
+    return out + z.flush()
+
+
+def vm_hwm_kb(a):
+    with open(f"/proc/{a.proc.pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_bad_archives_change_nothing(make_cluster, tmp_path):
+    agents = make_cluster(3)
+    leader, (f1, f2) = follower(agents)
+    fill(agents, small=60, big=4)
+    good = save(leader, tmp_path / "good.snap")
+    m = members(good)
+    meta, state = json.loads(m["meta.json"]), m["state.bin"]
+    # Writes after the save: a restore would undo them.
+    leader.put_var("later/one", {"x": "1"})
+    before = read_all(leader)
+    keys = leader.keys()
+
+    tampered = bytearray(state)
+    tampered[-100] ^= 1
+    cases = [
+        ("truncated", good[:len(good) // 2], "invalid snapshot archive"),
+        ("tampered", pack(m["meta.json"], bytes(tampered), m["SHA256SUMS"]),
+         "state.bin does not match its checksum"),
+        ("extra member", pack(m["meta.json"], state,
+                              extra=[("notes.txt", b"hi")]),
+         'unexpected file "notes.txt"'),
+        ("wrong version", pack(dict(meta, Version=2), state),
+         "snapshot archive version 2 is not supported"),
+        ("missing member", pack_two(m), "SHA256SUMS is missing"),
+        ("not gzip", pack(m["meta.json"], state, gz=False),
+         "not gzip-compressed"),
+        ("gzip bomb", bomb(dict(meta, Size=3 << 30), 3 << 30),
+         "more than the"),
+        ("bomb under the cap", bomb(dict(meta, Size=512 << 20), 512 << 20),
+         "invalid snapshot archive: state.bin: not a keyraft state"),
+    ]
+    hwm = vm_hwm_kb(leader)
+    for name, data, msg in cases:
+        path = tmp_path / f"bad-{name.replace(' ', '-')}.snap"
+        path.write_bytes(data)
+        start = time.time()
+        r = f1.cli("operator", "snapshot", "restore", str(path))
+        err = r.stderr.decode()
+        assert r.returncode == 1, (name, r.stdout, err)
+        assert msg in err, (name, err)
+        assert time.time() - start < 15 * SLOW, name
+    # The bombs were never inflated on the server.
+    assert vm_hwm_kb(leader) - hwm < 200 * 1024
+    # Zero bytes: the CLI says so, and so does the server.
+    (tmp_path / "empty.snap").write_bytes(b"")
+    r = f2.cli("operator", "snapshot", "restore", str(tmp_path / "empty.snap"))
+    assert r.returncode == 1 and b"empty" in r.stderr
+    r = f2.api("PUT", SNAP, b"")
+    assert r.status == 400 and "snapshot archive is empty" in r.text
+    # Nothing changed anywhere: every Variable, the keys, on every server.
+    assert read_all(leader) == before
+    assert leader.keys() == keys
+    for a in (f1, f2):
+        assert {k: v["Items"] for k, v in read_all(a, stale=True).items()} \
+            == {k: v["Items"] for k, v in before.items()}
+
+    # A small archive on a keep-alive connection goes through h2o (the
+    # second request of the connection), forwarded by a follower.
+    c = http.client.HTTPConnection("127.0.0.1", f2.http_port,
+                                   timeout=30 * SLOW)
+    c.request("GET", "/v1/agent/health")
+    c.getresponse().read()
+    small = pack(m["meta.json"], state)
+    assert len(small) < 1 << 20
+    c.request("PUT", SNAP, body=small)
+    resp = c.getresponse()
+    assert resp.status == 200, resp.read()
+    assert int(resp.getheader("X-Nomad-Index")) > 0
+    c.close()
+    after = read_all(leader)
+    assert ("default", "later/one") not in after
+    assert len(after) == len(before) - 1
+
+
+def pack_two(m):
+    """meta.json and state.bin only."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz",
+                      format=tarfile.USTAR_FORMAT) as t:
+        for name in ("meta.json", "state.bin"):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(m[name]), 0o600
+            t.addfile(info, io.BytesIO(m[name]))
+    return out.getvalue()
+
+
+def test_restore_while_clients_write(make_cluster, tmp_path):
+    """Afterwards the state is exactly the snapshot plus every write that
+    was acknowledged with an index after the restore's (the commit is alone
+    at its index), in index order; nothing else."""
+    agents = make_cluster(3)
+    leader = cluster_leader(agents)
+    for i in range(80):
+        agents[i % 3].put_var(f"base/{i:03d}", {"v": f"snap{i}"})
+    snap = save(leader, tmp_path / "s.snap")
+    expected = {k: v["Items"] for k, v in read_all(leader).items()}
+    # A new active key: writes in flight are sealed with a key the
+    # restored state does not have.
+    leader.rotate("?now")
+
+    acks, stop = [], threading.Event()
+    lock = threading.Lock()
+
+    def writer(t, a):
+        c = http.client.HTTPConnection("127.0.0.1", a.http_port,
+                                       timeout=30 * SLOW)
+        n = 0
+        while not stop.is_set():
+            path = f"base/{n % 80:03d}" if n % 2 else f"w/{t}/{n}"
+            items = {"v": f"{t}-{n}"}
+            try:
+                c.request("PUT", f"/v1/var/{path}",
+                          body=json.dumps({"Items": items}))
+                r = c.getresponse()
+                body = r.read()
+            except (OSError, http.client.HTTPException):
+                c.close()
+                c = http.client.HTTPConnection("127.0.0.1", a.http_port,
+                                               timeout=30 * SLOW)
+                continue
+            if r.status == 200:
+                with lock:
+                    acks.append((json.loads(body)["ModifyIndex"],
+                                 ("default", path), items))
+            n += 1
+
+    threads = [threading.Thread(target=writer, args=(i, a))
+               for i, a in enumerate(agents)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    c = http.client.HTTPConnection("127.0.0.1", leader.http_port,
+                                   timeout=60 * SLOW)
+    c.request("PUT", SNAP, body=snap)
+    resp = c.getresponse()
+    assert resp.status == 200, resp.read()
+    restore_index = int(resp.getheader("X-Nomad-Index"))
+    c.close()
+    time.sleep(1.0)
+    stop.set()
+    for t in threads:
+        t.join()
+
+    assert any(i < restore_index for i, _, _ in acks)
+    assert any(i > restore_index for i, _, _ in acks), "no write after"
+    assert not [a for a in acks if a[0] == restore_index]
+    for idx, key, items in sorted(acks, key=lambda a: a[0]):
+        if idx > restore_index:
+            expected[key] = items
+    got = read_all(leader)
+    assert {k: v["Items"] for k, v in got.items()} == expected
+    last = {}
+    for idx, key, _ in acks:
+        if idx > restore_index:
+            last[key] = max(idx, last.get(key, 0))
+    for key, idx in last.items():
+        assert got[key]["ModifyIndex"] == idx
+    # Every server converges on the same state.
+    deadline = time.time() + 10 * SLOW
+    for a in agents:
+        while True:
+            mine = {k: v["Items"] for k, v in read_all(a, stale=True).items()}
+            if mine == expected or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        assert mine == expected
