@@ -435,6 +435,9 @@ static int transfer(struct kr_cli_client *c, const char *method,
     curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, sink);
+    /* Fewer, larger pieces for streamed bodies (snapshots). */
+    if (sink->fn != NULL)
+        curl_easy_setopt(c->curl, CURLOPT_BUFFERSIZE, 512L * 1024);
     curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, sink);
     set_tls(c);

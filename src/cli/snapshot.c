@@ -115,10 +115,16 @@ static int to_fd(void *arg, const void *p, size_t n, char *errmsg)
 
 /* ---- save ---- */
 
+/* Written data is pushed to the disk every this many bytes, so the
+ * final fsync does not have all of it to write. */
+#define WRITEBACK_STEP (16u << 20)
+
 struct download {
     struct kr_cli_resp *resp;
     struct kr_sha256 *sha;
     int fd;            /* >= 0: the archive goes here */
+    uint64_t written;  /* to fd */
+    uint64_t pushed;   /* writeback started up to here */
     struct kr_buf mem; /* fd < 0 (-redact): held here */
     bool locked;
     char errmsg[KR_ERRMSG_SIZE];
@@ -151,8 +157,19 @@ static int on_piece(void *arg, const void *p, size_t n)
     int rv;
 
     kr_sha256_update(d->sha, p, n);
-    if (d->fd >= 0)
-        return write_all(d->fd, p, n, d->errmsg);
+    if (d->fd >= 0) {
+        rv = write_all(d->fd, p, n, d->errmsg);
+        d->written += n;
+        if (rv == 0 && d->written - d->pushed >= WRITEBACK_STEP) {
+            /* Start the disk writes now, overlapping the download; the
+             * fsync before the rename still waits for all of them. */
+            (void)sync_file_range(d->fd, (off64_t)d->pushed,
+                                  (off64_t)(d->written - d->pushed),
+                                  SYNC_FILE_RANGE_WRITE);
+            d->pushed = d->written;
+        }
+        return rv;
+    }
     rv = hold(d, n);
     if (rv == 0)
         kr_buf_append(&d->mem, p, n);
@@ -217,8 +234,12 @@ int kr_cli_snapshot_save_main(int argc, char **argv)
         {NULL, KR_CLI_FLAG_BOOL, NULL, NULL, NULL, NULL, NULL},
     };
     const struct kr_cli_cmd cmd = {
-        "operator snapshot save", "[options] <file>", SAVE_ABOUT,
-        "Snapshot Save Options",  flags,              s.api.flags,
+        "operator snapshot save",
+        "[options] <file>",
+        SAVE_ABOUT,
+        "Snapshot Save Options",
+        flags,
+        s.api.flags,
     };
 
     memset(&d, 0, sizeof(d));
@@ -243,8 +264,8 @@ int kr_cli_snapshot_save_main(int argc, char **argv)
     d.resp = &s.resp;
     d.fd = redact ? -1 : fd;
     rv = kr_cli_client_download(s.client, SNAPSHOT_PATH,
-                                kr_cli_buf_str(&s.query), on_piece, &d,
-                                &s.resp, errmsg);
+                                kr_cli_buf_str(&s.query), on_piece, &d, &s.resp,
+                                errmsg);
     if (rv == 0)
         rv = kr_cli_resp_check(&s.resp, 0, errmsg);
     else if (d.errmsg[0] != '\0')
@@ -327,24 +348,23 @@ static json_t *info_json(const struct kr_snap_info *in)
         uint8_t t = SHOWN[i];
         if (in->count[t] == 0)
             continue;
-        json_array_append_new(
-            stats, json_pack("{s:s, s:I, s:I}", "Name", kr_snap_record_name(t),
-                             "Count", (json_int_t)in->count[t], "Sum",
-                             (json_int_t)in->bytes[t]));
+        json_array_append_new(stats, json_pack("{s:s, s:I, s:I}", "Name",
+                                               kr_snap_record_name(t), "Count",
+                                               (json_int_t)in->count[t], "Sum",
+                                               (json_int_t)in->bytes[t]));
         count += in->count[t];
         size += in->bytes[t];
     }
     format_created(in->meta.created_ms, created, sizeof(created));
-    return json_pack("{s:{s:s, s:s, s:I, s:I, s:I, s:i}, s:o, s:I, s:I, "
-                     "s:I, s:I}",
-                     "Meta", "Created", created, "ID", in->meta.id, "Size",
-                     (json_int_t)in->meta.size, "Index",
-                     (json_int_t)in->meta.index, "Term",
-                     (json_int_t)in->meta.term, "Version", in->meta.version,
-                     "Stats", stats, "TotalCount", (json_int_t)count,
-                     "TotalSize", (json_int_t)size, "RootKeys",
-                     (json_int_t)in->n_keys, "RedactedKeys",
-                     (json_int_t)in->n_redacted);
+    return json_pack(
+        "{s:{s:s, s:s, s:I, s:I, s:I, s:i}, s:o, s:I, s:I, "
+        "s:I, s:I}",
+        "Meta", "Created", created, "ID", in->meta.id, "Size",
+        (json_int_t)in->meta.size, "Index", (json_int_t)in->meta.index, "Term",
+        (json_int_t)in->meta.term, "Version", in->meta.version, "Stats", stats,
+        "TotalCount", (json_int_t)count, "TotalSize", (json_int_t)size,
+        "RootKeys", (json_int_t)in->n_keys, "RedactedKeys",
+        (json_int_t)in->n_redacted);
 }
 
 static int print_info(const struct kr_snap_info *in)
@@ -380,8 +400,8 @@ static int print_info(const struct kr_snap_info *in)
     if (rv == 0)
         rv = kr_cli_table_new(&t, 3);
     if (rv == 0)
-        rv = kr_cli_table_add(t, (const char *const[]){"Type", "Count",
-                                                       "Size"});
+        rv =
+            kr_cli_table_add(t, (const char *const[]){"Type", "Count", "Size"});
     for (size_t i = 0; rv == 0 && i < sizeof(SHOWN); i++) {
         uint8_t ty = SHOWN[i];
         if (in->count[ty] == 0)
@@ -408,8 +428,7 @@ static int print_info(const struct kr_snap_info *in)
 }
 
 /* Opens path and checks the whole archive. */
-static int read_file(const char *path, struct kr_snap_info *info,
-                     char *errmsg)
+static int read_file(const char *path, struct kr_snap_info *info, char *errmsg)
 {
     struct kr_snap_reader *r = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC), rv;
@@ -442,8 +461,12 @@ int kr_cli_snapshot_inspect_main(int argc, char **argv)
         {NULL, KR_CLI_FLAG_BOOL, NULL, NULL, NULL, NULL, NULL},
     };
     const struct kr_cli_cmd cmd = {
-        "operator snapshot inspect", "[options] <file>", INSPECT_ABOUT,
-        "Snapshot Inspect Options",  flags,              NULL,
+        "operator snapshot inspect",
+        "[options] <file>",
+        INSPECT_ABOUT,
+        "Snapshot Inspect Options",
+        flags,
+        NULL,
     };
 
     if (info == NULL) {
@@ -496,8 +519,12 @@ int kr_cli_snapshot_restore_main(int argc, char **argv)
     struct stat st;
     int argi = 0, rc = KR_CLI_EXIT_ERROR, fd = -1, rv;
     const struct kr_cli_cmd cmd = {
-        "operator snapshot restore", "[options] <file>", RESTORE_ABOUT, NULL,
-        NULL,                        s.api.flags,
+        "operator snapshot restore",
+        "[options] <file>",
+        RESTORE_ABOUT,
+        NULL,
+        NULL,
+        s.api.flags,
     };
 
     kr_cli_session_init(&s);

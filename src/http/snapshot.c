@@ -58,8 +58,9 @@ int kr_http_snap_tmpfile(struct kr_http *srv, int *out, char *errmsg)
             unlink(path);
     }
     if (fd < 0)
-        return kr_errf(errmsg, KR_EIO, "cannot create a temporary file in %s: "
-                                       "%s",
+        return kr_errf(errmsg, KR_EIO,
+                       "cannot create a temporary file in %s: "
+                       "%s",
                        dir, strerror(errno));
     *out = fd;
     return 0;
@@ -85,6 +86,8 @@ struct save {
     uint64_t sent;
     bool reading;
     bool stopped;
+    /* timing, for the log */
+    uint64_t t_start, t_encoded, t_written;
 };
 
 static void save_free(struct save *s)
@@ -179,8 +182,8 @@ static void save_read(struct save *s)
 
     s->fs.data = s;
     s->reading = true;
-    if (uv_fs_read(s->p.srv->deps.loop, &s->fs, s->fd, &b, 1,
-                   (int64_t)s->sent, save_read_done) != 0) {
+    if (uv_fs_read(s->p.srv->deps.loop, &s->fs, s->fd, &b, 1, (int64_t)s->sent,
+                   save_read_done) != 0) {
         s->reading = false;
         h2o_send(s->p.req, NULL, 0, H2O_SEND_STATE_ERROR);
         save_free(s);
@@ -197,6 +200,11 @@ static void save_proceed(h2o_generator_t *g, h2o_req_t *req)
         return;
     }
     h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+    KR_INFO("snapshot",
+            "sent snapshot %s: %" PRIu64 " bytes; state encoded in %" PRIu64
+            " ms, archive written in %" PRIu64 " ms, sent in %" PRIu64 " ms",
+            s->meta.id, s->size, s->t_encoded - s->t_start,
+            s->t_written - s->t_encoded, kr_time_mono_ms() - s->t_written);
     save_free(s);
 }
 
@@ -218,6 +226,7 @@ static void save_written(uv_work_t *req, int status)
     char digest[KR_SHA256_B64_LEN + 16], idx[32];
 
     (void)status;
+    s->t_written = kr_time_mono_ms();
     if (r == NULL) {
         save_free(s);
         return;
@@ -234,8 +243,6 @@ static void save_written(uv_work_t *req, int status)
         save_free(s);
         return;
     }
-    KR_INFO("snapshot", "saved snapshot %s: %" PRIu64 " bytes", s->meta.id,
-            s->size);
     memcpy(digest, "sha-256=", 8);
     kr_base64_encode(s->digest, sizeof(s->digest), digest + 8);
     kr_http_add_header(r, "Digest", digest);
@@ -296,6 +303,7 @@ static int snapshot_save(struct kr_http_call *c)
         return 0;
     }
     s->fd = fd;
+    s->t_start = kr_time_mono_ms();
     srv->saves++;
     srv->live_ops++;
     kr_buf_init(&s->bin);
@@ -311,9 +319,9 @@ static int snapshot_save(struct kr_http_call *c)
         return 0;
     }
     s->meta.size = s->bin.len;
+    s->t_encoded = kr_time_mono_ms();
     s->work.data = s;
-    if (uv_queue_work(srv->deps.loop, &s->work, save_work, save_written) !=
-        0) {
+    if (uv_queue_work(srv->deps.loop, &s->work, save_work, save_written) != 0) {
         kr_http_reply_error(c->req, 500, "cannot queue the snapshot save");
         save_free(s);
     }

@@ -383,11 +383,12 @@ static void pump(struct upload *u)
 
 static void on_idle(h2o_timeout_entry_t *e)
 {
-    struct upload *u = (struct upload *)((char *)e -
-                                         offsetof(struct upload, idle));
+    struct upload *u =
+        (struct upload *)((char *)e - offsetof(struct upload, idle));
 
-    KR_WARN("http", "snapshot upload stalled at %" PRIu64 " of %" PRIu64
-                    " bytes: connection closed",
+    KR_WARN("http",
+            "snapshot upload stalled at %" PRIu64 " of %" PRIu64
+            " bytes: connection closed",
             u->received, u->length);
     drop(u);
 }
@@ -403,8 +404,8 @@ static void on_body(h2o_socket_t *sock, const char *err)
     struct upload *u = sock->data;
 
     if (err != NULL) {
-        KR_WARN("http", "snapshot upload ended at %" PRIu64 " of %" PRIu64
-                        " bytes: %s",
+        KR_WARN("http",
+                "snapshot upload ended at %" PRIu64 " of %" PRIu64 " bytes: %s",
                 u->received, u->length, err);
         drop(u);
         return;
@@ -527,7 +528,8 @@ static bool parse_head(struct upload *u, size_t *head_len)
 
 static void on_head(h2o_socket_t *sock, const char *err)
 {
-    static const h2o_iovec_t cont = {H2O_STRLIT("HTTP/1.1 100 Continue\r\n\r\n")};
+    static const h2o_iovec_t cont = {
+        H2O_STRLIT("HTTP/1.1 100 Continue\r\n\r\n")};
     struct upload *u = sock->data;
     char errmsg[KR_ERRMSG_SIZE];
     size_t head_len = 0;
@@ -599,9 +601,8 @@ void kr_http_upload_close_all(struct kr_http *srv)
         next = u->next;
         if (u->phase == U_HEAD || u->phase == U_BODY)
             drop(u);
-        else if (u->phase == U_WORK &&
-                 (u->dial != NULL || u->up != NULL ||
-                  h2o_timeout_is_linked(&u->poll)))
+        else if (u->phase == U_WORK && (u->dial != NULL || u->up != NULL ||
+                                        h2o_timeout_is_linked(&u->poll)))
             reply_error(u, 503, "server is shutting down");
     }
 }
@@ -809,8 +810,9 @@ static void forward(struct upload *u)
         return;
     }
     snprintf(u->leader, sizeof(u->leader), "%s", leader);
-    KR_INFO("http", "forwarding a snapshot restore of %" PRIu64
-                    " bytes to the leader at %s",
+    KR_INFO("http",
+            "forwarding a snapshot restore of %" PRIu64
+            " bytes to the leader at %s",
             u->length, u->leader);
     if (kr_rpc_dial(srv->deps.loop, u->leader, KR_RPC_HTTP, NULL, 0, up_dialed,
                     u, &u->dial) != 0)

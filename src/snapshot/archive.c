@@ -114,7 +114,7 @@ int kr_snap_writer_new(struct kr_snap_writer **out, kr_snap_out_fn fn,
         archive_write_set_filter_option(w->a, "gzip", "timestamp", NULL) !=
             ARCHIVE_OK ||
         archive_write_set_format_ustar(w->a) != ARCHIVE_OK ||
-        archive_write_set_bytes_per_block(w->a, 64 * 1024) != ARCHIVE_OK ||
+        archive_write_set_bytes_per_block(w->a, 1024 * 1024) != ARCHIVE_OK ||
         archive_write_set_bytes_in_last_block(w->a, 1) != ARCHIVE_OK ||
         archive_write_open2(w->a, w, NULL, w_write, NULL, NULL) != ARCHIVE_OK) {
         rv = w_fail(w, errmsg, "setup");

@@ -46,10 +46,12 @@
 #define KR_SNAP_STATE_MAX 0x7fffffffull
 #define KR_SNAP_SERVERS_MAX 64
 #define KR_SNAP_ID_MAX 96
-/* The gzip level the writer uses: state.bin is mostly AES-GCM
- * ciphertext, which does not compress; level 1 gets most of what the
- * rest (names, indexes, KeyIDs) gives, several times faster than 6. */
-#define KR_SNAP_GZIP_LEVEL 1
+/* The gzip level the writer uses: 0, stored blocks.  state.bin is
+ * mostly AES-GCM ciphertext, which deflate cannot shrink: on 256-byte
+ * Variables level 1 saved 24% of the bytes and took 3x as long as
+ * storing (docs/operations.md "Benchmark").  An archive recompressed
+ * with any gzip reads the same. */
+#define KR_SNAP_GZIP_LEVEL 0
 
 struct kr_snap_server {
     char id[32];

@@ -138,8 +138,9 @@ static void finish(struct job *j, int status, uint64_t index, const char *fmt,
         va_end(ap);
     }
     if (status == 0)
-        KR_INFO("snapshot", "restore %016" PRIx64 " committed at index %" PRIu64
-                            " (%" PRIu64 " bytes of state)",
+        KR_INFO("snapshot",
+                "restore %016" PRIx64 " committed at index %" PRIu64
+                " (%" PRIu64 " bytes of state)",
                 j->id, index, j->total);
     else
         KR_WARN("snapshot", "restore failed: %s", msg);
@@ -180,11 +181,10 @@ static void applied(void *arg, int status, uint64_t index, int outcome)
     if (type != KR_ENTRY_RESTORE_ABORT && rv != 0)
         finish(j, rv == KR_EINVAL ? KR_EIO : rv, 0,
                "the cluster did not apply the restore's %s entry: %s%s",
-               type == KR_ENTRY_RESTORE_BEGIN    ? "begin"
-               : type == KR_ENTRY_RESTORE_CHUNK  ? "chunk"
-                                                 : "commit",
-               status == KR_ENOLEADER ? "leadership lost"
-                                      : kr_strerror(rv),
+               type == KR_ENTRY_RESTORE_BEGIN   ? "begin"
+               : type == KR_ENTRY_RESTORE_CHUNK ? "chunk"
+                                                : "commit",
+               status == KR_ENOLEADER ? "leadership lost" : kr_strerror(rv),
                status == KR_ENOLEADER
                    ? " (a commit may still apply: check the state)"
                    : "");
@@ -243,8 +243,8 @@ static void maybe_commit(struct job *j)
         j->chunks_in_raft > 0 || j->committing)
         return;
     if (j->read_off != j->total) {
-        finish(j, KR_EIO, 0, "state.bin ended after %" PRIu64 " of %" PRIu64
-                             " bytes",
+        finish(j, KR_EIO, 0,
+               "state.bin ended after %" PRIu64 " of %" PRIu64 " bytes",
                j->read_off, j->total);
         return;
     }
@@ -282,11 +282,10 @@ static void work(uv_work_t *req)
             j->work_rv = kr_snap_check(check, NULL, j->work_err);
         kr_snap_reader_free(check);
         if (j->work_rv == 0 && lseek(j->fd, 0, SEEK_SET) != 0)
-            j->work_rv = kr_errf(j->work_err, KR_EIO,
-                                 "rewinding the uploaded archive");
-        if (j->work_rv == 0)
             j->work_rv =
-                kr_snap_reader_open_fd(&j->reader, j->fd, j->work_err);
+                kr_errf(j->work_err, KR_EIO, "rewinding the uploaded archive");
+        if (j->work_rv == 0)
+            j->work_rv = kr_snap_reader_open_fd(&j->reader, j->fd, j->work_err);
         return;
     }
     j->wbuf = malloc(KR_RESTORE_CHUNK_MAX);
@@ -297,8 +296,8 @@ static void work(uv_work_t *req)
     j->wbuf_len = 0;
     while (j->wbuf_len < KR_RESTORE_CHUNK_MAX) {
         j->work_rv = kr_snap_reader_read(j->reader, j->wbuf + j->wbuf_len,
-                                         KR_RESTORE_CHUNK_MAX - j->wbuf_len,
-                                         &n, j->work_err);
+                                         KR_RESTORE_CHUNK_MAX - j->wbuf_len, &n,
+                                         j->work_err);
         if (j->work_rv != 0)
             return;
         if (n == 0) {
@@ -329,8 +328,7 @@ static void work_done(uv_work_t *req, int status)
     if (was_check) {
         j->checked = true;
         if (!kr_raft_is_leader(j->r->cfg.raft)) {
-            finish(j, KR_ENOLEADER, 0,
-                   "this server is no longer the leader");
+            finish(j, KR_ENOLEADER, 0, "this server is no longer the leader");
         } else if (kr_rand_bytes(&j->id, sizeof(j->id)) != 0 || j->id == 0) {
             finish(j, KR_ECRYPTO, 0, "no randomness for the restore's ID");
         } else {
@@ -382,8 +380,8 @@ static void start_read(struct job *j)
     queue(j);
 }
 
-int kr_restore_start(struct kr_restore *r, int fd, kr_restore_cb cb,
-                     void *arg, char *errmsg)
+int kr_restore_start(struct kr_restore *r, int fd, kr_restore_cb cb, void *arg,
+                     char *errmsg)
 {
     struct job *j;
 

@@ -53,8 +53,8 @@ int kr_restore_new(struct kr_restore **out,
  * error: KR_ECONFLICT when a restore is already running here,
  * KR_ENOLEADER, KR_ESHUTDOWN.
  */
-int kr_restore_start(struct kr_restore *r, int fd, kr_restore_cb cb,
-                     void *arg, char *errmsg);
+int kr_restore_start(struct kr_restore *r, int fd, kr_restore_cb cb, void *arg,
+                     char *errmsg);
 
 /* Drops a staging area no restore of this leader owns (its leader is
  * gone); the agent calls it from its tick.  Cheap when nothing is staged. */

@@ -691,22 +691,49 @@ static void put_key_body(struct kr_buf *body, const struct kr_root_key *k)
         kr_buf_u8(body, KEY_FLAG_REDACTED);
 }
 
-static void put_var_body(struct kr_buf *body, const struct kr_var *v)
-{
-    kr_buf_str(body, v->namespace);
-    kr_buf_str(body, v->path);
-    kr_buf_str(body, v->key_id);
-    kr_buf_bytes(body, v->data, v->data_len);
-    kr_buf_u64(body, v->create_index);
-    kr_buf_u64(body, v->modify_index);
-    kr_buf_i64(body, v->create_time);
-    kr_buf_i64(body, v->modify_time);
-}
-
 static size_t var_record_size(const struct kr_var *v)
 {
     return 5 + 4 + strlen(v->namespace) + 4 + strlen(v->path) + 4 +
-           KR_UUID_LEN + 4 + v->data_len + 32;
+           strlen(v->key_id) + 4 + v->data_len + 32;
+}
+
+static uint8_t *put_le(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+    return p + n;
+}
+
+static uint8_t *put_lv(uint8_t *p, const void *s, size_t n)
+{
+    p = put_le(p, n, 4);
+    if (n > 0)
+        memcpy(p, s, n);
+    return p + n;
+}
+
+/* A VAR record, written in place: the same bytes as kr_buf_str and
+ * kr_buf_u64 field by field would make, without a body buffer and its
+ * second copy (a million Variables are a million records). */
+static void put_var_record(struct kr_buf *out, const struct kr_var *v)
+{
+    size_t len = var_record_size(v);
+    uint8_t *p;
+
+    if (kr_buf_reserve(out, len) != 0)
+        return;
+    p = out->data + out->len;
+    *p++ = KR_SNAP_REC_VAR;
+    p = put_le(p, len - 5, 4);
+    p = put_lv(p, v->namespace, strlen(v->namespace));
+    p = put_lv(p, v->path, strlen(v->path));
+    p = put_lv(p, v->key_id, strlen(v->key_id));
+    p = put_lv(p, v->data, v->data_len);
+    p = put_le(p, v->create_index, 8);
+    p = put_le(p, v->modify_index, 8);
+    p = put_le(p, (uint64_t)v->create_time, 8);
+    put_le(p, (uint64_t)v->modify_time, 8);
+    out->len += len;
 }
 
 static void put_stage(struct kr_buf *out, const struct stage *st);
@@ -746,9 +773,7 @@ static uint64_t put_records(const struct kr_state *s, bool with_stage,
     }
     RB_FOREACH(n, var_tree, (struct var_tree *)&s->vars)
     {
-        body->len = 0;
-        put_var_body(body, &n->v);
-        put_record(out, KR_SNAP_REC_VAR, body);
+        put_var_record(out, &n->v);
         count++;
     }
     return count;

@@ -381,8 +381,12 @@ def vm_hwm_kb(a):
 def test_bad_archives_change_nothing(make_cluster, tmp_path):
     agents = make_cluster(3)
     leader, (f1, f2) = follower(agents)
-    fill(agents, small=60, big=4)
+    fill(agents, small=60, big=0)
+    small_snap = save(leader, tmp_path / "small.snap")
+    small_vars = read_all(leader)
+    fill(agents, small=60, big=24)
     good = save(leader, tmp_path / "good.snap")
+    good_vars = read_all(leader)
     m = members(good)
     meta, state = json.loads(m["meta.json"]), m["state.bin"]
     # Writes after the save: a restore would undo them.
@@ -440,16 +444,19 @@ def test_bad_archives_change_nothing(make_cluster, tmp_path):
                                    timeout=30 * SLOW)
     c.request("GET", "/v1/agent/health")
     c.getresponse().read()
-    small = pack(m["meta.json"], state)
-    assert len(small) < 1 << 20
-    c.request("PUT", SNAP, body=small)
+    assert len(small_snap) < 1 << 20
+    c.request("PUT", SNAP, body=small_snap)
     resp = c.getresponse()
     assert resp.status == 200, resp.read()
     assert int(resp.getheader("X-Nomad-Index")) > 0
     c.close()
-    after = read_all(leader)
-    assert ("default", "later/one") not in after
-    assert len(after) == len(before) - 1
+    assert read_all(leader) == small_vars
+
+    # The big one through a follower: streamed to it, then to the leader.
+    assert len(good) > 1 << 20
+    r = f1.cli("operator", "snapshot", "restore", str(tmp_path / "good.snap"))
+    assert r.returncode == 0, r.stderr
+    assert read_all(leader) == good_vars
 
 
 def pack_two(m):
