@@ -10,12 +10,16 @@
 3. Cluster: Variable PUT on a 3-server keyraft cluster against a 3-member
    etcd cluster, run by bench/cluster.py (see there).
 4. Rekey: a full rekey of 1,000,000 Variables on a 3-server keyraft
-   cluster, and foreground PUT latency during it, run last by
-   bench/rekey.py (see there).
+   cluster, and foreground PUT latency during it, run by bench/rekey.py
+   (see there).
+5. Snapshots: save and restore of 1,000,000 Variables, their time and
+   peak RSS against the disk's write speed, run last by
+   bench/snapshot.py (see there).
 
 Reproduce with: make bench   (or: KEYRAFT_BIN=build/keyraft bench/run.sh)
 Environment: BENCH_SECONDS (default 5) per wrk run; BENCH_CLUSTER=0 skips 3;
-BENCH_REKEY=0 skips 4, BENCH_REKEY_VARS sets its Variable count.
+BENCH_REKEY=0 skips 4, BENCH_REKEY_VARS sets its Variable count;
+BENCH_SNAPSHOT=0 skips 5, BENCH_SNAPSHOT_VARS sets its Variable count.
 """
 import json
 import os
@@ -166,11 +170,13 @@ def main():
         subprocess.run(["rm", "-rf", work])
 
     # The 3-server cluster against etcd: bench/cluster.py (BENCH_CLUSTER=0
-    # skips it), then the full rekey: bench/rekey.py (BENCH_REKEY=0 skips
-    # it).  This run fails if either fails.
+    # skips it), the full rekey: bench/rekey.py (BENCH_REKEY=0 skips it),
+    # then snapshots: bench/snapshot.py (BENCH_SNAPSHOT=0 skips it).  This
+    # run fails if any fails.
     rc = 0
     for name, var in (("cluster.py", "BENCH_CLUSTER"),
-                      ("rekey.py", "BENCH_REKEY")):
+                      ("rekey.py", "BENCH_REKEY"),
+                      ("snapshot.py", "BENCH_SNAPSHOT")):
         if os.environ.get(var, "1") != "0":
             rc = subprocess.run(
                 [sys.executable, os.path.join(ROOT, "bench", name)],
