@@ -57,7 +57,7 @@ FUZZ_CONFIG   = src/common/*.c src/config/*.c
 FUZZ_VARBODY  = src/common/*.c src/crypto/*.c src/http/varbody.c \
                 -ljansson -lssl -lcrypto
 FUZZ_ARCHIVE  = src/common/*.c src/crypto/*.c src/kms/*.c src/state/*.c \
-                src/snapshot/*.c -larchive -ljansson -lssl -lcrypto
+                src/snapshot/archive.c -larchive -ljansson -lssl -lcrypto
 
 fuzz: deps
 	@mkdir -p $(FUZZ_DIR)
