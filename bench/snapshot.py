@@ -53,6 +53,20 @@ def status_kb(pid, field):
     return 0
 
 
+def settle_rss(pid, timeout=120):
+    """Waits until the server's RSS holds still (a raft snapshot that the
+    load started has finished), so the save is measured alone.  Returns
+    the seconds waited."""
+    start, last = time.time(), -1
+    while time.time() - start < timeout:
+        now = status_kb(pid, "VmRSS")
+        if last > 0 and abs(now - last) <= last // 100:
+            break
+        last = now
+        time.sleep(2)
+    return time.time() - start
+
+
 def reset_peak(pid):
     """Resets VmHWM to the current RSS; False when not allowed."""
     try:
@@ -106,6 +120,7 @@ def run(work, binary, out):
                                        binary)
         out["load_s"], out["load_503"] = rekey.load(src, NVARS)
         pid = src["proc"].pid
+        out["settle_s"] = settle_rss(pid)
         env["KEYRAFT_ADDR"] = src["base"]
         snap = os.path.join(work, "bench.snap")
         out["rss_before"] = status_kb(pid, "VmRSS")
@@ -178,7 +193,8 @@ def main():
           f"keyraft server, {os.cpu_count()} cores (CLI on the same "
           "machine)")
     print(f"load:     {NVARS:,} Variables in {r['load_s']:.1f} s "
-          f"({NVARS / r['load_s']:.0f}/s), pipelined PUTs")
+          f"({NVARS / r['load_s']:.0f}/s), pipelined PUTs; server RSS "
+          f"steady {r['settle_s']:.0f} s later")
     print(f"archive:  {mib:.1f} MiB gzip'd (state.bin "
           f"{r['state_bin'] / MIB:.1f} MiB); redacted: "
           f"{r['red_size'] / MIB:.1f} MiB")
