@@ -48,6 +48,7 @@ struct kr_http {
     struct upload *uploads;
     h2o_timeout_t upload_idle; /* a stalled upload is closed */
     h2o_timeout_t upload_poll; /* waiting for a leader */
+    unsigned receiving;        /* uploads whose body is arriving */
     /* snapshot.c: saves running */
     unsigned saves;
 };

@@ -43,6 +43,9 @@
 #define HEAD_MAX (64u * 1024)
 #define RESP_MAX (64u * 1024)
 #define LEADER_WAIT_MS 5000
+/* Uploads receiving at once on one server: each may fill 2 GiB of
+ * data_dir, and only one restore runs at a time anyway. */
+#define RECEIVING_MAX 2
 
 /* picohttpparser, exported by libh2o (see forward.c). */
 struct phr_header {
@@ -97,7 +100,8 @@ struct upload {
     bool relayed;
     /* the answer */
     struct kr_buf out;
-    bool done; /* no more work will start */
+    bool done;    /* no more work will start */
+    bool counted; /* in srv->receiving until the body is in */
 };
 
 bool kr_http_is_upload(const char *line, size_t len)
@@ -119,10 +123,19 @@ static void free_raft_handle(uv_handle_t *h)
     raft_free(h);
 }
 
+/* The body is in, or never will be: another upload may start. */
+static void uncount(struct upload *u)
+{
+    if (u->counted)
+        u->srv->receiving--;
+    u->counted = false;
+}
+
 static void unlink_upload(struct upload *u)
 {
     struct kr_http *srv = u->srv;
 
+    uncount(u);
     if (u->prev != NULL)
         u->prev->next = u->next;
     else if (srv->uploads == u)
@@ -289,6 +302,7 @@ static void route(struct upload *u)
     int rv;
 
     u->phase = U_WORK;
+    uncount(u);
     h2o_timeout_unlink(&u->idle);
     if (u->sock != NULL)
         h2o_socket_read_stop(u->sock);
@@ -550,6 +564,15 @@ static void on_head(h2o_socket_t *sock, const char *err)
         reply_error(u, 500, "%s", errmsg);
         return;
     }
+    if (u->srv->receiving >= RECEIVING_MAX) {
+        reply_error(u, 503,
+                    "%d snapshot uploads are in progress on this server; "
+                    "try again when one has finished",
+                    RECEIVING_MAX);
+        return;
+    }
+    u->srv->receiving++;
+    u->counted = true;
     u->phase = U_BODY;
     KR_INFO("http", "receiving a snapshot archive of %" PRIu64 " bytes%s",
             u->length, u->forwarded ? " (forwarded)" : "");

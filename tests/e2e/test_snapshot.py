@@ -627,3 +627,34 @@ def test_leader_killed_mid_restore(make_cluster, tmp_path):
                 break
             time.sleep(0.2)
         assert mine == new_state
+
+
+def test_rekey_with_a_redacted_key_never_finishes(make_agent, tmp_path):
+    """A full rekey whose rekeying key is redacted cannot read that key's
+    Variables: the job reports the key, keeps retrying, and never marks it
+    done; removing the key with force ends the rekey."""
+    a = make_agent()
+    for i in range(5):
+        a.put_var(f"old/{i}", {"v": str(i)})
+    save(a, tmp_path / "r.snap", "-redact")
+    r = a.cli("operator", "snapshot", "restore", str(tmp_path / "r.snap"))
+    assert r.returncode == 0, r.stderr
+    (old,) = [k["KeyID"] for k in a.keys()]
+    new = a.rotate("?full=true")["KeyID"]
+    deadline = time.time() + 15 * SLOW
+    while True:
+        st = a.api("GET", "/v1/operator/keyring/rekey").json()
+        if "redacted" in st["Error"] or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert st["Running"] and old in st["Error"] and "redacted" in st["Error"]
+    assert [(k["KeyID"], k["Remaining"]) for k in st["Keys"]] == [(old, 5)]
+    time.sleep(2.5)
+    states = {k["KeyID"]: k["State"] for k in a.keys()}
+    assert states == {old: "rekeying", new: "active"}
+    # Writes go on under the new key meanwhile.
+    a.put_var("new/one", {"v": "x"})
+    r = a.api("DELETE", f"/v1/operator/keyring/key/{old}?force=true")
+    assert r.status == 200, r
+    st = a.api("GET", "/v1/operator/keyring/rekey").json()
+    assert not st["Running"] and st["Keys"] == []
