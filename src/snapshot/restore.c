@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cluster/frame.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/time.h"
@@ -326,8 +327,16 @@ static void work_done(uv_work_t *req, int status)
         return;
     }
     if (was_check) {
+        uint64_t live = kr_state_save_size(j->r->cfg.state);
         j->checked = true;
-        if (!kr_raft_is_leader(j->r->cfg.raft)) {
+        /* While staged, raft snapshots hold both states in one frame. */
+        if (live + j->total + (1u << 20) > KR_FRAME_PAYLOAD_MAX) {
+            finish(j, KR_ETOOBIG, 0,
+                   "the live state (%" PRIu64 " bytes) and the snapshot's "
+                   "(%" PRIu64 " bytes) would not fit in one raft snapshot "
+                   "while the restore is staged",
+                   live, j->total);
+        } else if (!kr_raft_is_leader(j->r->cfg.raft)) {
             finish(j, KR_ENOLEADER, 0, "this server is no longer the leader");
         } else if (kr_rand_bytes(&j->id, sizeof(j->id)) != 0 || j->id == 0) {
             finish(j, KR_ECRYPTO, 0, "no randomness for the restore's ID");
