@@ -63,7 +63,8 @@ enum kr_snap_record {
     KR_SNAP_REC_ROOT_KEY = 2,
     KR_SNAP_REC_VAR = 3,
     KR_SNAP_REC_REKEY = 4, /* the rekey checkpoint, when there is one */
-    KR_SNAP_REC_STAGE = 5, /* a staged restore (raft snapshots only) */
+    /* 5 is taken (a key's identity record, in the identity work). */
+    KR_SNAP_REC_STAGE = 6, /* a staged restore (raft snapshots only) */
     KR_SNAP_REC_END = 255, /* u64 count of the records before it */
 };
 

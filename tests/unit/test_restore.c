@@ -258,7 +258,7 @@ static void test_loader_order(void **state)
     assert_int_equal(kr_state_loader_new(&l, false), 0);
     assert_int_equal(kr_state_loader_feed(l, snap.data, snap.len, err),
                      KR_ECORRUPT);
-    assert_non_null(strstr(err, "unknown state record type 5"));
+    assert_non_null(strstr(err, "unknown state record type 6"));
     kr_state_loader_free(l);
 
     /* Swap the INDEXES record (5 + 16 bytes) with the first key. */
