@@ -523,7 +523,15 @@ def test_restore_while_clients_write(make_cluster, tmp_path):
     assert resp.status == 200, resp.read()
     restore_index = int(resp.getheader("X-Nomad-Index"))
     c.close()
-    time.sleep(1.0)
+    # Writes go on after the restore (the first ones wait for the keyring
+    # to decrypt the restored keys): until a few are in.
+    deadline = time.time() + 20 * SLOW
+    while time.time() < deadline:
+        with lock:
+            after = sum(1 for i, _, _ in acks if i > restore_index)
+        if after >= 30:
+            break
+        time.sleep(0.1)
     stop.set()
     for t in threads:
         t.join()
