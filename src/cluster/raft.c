@@ -500,11 +500,31 @@ static bool call_returned(struct kr_raft *r)
     return true;
 }
 
+/* A raft stream whose address the RPC listener has matched with the
+ * connection's source IP.  The ID must agree with the configuration: a
+ * configured ID from another address, or a configured address under
+ * another ID, is refused.  Servers not yet configured (a server joining)
+ * pass; raft only counts votes and acks from configured IDs. */
 static void on_raft_stream(void *arg, uint64_t id, const char *address,
                            uv_stream_t *stream)
 {
     struct kr_raft *r = arg;
 
+    for (unsigned i = 0; i < r->raft.configuration.n; i++) {
+        const struct raft_server *s = &r->raft.configuration.servers[i];
+        bool same_id = s->id == id;
+        bool same_addr = strcmp(s->address, address) == 0;
+
+        if (same_id != same_addr) {
+            KR_WARN("raft",
+                    "refused a raft connection that claims node %llu at %s: "
+                    "the configuration has node %llu at %s",
+                    (unsigned long long)id, address, (unsigned long long)s->id,
+                    s->address);
+            uv_close((uv_handle_t *)stream, (uv_close_cb)raft_free);
+            return;
+        }
+    }
     kr_transport_accept(&r->transport, id, address, stream);
 }
 
@@ -857,6 +877,7 @@ int kr_raft_start(struct kr_raft **out, const struct kr_raft_config *cfg,
         .on_call = on_call,
         .arg = r,
     };
+    kr_rpc_set_source(cfg->bind_host);
     rv = kr_rpc_listen(&r->rpc, cfg->loop, cfg->bind_host, cfg->rpc_port, &h,
                        errmsg);
     if (rv != 0)
