@@ -130,7 +130,7 @@ class Procs:
 def keyraft_bin():
     b = os.environ.get("KEYRAFT_BIN")
     if b:
-        return b
+        return os.path.abspath(b)
     b = os.path.join(ROOT, "build", "keyraft")
     if os.path.exists(b):
         return b
