@@ -26,6 +26,7 @@
 #include <raft/uv.h>
 
 #include "cluster/frame.h"
+#include "cluster/iodefer.h"
 #include "cluster/rpc.h"
 #include "cluster/transport.h"
 #include "common/err.h"
@@ -1218,6 +1219,8 @@ int kr_raft_remove(struct kr_raft *r, uint64_t id, kr_raft_barrier_cb cb,
 
 void kr_raft_close(struct kr_raft *r, void (*cb)(void *arg), void *arg)
 {
+    KR_DEBUG("raft", "%llu log AIO context(s) were destroyed off the loop",
+             (unsigned long long)kr_iodefer_count());
     r->close_cb = cb;
     r->close_arg = arg;
     r->closing = 4; /* the tick timer, the two flush handles and raft */
