@@ -1,0 +1,216 @@
+/*
+ * See jws.h.  The signing input is built once in out and signed in place;
+ * the header and claims are compact JSON written by jansson.
+ */
+#include "identity/jws.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/err.h"
+#include "identity/b64url.h"
+
+/* Header members the signer sets and extra headers may not. */
+static const char *const reserved[] = {"alg", "kid", "typ", "crit"};
+
+const char *kr_jws_alg(const struct kr_signer *s)
+{
+    return kr_signer_kind(s) == KR_SIGN_RSA ? "RS256" : "EdDSA";
+}
+
+/* Appends base64url(compact JSON of j). */
+static int put_json(struct kr_buf *out, json_t *j)
+{
+    char stack[1024], *heap = NULL, *text = stack;
+    size_t n = json_dumpb(j, stack, sizeof(stack), JSON_COMPACT);
+
+    if (n == 0)
+        return KR_ENOMEM;
+    if (n > sizeof(stack)) {
+        heap = malloc(n);
+        if (heap == NULL || json_dumpb(j, heap, n, JSON_COMPACT) != n) {
+            free(heap);
+            return KR_ENOMEM;
+        }
+        text = heap;
+    }
+    kr_b64url_encode(out, (const uint8_t *)text, n);
+    free(heap);
+    return out->oom ? KR_ENOMEM : 0;
+}
+
+int kr_jws_sign(const struct kr_signer *s, const char *kid, json_t *extra,
+                json_t *claims, struct kr_buf *out, char *errmsg)
+{
+    json_t *header = NULL;
+    uint8_t sig[KR_SIGN_MAX];
+    size_t start = out->len, siglen = 0;
+    const char *key;
+    json_t *v;
+    int rv = KR_ENOMEM;
+
+    header = json_pack("{s:s, s:s, s:s}", "alg", kr_jws_alg(s), "kid", kid,
+                       "typ", "JWT");
+    if (header == NULL)
+        return kr_errf(errmsg, KR_ENOMEM, "out of memory");
+    json_object_foreach(extra, key, v)
+    {
+        for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+            if (strcmp(key, reserved[i]) == 0) {
+                rv = kr_errf(errmsg, KR_EINVAL,
+                             "header \"%s\" is set by the signer", key);
+                goto out;
+            }
+        if (json_object_set(header, key, v) != 0)
+            goto fail;
+    }
+    if (put_json(out, header) != 0)
+        goto fail;
+    kr_buf_append(out, ".", 1);
+    if (put_json(out, claims) != 0 || out->oom)
+        goto fail;
+    rv = kr_signer_sign(s, out->data + start, out->len - start, sig, &siglen);
+    if (rv != 0) {
+        kr_errf(errmsg, rv, "signing: %s", kr_strerror(rv));
+        goto out;
+    }
+    kr_buf_append(out, ".", 1);
+    kr_b64url_encode(out, sig, siglen);
+    if (out->oom)
+        goto fail;
+    rv = 0;
+    goto out;
+fail:
+    rv = kr_errf(errmsg, KR_ENOMEM, "out of memory");
+out:
+    if (rv != 0 && out->len > start)
+        out->len = start;
+    json_decref(header);
+    return rv;
+}
+
+/* Decodes one part into a JSON object (duplicate members refused). */
+static json_t *part_json(const char *p, size_t n, const char *what,
+                         char *errmsg)
+{
+    uint8_t *raw;
+    size_t len = 0;
+    json_t *j = NULL;
+    json_error_t err;
+
+    raw = malloc(kr_b64url_decoded_max(n) + 1);
+    if (raw == NULL) {
+        kr_errf(errmsg, KR_ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (kr_b64url_decode(p, n, raw, &len) != 0) {
+        kr_errf(errmsg, KR_EINVAL, "%s is not base64url", what);
+        goto out;
+    }
+    j = json_loadb((const char *)raw, len, JSON_REJECT_DUPLICATES, &err);
+    if (j == NULL) {
+        kr_errf(errmsg, KR_EINVAL, "%s is not JSON: %s", what, err.text);
+        goto out;
+    }
+    if (!json_is_object(j)) {
+        kr_errf(errmsg, KR_EINVAL, "%s is not a JSON object", what);
+        json_decref(j);
+        j = NULL;
+    }
+out:
+    free(raw);
+    return j;
+}
+
+void kr_jws_clear(struct kr_jws *j)
+{
+    json_decref(j->header);
+    json_decref(j->claims);
+    memset(j, 0, sizeof(*j));
+}
+
+/* The header rules of jws.h; errmsg says which failed. */
+static int header_check(struct kr_jws *j, char *errmsg)
+{
+    json_t *alg = json_object_get(j->header, "alg");
+    json_t *kid = json_object_get(j->header, "kid");
+    json_t *typ = json_object_get(j->header, "typ");
+
+    if (!json_is_string(alg))
+        return kr_errf(errmsg, KR_EINVAL, "header has no alg");
+    j->alg = json_string_value(alg);
+    if (strcasecmp(j->alg, "none") == 0)
+        return kr_errf(errmsg, KR_EINVAL, "alg \"none\" is not accepted");
+    if (kid != NULL && !json_is_string(kid))
+        return kr_errf(errmsg, KR_EINVAL, "header kid is not a string");
+    j->kid = json_string_value(kid);
+    if (typ != NULL && !json_is_string(typ))
+        return kr_errf(errmsg, KR_EINVAL, "header typ is not a string");
+    if (json_object_get(j->header, "crit") != NULL)
+        return kr_errf(errmsg, KR_EINVAL,
+                       "header crit names extensions this server does not "
+                       "understand");
+    return 0;
+}
+
+int kr_jws_parse(struct kr_jws *out, const char *token, size_t len,
+                 char *errmsg)
+{
+    struct kr_jws j;
+    const char *dot1, *dot2, *end = token + len;
+    int rv = KR_EINVAL;
+
+    memset(&j, 0, sizeof(j));
+    memset(out, 0, sizeof(*out));
+    if (len > KR_JWS_MAX_LEN)
+        return kr_errf(errmsg, KR_EINVAL, "token is longer than %d bytes",
+                       KR_JWS_MAX_LEN);
+    dot1 = memchr(token, '.', len);
+    dot2 = dot1 != NULL ? memchr(dot1 + 1, '.', (size_t)(end - dot1 - 1))
+                        : NULL;
+    if (dot2 == NULL || memchr(dot2 + 1, '.', (size_t)(end - dot2 - 1)))
+        return kr_errf(errmsg, KR_EINVAL,
+                       "token is not a compact JWS (three parts)");
+    if (dot1 == token || dot2 == dot1 + 1)
+        return kr_errf(errmsg, KR_EINVAL, "token has an empty part");
+    if (dot2 + 1 == end)
+        return kr_errf(errmsg, KR_EINVAL, "token has no signature");
+    if (kr_b64url_decoded_max((size_t)(end - dot2 - 1)) > sizeof(j.sig) ||
+        kr_b64url_decode(dot2 + 1, (size_t)(end - dot2 - 1), j.sig,
+                         &j.sig_len) != 0)
+        return kr_errf(errmsg, KR_EINVAL, "token signature is malformed");
+    j.header = part_json(token, (size_t)(dot1 - token), "header", errmsg);
+    if (j.header == NULL)
+        goto out;
+    rv = header_check(&j, errmsg);
+    if (rv != 0)
+        goto out;
+    rv = KR_EINVAL;
+    j.claims =
+        part_json(dot1 + 1, (size_t)(dot2 - dot1 - 1), "claims", errmsg);
+    if (j.claims == NULL)
+        goto out;
+    j.signed_len = (size_t)(dot2 - token);
+    *out = j;
+    return 0;
+out:
+    kr_jws_clear(&j);
+    return rv;
+}
+
+int kr_jws_verify(const struct kr_jws *j, const char *token,
+                  const struct kr_signer *s, char *errmsg)
+{
+    const char *want = kr_jws_alg(s);
+
+    if (strcmp(j->alg, want) != 0)
+        return kr_errf(errmsg, KR_EINVAL,
+                       "alg \"%.32s\" does not match the key, which signs "
+                       "with %s",
+                       j->alg, want);
+    if (kr_signer_verify(s, (const uint8_t *)token, j->signed_len, j->sig,
+                         j->sig_len) != 0)
+        return kr_errf(errmsg, KR_EINVAL, "signature is not valid");
+    return 0;
+}
