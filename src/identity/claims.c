@@ -14,6 +14,8 @@
 #include "common/uuid.h"
 
 #define NAME_MAX_LEN 128
+#define TEXT_MAX_LEN 256
+#define HEADERS_MAX 16
 #define AUD_MAX 16
 #define AUD_MAX_LEN 256
 #define EXTRA_MAX 64
@@ -79,13 +81,18 @@ enum field_kind {
     F_TTL,
     F_EXTRA,
     F_ALG,
+    F_HEADERS, /* extra JWS header members */
+    F_TOKEN,   /* a compact JWS, any string */
+    F_LEEWAY,
 };
 
-static const struct field {
+struct field {
     const char *name;
     enum field_kind kind;
     size_t offset;
-} fields[] = {
+};
+
+static const struct field fields[] = {
     {"Namespace", F_NAMESPACE, offsetof(struct kr_identity_req, namespace)},
     {"JobID", F_NAME, offsetof(struct kr_identity_req, job_id)},
     {"Group", F_NAME, offsetof(struct kr_identity_req, group)},
@@ -102,6 +109,20 @@ static const struct field {
     {"TTL", F_TTL, offsetof(struct kr_identity_req, ttl)},
     {"ExtraClaims", F_EXTRA, offsetof(struct kr_identity_req, extra_claims)},
     {"Algorithm", F_ALG, offsetof(struct kr_identity_req, alg)},
+};
+
+static const struct field assertion_fields[] = {
+    {"ClientID", F_TEXT, offsetof(struct kr_identity_assertion_req, client_id)},
+    {"Audience", F_AUDIENCE,
+     offsetof(struct kr_identity_assertion_req, audience)},
+    {"ExtraHeaders", F_HEADERS,
+     offsetof(struct kr_identity_assertion_req, headers)},
+};
+
+static const struct field verify_fields[] = {
+    {"JWT", F_TOKEN, offsetof(struct kr_identity_verify_req, jwt)},
+    {"Leeway", F_LEEWAY, offsetof(struct kr_identity_verify_req, leeway)},
+    {"Audience", F_TEXT, offsetof(struct kr_identity_verify_req, audience)},
 };
 
 /* Reads one string field; "" stays absent, like Go's zero value. */
@@ -122,19 +143,23 @@ static int read_string(const struct field *f, json_t *v, void *field,
     case F_UUID:
         ok = kr_uuid_valid(s);
         break;
+    case F_NAME:
+        ok = text_valid(s, NAME_MAX_LEN, true);
+        break;
+    case F_TOKEN:
+        ok = true; /* the JWS parser has the rules */
+        break;
     default:
-        ok = text_valid(s, NAME_MAX_LEN, f->kind == F_NAME);
+        ok = text_valid(s, TEXT_MAX_LEN, false);
         break;
     }
     if (!ok)
-        return kr_errf(errmsg, KR_EINVAL, "invalid %s \"%.128s\": %s", f->name,
-                       s,
-                       f->kind == F_NAMESPACE ? "only letters, digits and -"
-                       : f->kind == F_UUID
-                           ? "must be a UUID"
-                           : f->kind == F_NAME
-                                 ? "1 to 128 printable characters, no ':'"
-                                 : "1 to 128 printable characters");
+        return kr_errf(
+            errmsg, KR_EINVAL, "invalid %s \"%.128s\": %s", f->name, s,
+            f->kind == F_NAMESPACE ? "only letters, digits and -"
+            : f->kind == F_UUID    ? "must be a UUID"
+            : f->kind == F_NAME    ? "1 to 128 printable characters, no ':'"
+                                   : "1 to 256 printable characters");
     *(const char **)field = s;
     return 0;
 }
@@ -163,8 +188,7 @@ static int read_audience(const struct field *f, json_t *v, void *field,
     return 0;
 }
 
-static int read_ttl(const struct field *f, json_t *v, void *field,
-                    char *errmsg)
+static int read_ttl(const struct field *f, json_t *v, void *field, char *errmsg)
 {
     int64_t ttl;
 
@@ -174,6 +198,19 @@ static int read_ttl(const struct field *f, json_t *v, void *field,
                        "0 to 87600h",
                        f->name);
     *(int64_t *)field = ttl;
+    return 0;
+}
+
+static int read_leeway(const struct field *f, json_t *v, void *field,
+                       char *errmsg)
+{
+    int64_t leeway;
+
+    if (kr_identity_duration(v, &leeway) != 0 ||
+        leeway > KR_IDENTITY_LEEWAY_MAX)
+        return kr_errf(errmsg, KR_EINVAL, "%s must be a duration from 0 to %ds",
+                       f->name, KR_IDENTITY_LEEWAY_MAX);
+    *(int64_t *)field = leeway;
     return 0;
 }
 
@@ -203,6 +240,34 @@ static int read_extra(const struct field *f, json_t *v, void *field,
     return 0;
 }
 
+static int read_headers(const struct field *f, json_t *v, void *field,
+                        char *errmsg)
+{
+    static const char *const reserved[] = {"alg", "kid", "typ", "crit"};
+    const char *k;
+    json_t *s;
+
+    if (!json_is_object(v) || json_object_size(v) > HEADERS_MAX)
+        return kr_errf(errmsg, KR_EINVAL,
+                       "%s must be an object of at most %d strings", f->name,
+                       HEADERS_MAX);
+    json_object_foreach(v, k, s)
+    {
+        for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+            if (strcmp(k, reserved[i]) == 0)
+                return kr_errf(errmsg, KR_EINVAL,
+                               "%s: \"%s\" is set by the signer", f->name, k);
+        if (!text_valid(k, NAME_MAX_LEN, false) || !json_is_string(s) ||
+            strlen(json_string_value(s)) > EXTRA_VALUE_MAX_LEN)
+            return kr_errf(errmsg, KR_EINVAL,
+                           "%s[\"%.128s\"] must be a string of at most %d "
+                           "bytes",
+                           f->name, k, EXTRA_VALUE_MAX_LEN);
+    }
+    *(json_t **)field = json_object_size(v) > 0 ? v : NULL;
+    return 0;
+}
+
 static const struct {
     const char *name;
     enum kr_identity_alg alg;
@@ -212,8 +277,7 @@ static const struct {
     {"EdDSA", KR_IDENTITY_ALG_EDDSA},
 };
 
-static int read_alg(const struct field *f, json_t *v, void *field,
-                    char *errmsg)
+static int read_alg(const struct field *f, json_t *v, void *field, char *errmsg)
 {
     const char *s = json_string_value(v);
 
@@ -228,18 +292,39 @@ static int read_alg(const struct field *f, json_t *v, void *field,
 
 static int (*const readers[])(const struct field *, json_t *, void *,
                               char *) = {
-    [F_NAME] = read_string,   [F_NAMESPACE] = read_string,
-    [F_TEXT] = read_string,   [F_UUID] = read_string,
+    [F_NAME] = read_string,       [F_NAMESPACE] = read_string,
+    [F_TEXT] = read_string,       [F_UUID] = read_string,
     [F_AUDIENCE] = read_audience, [F_TTL] = read_ttl,
-    [F_EXTRA] = read_extra,   [F_ALG] = read_alg,
+    [F_EXTRA] = read_extra,       [F_ALG] = read_alg,
+    [F_HEADERS] = read_headers,   [F_TOKEN] = read_string,
+    [F_LEEWAY] = read_leeway,
 };
 
-static const struct field *field_find(const char *name)
+/* Reads every member of body through table (n rows) into base. */
+static int read_fields(json_t *body, const struct field *table, size_t n,
+                       void *base, char *errmsg)
 {
-    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
-        if (strcmp(fields[i].name, name) == 0)
-            return &fields[i];
-    return NULL;
+    const char *k;
+    json_t *v;
+    int rv;
+
+    if (!json_is_object(body))
+        return kr_errf(errmsg, KR_EINVAL, "request body must be an object");
+    json_object_foreach(body, k, v)
+    {
+        const struct field *f = NULL;
+        for (size_t i = 0; i < n && f == NULL; i++)
+            if (strcmp(table[i].name, k) == 0)
+                f = &table[i];
+        if (f == NULL)
+            return kr_errf(errmsg, KR_EINVAL, "unknown field \"%.64s\"", k);
+        if (json_is_null(v))
+            continue;
+        rv = readers[f->kind](f, v, (char *)base + f->offset, errmsg);
+        if (rv != 0)
+            return rv;
+    }
+    return 0;
 }
 
 /* The rules across fields, once each field has passed. */
@@ -270,28 +355,57 @@ int kr_identity_req_parse(json_t *body, struct kr_identity_req *out,
                           char *errmsg)
 {
     struct kr_identity_req r;
-    const char *k;
-    json_t *v;
     int rv;
 
     memset(&r, 0, sizeof(r));
-    if (!json_is_object(body))
-        return kr_errf(errmsg, KR_EINVAL, "request body must be an object");
-    json_object_foreach(body, k, v)
-    {
-        const struct field *f = field_find(k);
-        if (f == NULL)
-            return kr_errf(errmsg, KR_EINVAL, "unknown field \"%.64s\"", k);
-        if (json_is_null(v))
-            continue;
-        rv = readers[f->kind](f, v, (char *)&r + f->offset, errmsg);
-        if (rv != 0)
-            return rv;
-    }
-    rv = req_check(&r, errmsg);
+    rv = read_fields(body, fields, sizeof(fields) / sizeof(fields[0]), &r,
+                     errmsg);
+    if (rv == 0)
+        rv = req_check(&r, errmsg);
     if (rv == 0)
         *out = r;
     return rv;
+}
+
+int kr_identity_assertion_req_parse(json_t *body,
+                                    struct kr_identity_assertion_req *out,
+                                    char *errmsg)
+{
+    struct kr_identity_assertion_req r;
+    int rv;
+
+    memset(&r, 0, sizeof(r));
+    rv = read_fields(body, assertion_fields,
+                     sizeof(assertion_fields) / sizeof(assertion_fields[0]), &r,
+                     errmsg);
+    if (rv != 0)
+        return rv;
+    if (r.client_id == NULL)
+        return kr_errf(errmsg, KR_EINVAL, "ClientID is required");
+    if (r.audience == NULL)
+        return kr_errf(errmsg, KR_EINVAL, "Audience is required");
+    *out = r;
+    return 0;
+}
+
+int kr_identity_verify_req_parse(json_t *body,
+                                 struct kr_identity_verify_req *out,
+                                 char *errmsg)
+{
+    struct kr_identity_verify_req r;
+    int rv;
+
+    memset(&r, 0, sizeof(r));
+    r.leeway = KR_IDENTITY_LEEWAY_DEFAULT;
+    rv = read_fields(body, verify_fields,
+                     sizeof(verify_fields) / sizeof(verify_fields[0]), &r,
+                     errmsg);
+    if (rv != 0)
+        return rv;
+    if (r.jwt == NULL)
+        return kr_errf(errmsg, KR_EINVAL, "JWT is required");
+    *out = r;
+    return 0;
 }
 
 /* ---- claims ---- */
@@ -308,8 +422,8 @@ static bool set_str(json_t *o, const char *key, const char *s)
 }
 
 json_t *kr_identity_claims(const struct kr_identity_req *req,
-                           const char *region, const char *issuer,
-                           int64_t now, const char *jti)
+                           const char *region, const char *issuer, int64_t now,
+                           const char *jti)
 {
     json_t *c = json_object();
     const char *workload = req->task != NULL ? req->task : req->service;

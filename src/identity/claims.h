@@ -69,6 +69,41 @@ struct kr_identity_req {
 int kr_identity_req_parse(json_t *body, struct kr_identity_req *out,
                           char *errmsg);
 
+/* A client-assertion request (spec 6.5); borrowed from the body. */
+struct kr_identity_assertion_req {
+    const char *client_id;
+    json_t *audience; /* array of strings, never empty */
+    json_t *headers;  /* object of strings to add to the header, or NULL */
+};
+
+/*
+ * Reads a POST /v1/identity/client-assertion body (borrowed) into *out:
+ * ClientID (required), Audience (required, as in a sign request) and
+ * ExtraHeaders (optional; strings, none of alg, kid, typ or crit).
+ * Returns 0 or KR_EINVAL with a message for the client in errmsg.
+ */
+int kr_identity_assertion_req_parse(json_t *body,
+                                    struct kr_identity_assertion_req *out,
+                                    char *errmsg);
+
+/* A verify request: the token, the leeway (seconds) and an audience to
+ * require (NULL for none); borrowed from the body. */
+struct kr_identity_verify_req {
+    const char *jwt;
+    int64_t leeway;
+    const char *audience;
+};
+
+/*
+ * Reads a POST /v1/identity/verify body (borrowed) into *out: JWT
+ * (required), Leeway (a duration from 0 to KR_IDENTITY_LEEWAY_MAX
+ * seconds, default KR_IDENTITY_LEEWAY_DEFAULT) and Audience (a string).
+ * Returns 0 or KR_EINVAL with a message in errmsg.
+ */
+int kr_identity_verify_req_parse(json_t *body,
+                                 struct kr_identity_verify_req *out,
+                                 char *errmsg);
+
 /*
  * The claims of spec 6.1 for req, in the region, signed at now (Unix
  * seconds), with the given jti (a UUID); iss only when issuer is neither
@@ -76,8 +111,8 @@ int kr_identity_req_parse(json_t *body, struct kr_identity_req *out,
  * memory.
  */
 json_t *kr_identity_claims(const struct kr_identity_req *req,
-                           const char *region, const char *issuer,
-                           int64_t now, const char *jti);
+                           const char *region, const char *issuer, int64_t now,
+                           const char *jti);
 
 /*
  * The claims of an RFC 7523 client assertion (spec 6.5): iss = sub =

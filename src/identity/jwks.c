@@ -63,8 +63,8 @@ int kr_jwks_append(json_t *keys, const char *kid, const struct kr_signer *s)
                       b64_string(n, nlen), "e", b64_string(e, elen));
     else
         k = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "kty", "OKP", "crv",
-                      "Ed25519", "kid", kid, "use", "sig", "alg",
-                      kr_jws_alg(s), "x", b64_string(n, nlen));
+                      "Ed25519", "kid", kid, "use", "sig", "alg", kr_jws_alg(s),
+                      "x", b64_string(n, nlen));
     if (k == NULL || json_array_append_new(keys, k) != 0)
         return KR_ENOMEM;
     return 0;

@@ -167,8 +167,8 @@ int kr_jws_parse(struct kr_jws *out, const char *token, size_t len,
         return kr_errf(errmsg, KR_EINVAL, "token is longer than %d bytes",
                        KR_JWS_MAX_LEN);
     dot1 = memchr(token, '.', len);
-    dot2 = dot1 != NULL ? memchr(dot1 + 1, '.', (size_t)(end - dot1 - 1))
-                        : NULL;
+    dot2 =
+        dot1 != NULL ? memchr(dot1 + 1, '.', (size_t)(end - dot1 - 1)) : NULL;
     if (dot2 == NULL || memchr(dot2 + 1, '.', (size_t)(end - dot2 - 1)))
         return kr_errf(errmsg, KR_EINVAL,
                        "token is not a compact JWS (three parts)");
@@ -187,8 +187,7 @@ int kr_jws_parse(struct kr_jws *out, const char *token, size_t len,
     if (rv != 0)
         goto out;
     rv = KR_EINVAL;
-    j.claims =
-        part_json(dot1 + 1, (size_t)(dot2 - dot1 - 1), "claims", errmsg);
+    j.claims = part_json(dot1 + 1, (size_t)(dot2 - dot1 - 1), "claims", errmsg);
     if (j.claims == NULL)
         goto out;
     j.signed_len = (size_t)(dot2 - token);
