@@ -61,7 +61,7 @@ struct sign_op {
     struct kr_identity_assertion_req assertion;
     int64_t ttl; /* seconds; 0: no exp */
     unsigned attempts;
-    bool waited; /* has waited for the active key once */
+    bool waited;          /* has waited for the active key once */
     struct sign_op *next; /* among a record's waiters */
 };
 
@@ -84,16 +84,16 @@ static void op_free(struct sign_op *o)
 /* Replies with j (borrowed) from wiped memory: it holds a token. */
 static void reply_secret_json(h2o_req_t *req, int status, json_t *j)
 {
-    size_t flags = kr_http_query(req, "pretty") != NULL ? JSON_INDENT(4)
-                                                        : JSON_COMPACT;
+    size_t flags =
+        kr_http_query(req, "pretty") != NULL ? JSON_INDENT(4) : JSON_COMPACT;
     char *text = json_dumps(j, flags);
 
     if (text == NULL) {
         kr_http_reply_error(req, 500, "out of memory");
         return;
     }
-    kr_http_send_secret(req, status, "application/json",
-                        (const uint8_t *)text, strlen(text));
+    kr_http_send_secret(req, status, "application/json", (const uint8_t *)text,
+                        strlen(text));
     explicit_bzero(text, strlen(text));
     free(text);
 }
@@ -165,8 +165,8 @@ static void sign_and_reply(struct sign_op *o, const struct kr_root_key *k,
         claims = kr_identity_claims(&o->req, cfg->region,
                                     cfg->server.oidc_issuer, now, jti);
     else
-        claims = kr_identity_assertion_claims(
-            o->assertion.client_id, o->assertion.audience, now, jti);
+        claims = kr_identity_assertion_claims(o->assertion.client_id,
+                                              o->assertion.audience, now, jti);
     if (claims == NULL) {
         kr_http_reply_error(o->p.req, 500, "out of memory");
         goto out;
@@ -272,10 +272,9 @@ static void record_wait(struct sign_op *o, const char *key_id, int64_t exp)
     kr_buf_free(&b);
     if (rv != 0) {
         free(r);
-        kr_http_reply_error(o->p.req, kr_err_http_status(rv),
-                            "recording the identity: %s",
-                            rv == KR_ENOLEADER ? "No cluster leader"
-                                               : kr_strerror(rv));
+        kr_http_reply_error(
+            o->p.req, kr_err_http_status(rv), "recording the identity: %s",
+            rv == KR_ENOLEADER ? "No cluster leader" : kr_strerror(rv));
         op_free(o);
         return;
     }
@@ -319,11 +318,11 @@ static void sign_step(struct sign_op *o)
     }
     active = kr_state_key_active(srv->deps.state);
     if (active == NULL || !kr_keyring_has(keyring, active->key_id)) {
-        if (o->waited || kr_keyring_wait(keyring,
-                                         active ? active->key_id : NULL,
-                                         active ? KR_HTTP_KEY_WAIT_MS
-                                                : KR_HTTP_ACTIVE_WAIT_MS,
-                                         active_waited, o, NULL) != 0) {
+        if (o->waited ||
+            kr_keyring_wait(keyring, active ? active->key_id : NULL,
+                            active ? KR_HTTP_KEY_WAIT_MS
+                                   : KR_HTTP_ACTIVE_WAIT_MS,
+                            active_waited, o, NULL) != 0) {
             if (active == NULL)
                 kr_http_reply_error(o->p.req, 503,
                                     "keyring has not been initialized yet");
@@ -430,8 +429,7 @@ static const struct kr_signer *verify_signer(struct verify_op *o)
 
     if (kr_state_key_get(srv->deps.state, o->key_id) == NULL) {
         kr_http_reply_error(o->p.req, 400,
-                            "invalid token: unknown key ID \"%s\"",
-                            o->jws.kid);
+                            "invalid token: unknown key ID \"%s\"", o->jws.kid);
         return NULL;
     }
     rsa = kr_keyring_signer(srv->deps.keyring, o->key_id, KR_SIGN_RSA);
@@ -446,8 +444,7 @@ static const struct kr_signer *verify_signer(struct verify_op *o)
         return rsa != NULL ? rsa : ed;
     if (rsa == NULL) {
         kr_http_reply_error(o->p.req, 400,
-                            "invalid token: unknown key ID \"%s\"",
-                            o->jws.kid);
+                            "invalid token: unknown key ID \"%s\"", o->jws.kid);
         return NULL;
     }
     return ed;
@@ -633,8 +630,7 @@ static void jwks_serve(void *arg, int status)
         if (kr_rand_public(&r, sizeof(r)) != 0)
             r = 0;
         snprintf(cc, sizeof(cc), "max-age=%lld",
-                 (long long)kr_jwks_max_age(newest, threshold,
-                                            kr_time_now_ns(),
+                 (long long)kr_jwks_max_age(newest, threshold, kr_time_now_ns(),
                                             (double)r / 4294967296.0));
         kr_http_add_header(o->p.req, "Cache-Control", cc);
     }

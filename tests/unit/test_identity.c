@@ -79,7 +79,8 @@ static char *enc(const char *s)
     kr_b64url_encode(&b, (const uint8_t *)s, strlen(s));
     assert_false(b.oom);
     assert_int_equal(b.len, kr_b64url_encoded_len(strlen(s)));
-    memcpy(out, b.data, b.len);
+    if (b.len > 0)
+        memcpy(out, b.data, b.len);
     out[b.len] = '\0';
     kr_buf_free(&b);
     return out;
@@ -101,8 +102,12 @@ static void test_b64url(void **state)
 {
     /* RFC 4648 section 10, without the padding. */
     static const char *const vec[][2] = {
-        {"", ""},         {"f", "Zg"},         {"fo", "Zm8"},
-        {"foo", "Zm9v"},  {"foob", "Zm9vYg"},  {"fooba", "Zm9vYmE"},
+        {"", ""},
+        {"f", "Zg"},
+        {"fo", "Zm8"},
+        {"foo", "Zm9v"},
+        {"foob", "Zm9vYg"},
+        {"fooba", "Zm9vYmE"},
         {"foobar", "Zm9vYmFy"},
     };
     const uint8_t high[3] = {0xfb, 0xff, 0xbf};
@@ -129,8 +134,8 @@ static void test_b64url(void **state)
     assert_int_equal(dec("Zm/v", out), KR_EINVAL);
     assert_int_equal(dec("Zm9 v", out), KR_EINVAL);
     assert_int_equal(dec("Zm9vY", out), KR_EINVAL);
-    assert_int_equal(dec("Zh", out), KR_EINVAL);   /* "Zg" with a stray bit */
-    assert_int_equal(dec("Zm9", out), KR_EINVAL);  /* "Zm8" with a stray bit */
+    assert_int_equal(dec("Zh", out), KR_EINVAL);  /* "Zg" with a stray bit */
+    assert_int_equal(dec("Zm9", out), KR_EINVAL); /* "Zm8" with a stray bit */
     assert_int_equal(kr_b64url_decode("Zm\0v", 4, (uint8_t *)out, &b.len),
                      KR_EINVAL);
 }
@@ -200,10 +205,9 @@ static void test_jws_round_trip(void **state)
     assert_int_equal(kr_jws_verify(&j, tok, rsa_signer, err), 0);
     kr_jws_clear(&j);
     /* The header is exactly {alg, kid, typ}, in that order. */
-    assert_int_equal(
-        kr_b64url_decode(tok, (size_t)(strchr(tok, '.') - tok), (uint8_t *)hdr,
-                         &n),
-        0);
+    assert_int_equal(kr_b64url_decode(tok, (size_t)(strchr(tok, '.') - tok),
+                                      (uint8_t *)hdr, &n),
+                     0);
     hdr[n] = '\0';
     assert_string_equal(hdr, "{\"alg\":\"RS256\",\"kid\":\"kid-rsa\","
                              "\"typ\":\"JWT\"}");
@@ -256,7 +260,7 @@ static void test_jws_rejections(void **state)
 {
     char err[KR_ERRMSG_SIZE], buf[4096];
     char *tok = sign(rsa_signer, "k", NULL), *p;
-    json_t *extra;
+    json_t *extra, *claims;
     struct kr_buf b;
 
     (void)state;
@@ -272,10 +276,9 @@ static void test_jws_rejections(void **state)
     assert_int_equal(check(buf, rsa_signer, err), KR_EINVAL);
     assert_non_null(strstr(err, "signature"));
     /* alg none, with and without a signature. */
-    assert_int_equal(
-        check(with_header("{\"alg\":\"none\",\"kid\":\"k\"}", tok), rsa_signer,
-              err),
-        KR_EINVAL);
+    assert_int_equal(check(with_header("{\"alg\":\"none\",\"kid\":\"k\"}", tok),
+                           rsa_signer, err),
+                     KR_EINVAL);
     assert_non_null(strstr(err, "none"));
     snprintf(buf, sizeof(buf), "%s", with_header("{\"alg\":\"none\"}", tok));
     *(strrchr(buf, '.') + 1) = '\0';
@@ -296,18 +299,16 @@ static void test_jws_rejections(void **state)
         KR_EINVAL);
     /* Header rules: no alg, a number for alg or kid, crit, duplicates,
      * not an object, not JSON. */
-    assert_int_equal(check(with_header("{\"kid\":\"k\"}", tok), rsa_signer,
-                           err),
+    assert_int_equal(
+        check(with_header("{\"kid\":\"k\"}", tok), rsa_signer, err), KR_EINVAL);
+    assert_int_equal(check(with_header("{\"alg\":1}", tok), rsa_signer, err),
+                     KR_EINVAL);
+    assert_int_equal(check(with_header("{\"alg\":\"RS256\",\"kid\":7}", tok),
+                           rsa_signer, err),
                      KR_EINVAL);
     assert_int_equal(
-        check(with_header("{\"alg\":1}", tok), rsa_signer, err), KR_EINVAL);
-    assert_int_equal(
-        check(with_header("{\"alg\":\"RS256\",\"kid\":7}", tok), rsa_signer,
-              err),
-        KR_EINVAL);
-    assert_int_equal(
-        check(with_header("{\"alg\":\"RS256\",\"crit\":[\"b64\"],\"b64\":false}",
-                          tok),
+        check(with_header(
+                  "{\"alg\":\"RS256\",\"crit\":[\"b64\"],\"b64\":false}", tok),
               rsa_signer, err),
         KR_EINVAL);
     assert_non_null(strstr(err, "crit"));
@@ -340,13 +341,14 @@ static void test_jws_rejections(void **state)
 
     /* Extra headers may not override what the signer sets. */
     extra = json_pack("{s:s}", "alg", "none");
+    claims = some_claims();
     kr_buf_init(&b);
-    assert_int_equal(kr_jws_sign(rsa_signer, "k", extra, some_claims(), &b,
-                                 err),
+    assert_int_equal(kr_jws_sign(rsa_signer, "k", extra, claims, &b, err),
                      KR_EINVAL);
     assert_int_equal(b.len, 0);
     kr_buf_free(&b);
     json_decref(extra);
+    json_decref(claims);
 }
 
 static void test_jws_extra_headers(void **state)
@@ -547,15 +549,60 @@ static void test_assertion_claims(void **state)
 {
     json_t *aud = json_pack("[s]", "https://idp.example/token");
     json_t *c = kr_identity_assertion_claims("client-1", aud, 1000, "j");
-    json_t *want = parse("{\"iss\":\"client-1\",\"sub\":\"client-1\","
-                         "\"aud\":[\"https://idp.example/token\"],"
-                         "\"iat\":1000,\"nbf\":999,\"exp\":1300,\"jti\":\"j\"}");
+    json_t *want =
+        parse("{\"iss\":\"client-1\",\"sub\":\"client-1\","
+              "\"aud\":[\"https://idp.example/token\"],"
+              "\"iat\":1000,\"nbf\":999,\"exp\":1300,\"jti\":\"j\"}");
 
     (void)state;
     assert_true(json_equal(c, want));
     json_decref(c);
     json_decref(want);
     json_decref(aud);
+}
+
+static void test_assertion_and_verify_requests(void **state)
+{
+    struct kr_identity_assertion_req a;
+    struct kr_identity_verify_req v;
+    char err[KR_ERRMSG_SIZE];
+    json_t *j;
+
+    (void)state;
+    j = parse("{\"ClientID\":\"c\",\"Audience\":[\"x\"],"
+              "\"ExtraHeaders\":{\"x5t\":\"t\"}}");
+    assert_int_equal(kr_identity_assertion_req_parse(j, &a, err), 0);
+    assert_string_equal(a.client_id, "c");
+    assert_non_null(a.headers);
+    json_decref(j);
+    j = parse("{\"ClientID\":\"c\",\"Audience\":[\"x\"],"
+              "\"ExtraHeaders\":{\"kid\":\"mine\"}}");
+    assert_int_equal(kr_identity_assertion_req_parse(j, &a, err), KR_EINVAL);
+    assert_non_null(strstr(err, "set by the signer"));
+    json_decref(j);
+    j = parse("{\"Audience\":[\"x\"]}");
+    assert_int_equal(kr_identity_assertion_req_parse(j, &a, err), KR_EINVAL);
+    assert_non_null(strstr(err, "ClientID is required"));
+    json_decref(j);
+
+    j = parse("{\"JWT\":\"a.b.c\"}");
+    assert_int_equal(kr_identity_verify_req_parse(j, &v, err), 0);
+    assert_string_equal(v.jwt, "a.b.c");
+    assert_int_equal(v.leeway, KR_IDENTITY_LEEWAY_DEFAULT);
+    assert_null(v.audience);
+    json_decref(j);
+    j = parse("{\"JWT\":\"a.b.c\",\"Leeway\":\"0s\",\"Audience\":\"x\"}");
+    assert_int_equal(kr_identity_verify_req_parse(j, &v, err), 0);
+    assert_int_equal(v.leeway, 0);
+    assert_string_equal(v.audience, "x");
+    json_decref(j);
+    j = parse("{\"JWT\":\"a.b.c\",\"Leeway\":\"301s\"}");
+    assert_int_equal(kr_identity_verify_req_parse(j, &v, err), KR_EINVAL);
+    json_decref(j);
+    j = parse("{\"JWT\":\"\"}");
+    assert_int_equal(kr_identity_verify_req_parse(j, &v, err), KR_EINVAL);
+    assert_non_null(strstr(err, "JWT is required"));
+    json_decref(j);
 }
 
 static void test_time_checks(void **state)
@@ -673,12 +720,11 @@ static void test_max_age(void **state)
     /* The stagger adds up to 10%. */
     assert_int_equal(kr_jwks_max_age(now, 720 * h, now, 0.5),
                      360 * 3600 + 18 * 3600);
-    assert_true(kr_jwks_max_age(now, 720 * h, now, 0.999999) <
-                396 * 3600);
+    assert_true(kr_jwks_max_age(now, 720 * h, now, 0.999999) < 396 * 3600);
     /* Close to rotation (or past it): 15 minutes, plus stagger. */
-    assert_int_equal(kr_jwks_max_age(now - 720 * h + 60 * KR_NS_PER_SEC,
-                                     720 * h, now, 0),
-                     KR_JWKS_MIN_MAX_AGE);
+    assert_int_equal(
+        kr_jwks_max_age(now - 720 * h + 60 * KR_NS_PER_SEC, 720 * h, now, 0),
+        KR_JWKS_MIN_MAX_AGE);
     assert_int_equal(kr_jwks_max_age(now - 800 * h, 720 * h, now, 0.5),
                      KR_JWKS_MIN_MAX_AGE + 45);
     /* A stagger outside [0, 1) counts as none. */
@@ -688,12 +734,12 @@ static void test_max_age(void **state)
 static void test_oidc_discovery(void **state)
 {
     json_t *d = kr_oidc_discovery("https://kr.example/");
-    json_t *want = parse(
-        "{\"issuer\":\"https://kr.example/\","
-        "\"jwks_uri\":\"https://kr.example/.well-known/jwks.json\","
-        "\"id_token_signing_alg_values_supported\":[\"RS256\",\"EdDSA\"],"
-        "\"response_types_supported\":[\"code\"],"
-        "\"subject_types_supported\":[\"public\"]}");
+    json_t *want =
+        parse("{\"issuer\":\"https://kr.example/\","
+              "\"jwks_uri\":\"https://kr.example/.well-known/jwks.json\","
+              "\"id_token_signing_alg_values_supported\":[\"RS256\",\"EdDSA\"],"
+              "\"response_types_supported\":[\"code\"],"
+              "\"subject_types_supported\":[\"public\"]}");
 
     (void)state;
     assert_true(json_equal(d, want));
@@ -713,6 +759,7 @@ int main(void)
         cmocka_unit_test(test_claims_service_defaults),
         cmocka_unit_test(test_req_rules),
         cmocka_unit_test(test_assertion_claims),
+        cmocka_unit_test(test_assertion_and_verify_requests),
         cmocka_unit_test(test_time_checks),
         cmocka_unit_test(test_audience),
         cmocka_unit_test(test_jwks),
