@@ -79,6 +79,13 @@ int kr_jws_sign(const struct kr_signer *s, const char *kid, json_t *extra,
     kr_b64url_encode(out, sig, siglen);
     if (out->oom)
         goto fail;
+    /* Never hand out a token that kr_jws_parse would refuse. */
+    if (out->len - start > KR_JWS_MAX_LEN) {
+        rv = kr_errf(errmsg, KR_EINVAL,
+                     "the token would be %zu bytes, more than %d",
+                     out->len - start, KR_JWS_MAX_LEN);
+        goto out;
+    }
     rv = 0;
     goto out;
 fail:

@@ -39,8 +39,9 @@ const char *kr_jws_alg(const struct kr_signer *s);
  * Appends the compact JWS of claims (a JSON object, borrowed) to out,
  * signed by s with header {"alg","kid","typ":"JWT"} followed by the
  * members of extra (borrowed; NULL for none; must not set alg, kid, typ
- * or crit).  Returns 0, KR_EINVAL (extra overrides a reserved member),
- * KR_ENOMEM or KR_ECRYPTO, with the reason in errmsg.
+ * or crit).  Returns 0, KR_EINVAL (extra overrides a reserved member,
+ * or the token would be longer than KR_JWS_MAX_LEN), KR_ENOMEM or
+ * KR_ECRYPTO, with the reason in errmsg; out is then as it was.
  */
 int kr_jws_sign(const struct kr_signer *s, const char *kid, json_t *extra,
                 json_t *claims, struct kr_buf *out, char *errmsg);
