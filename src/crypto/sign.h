@@ -51,8 +51,9 @@ enum kr_sign_kind kr_signer_kind(const struct kr_signer *s);
 
 /* Signs msg[0..len) (borrowed) into sig, which has room for KR_SIGN_MAX
  * bytes; *siglen gets the length (256 for RSA-2048, 64 for Ed25519).
- * Returns 0, KR_ECRYPTO or KR_ENOMEM. */
-int kr_signer_sign(const struct kr_signer *s, const uint8_t *msg, size_t len,
+ * Returns 0, KR_ECRYPTO or KR_ENOMEM.  Not const: an Ed25519 signer
+ * reuses one OpenSSL context, so one thread at a time. */
+int kr_signer_sign(struct kr_signer *s, const uint8_t *msg, size_t len,
                    uint8_t *sig, size_t *siglen);
 
 /* Checks sig over msg with the public half of s.  Returns 0 for a valid

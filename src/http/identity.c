@@ -114,12 +114,11 @@ static int make_jti(char out[KR_UUID_LEN + 1])
 /* The signer for o under key k, or NULL after replying: RSA unless the
  * request asks for EdDSA or the key has no RSA key; assertions are RSA
  * only (spec 6.5). */
-static const struct kr_signer *pick_signer(struct sign_op *o,
-                                           const struct kr_root_key *k)
+static struct kr_signer *pick_signer(struct sign_op *o,
+                                     const struct kr_root_key *k)
 {
     struct kr_keyring *keyring = o->p.srv->deps.keyring;
-    const struct kr_signer *rsa =
-        kr_keyring_signer(keyring, k->key_id, KR_SIGN_RSA);
+    struct kr_signer *rsa = kr_keyring_signer(keyring, k->key_id, KR_SIGN_RSA);
 
     if (o->kind == OP_ASSERTION) {
         if (rsa == NULL)
@@ -142,7 +141,7 @@ static const struct kr_signer *pick_signer(struct sign_op *o,
 
 /* Signs o with k's signer s at now (Unix seconds) and replies. */
 static void sign_and_reply(struct sign_op *o, const struct kr_root_key *k,
-                           const struct kr_signer *s, int64_t now)
+                           struct kr_signer *s, int64_t now)
 {
     struct kr_http *srv = o->p.srv;
     const struct kr_config *cfg = srv->deps.cfg;
@@ -304,7 +303,7 @@ static void sign_step(struct sign_op *o)
     struct kr_http *srv = o->p.srv;
     struct kr_keyring *keyring = srv->deps.keyring;
     const struct kr_root_key *active;
-    const struct kr_signer *s;
+    struct kr_signer *s;
     int64_t now, exp;
 
     if (o->p.req == NULL) {

@@ -43,7 +43,7 @@ const char *kr_jws_alg(const struct kr_signer *s);
  * or the token would be longer than KR_JWS_MAX_LEN), KR_ENOMEM or
  * KR_ECRYPTO, with the reason in errmsg; out is then as it was.
  */
-int kr_jws_sign(const struct kr_signer *s, const char *kid, json_t *extra,
+int kr_jws_sign(struct kr_signer *s, const char *kid, json_t *extra,
                 json_t *claims, struct kr_buf *out, char *errmsg);
 
 /* A parsed token.  header and claims are owned; alg and kid are borrowed

@@ -583,9 +583,8 @@ int kr_keyring_open(struct kr_keyring *kr, const char *key_id,
     return 0;
 }
 
-const struct kr_signer *kr_keyring_signer(const struct kr_keyring *kr,
-                                          const char *key_id,
-                                          enum kr_sign_kind kind)
+struct kr_signer *kr_keyring_signer(const struct kr_keyring *kr,
+                                    const char *key_id, enum kr_sign_kind kind)
 {
     const struct cipher_set *c = set_find(kr, key_id);
 

@@ -104,9 +104,8 @@ int kr_keyring_open(struct kr_keyring *kr, const char *key_id,
  * (KR_SIGN_ED25519).  NULL when the key is not installed.  Borrowed: valid
  * until the next kr_keyring_sync or kr_keyring_close.
  */
-const struct kr_signer *kr_keyring_signer(const struct kr_keyring *kr,
-                                          const char *key_id,
-                                          enum kr_sign_kind kind);
+struct kr_signer *kr_keyring_signer(const struct kr_keyring *kr,
+                                    const char *key_id, enum kr_sign_kind kind);
 
 /*
  * Generates a root key off the loop: a UUID, a 32-byte DEK, an RSA-2048

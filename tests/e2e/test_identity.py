@@ -166,6 +166,10 @@ def test_sign_rejects_bad_requests(issuer_agent):
             ({"ExtraClaims": {"a": 1}}, "ExtraClaims")):
         r = sign(a, expect=400, **fields)
         assert text in r.text, (fields, r.text)
+    # A token longer than the verifier accepts is never handed out.
+    r = sign(a, expect=400, Audience=["a" * 256] * 16,
+             ExtraClaims={f"c{i}": "v" * 1024 for i in range(12)})
+    assert "more than 16384" in r.text, r
     r = a.api("POST", SIGN, "not json")
     assert r.status == 400 and "JSON" in r.text, r
     r = a.api("GET", SIGN)

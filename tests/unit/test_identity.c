@@ -148,7 +148,7 @@ static json_t *some_claims(void)
                      "iat", (json_int_t)1700000000);
 }
 
-static char *sign(const struct kr_signer *s, const char *kid, json_t *extra)
+static char *sign(struct kr_signer *s, const char *kid, json_t *extra)
 {
     struct kr_buf b;
     json_t *claims = some_claims();
@@ -359,6 +359,29 @@ static void test_jws_extra_headers(void **state)
     char *tok;
 
     (void)state;
+    char *plain, *via_jansson;
+    json_t *empty = json_object();
+
+    /* The header written directly and the one jansson writes (an empty
+     * extra object takes that path) are the same bytes. */
+    plain =
+        sign(ed_signer, "1f2e3d4c-5b6a-4798-8a9b-0c1d2e3f4a5b.ed25519", NULL);
+    via_jansson =
+        sign(ed_signer, "1f2e3d4c-5b6a-4798-8a9b-0c1d2e3f4a5b.ed25519", empty);
+    json_decref(empty);
+    assert_int_equal(strchr(plain, '.') - plain,
+                     strchr(via_jansson, '.') - via_jansson);
+    assert_memory_equal(plain, via_jansson,
+                        (size_t)(strchr(plain, '.') - plain));
+    free(plain);
+    free(via_jansson);
+    /* A kid that needs escaping goes through jansson, and survives. */
+    tok = sign(ed_signer, "a\"b", NULL);
+    assert_int_equal(kr_jws_parse(&j, tok, strlen(tok), err), 0);
+    assert_string_equal(j.kid, "a\"b");
+    kr_jws_clear(&j);
+    free(tok);
+
     tok = sign(rsa_signer, "k", extra);
     assert_int_equal(kr_jws_parse(&j, tok, strlen(tok), err), 0);
     assert_string_equal(json_string_value(json_object_get(j.header, "x5t")),
