@@ -83,7 +83,7 @@ def openssl_gcm_1k():
 
 def openssl_sign_rate(alg):
     """sign/s of `openssl speed ALG` (rsa2048 or ed25519), one core."""
-    out = subprocess.run(["openssl", "speed", "-seconds", "2", alg],
+    out = subprocess.run(["openssl", "speed", "-seconds", "1", alg],
                          capture_output=True, text=True, check=True).stdout
     want = "rsa 2048" if alg == "rsa2048" else "ed25519"
     line = [l for l in out.splitlines() if want in l.lower()][-1]
@@ -96,13 +96,23 @@ SIGN_BODY = {"Namespace": "default", "JobID": "web", "Group": "api",
              "TTL": "1h"}
 
 
+IDENTITY_ROUNDS = 3
+
+
 def identity_bench(base, work):
-    """In-process and HTTP signing rates against openssl speed."""
-    out = subprocess.run([os.path.join(BUILD, "bench_identity"), "2"],
-                         capture_output=True, text=True, check=True).stdout
-    vals = {k: float(v) for k, v in (l.split() for l in out.splitlines())}
-    ossl = {"rs256": openssl_sign_rate("rsa2048"),
-            "eddsa": openssl_sign_rate("ed25519")}
+    """In-process and HTTP signing rates against openssl speed.  The
+    in-process figures and openssl's alternate for IDENTITY_ROUNDS rounds
+    and each keeps its best: on a shared machine a burst of other work
+    then lowers neither side alone."""
+    vals, ossl = {}, {"rs256": 0.0, "eddsa": 0.0}
+    for _ in range(IDENTITY_ROUNDS):
+        out = subprocess.run([os.path.join(BUILD, "bench_identity"), "1"],
+                             capture_output=True, text=True,
+                             check=True).stdout
+        for k, v in (l.split() for l in out.splitlines()):
+            vals[k] = max(vals.get(k, 0.0), float(v))
+        ossl["rs256"] = max(ossl["rs256"], openssl_sign_rate("rsa2048"))
+        ossl["eddsa"] = max(ossl["eddsa"], openssl_sign_rate("ed25519"))
     names = {"rs256": ("RS256", "rsa2048"), "eddsa": ("EdDSA", "ed25519")}
     http_rows = []
     for alg in ("rs256", "eddsa"):
@@ -115,8 +125,9 @@ def identity_bench(base, work):
         for conns in (1, 16):
             http_rows.append((alg, conns,
                               wrk(base + "/v1/identity/sign", conns, script)))
-    print("\nWorkload identity signing, one core for openssl; a token is "
-          "claims + JWS (header, base64url, signature)")
+    print("\nWorkload identity signing, one core; a token is claims + JWS "
+          f"(header, base64url, signature); in process and openssl: best of "
+          f"{IDENTITY_ROUNDS} alternating rounds")
     print(f"{'alg':<7}{'where':<24}{'tokens/s':>10}{'p50':>10}{'p99':>10}"
           f"{'errors':>8}  vs openssl speed sign/s")
     for alg in ("rs256", "eddsa"):
@@ -134,8 +145,8 @@ def identity_bench(base, work):
         print(f"{names[alg][0]} verify in process: "
               f"{vals[f'{alg}_verify_per_sec']:.0f}/s")
     print("goal: in process (claims + JWS) at least 0.80x of openssl speed")
-    print("reproduce: make bench, or just this part: "
-          "build/bench_identity 2; openssl speed rsa2048 ed25519")
+    print("reproduce: make bench; this part alone, by hand: "
+          "build/bench_identity 1; openssl speed -seconds 1 rsa2048 ed25519")
 
 
 def main():

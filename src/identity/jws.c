@@ -12,6 +12,7 @@
 
 #include "common/err.h"
 #include "identity/b64url.h"
+#include "identity/jsonw.h"
 
 /* Header members the signer sets and extra headers may not. */
 static const char *const reserved[] = {"alg", "kid", "typ", "crit"};
@@ -21,25 +22,28 @@ const char *kr_jws_alg(const struct kr_signer *s)
     return kr_signer_kind(s) == KR_SIGN_RSA ? "RS256" : "EdDSA";
 }
 
-/* Appends base64url(compact JSON of j). */
+/* Appends base64url(compact JSON of j): identity/jsonw.h's encoding,
+ * or jansson's for a tree it leaves to jansson (the same bytes). */
 static int put_json(struct kr_buf *out, json_t *j)
 {
-    char stack[1024], *heap = NULL, *text = stack;
-    size_t n = json_dumpb(j, stack, sizeof(stack), JSON_COMPACT);
+    struct kr_buf text;
+    size_t n;
+    int rv;
 
-    if (n == 0)
-        return KR_ENOMEM;
-    if (n > sizeof(stack)) {
-        heap = malloc(n);
-        if (heap == NULL || json_dumpb(j, heap, n, JSON_COMPACT) != n) {
-            free(heap);
-            return KR_ENOMEM;
-        }
-        text = heap;
+    kr_buf_init(&text);
+    rv = kr_jsonw_compact(j, &text);
+    if (rv == KR_EINVAL) {
+        n = json_dumpb(j, NULL, 0, JSON_COMPACT);
+        rv = n > 0 ? kr_buf_reserve(&text, n) : KR_ENOMEM;
+        if (rv == 0 && json_dumpb(j, (char *)text.data, n, JSON_COMPACT) == n)
+            text.len = n;
+        else
+            rv = KR_ENOMEM;
     }
-    kr_b64url_encode(out, (const uint8_t *)text, n);
-    free(heap);
-    return out->oom ? KR_ENOMEM : 0;
+    if (rv == 0)
+        kr_b64url_encode(out, text.data, text.len);
+    kr_buf_free(&text);
+    return rv != 0 ? rv : out->oom ? KR_ENOMEM : 0;
 }
 
 /* True when kid needs no JSON escaping and is short: every kid keyraft

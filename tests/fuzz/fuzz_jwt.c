@@ -10,7 +10,10 @@
  *     encoding per byte string);
  *   - a sign request that is accepted yields claims that, signed with
  *     Ed25519, parse back to equal claims and verify, with the header
- *     alg/kid as signed; likewise for a client assertion.
+ *     alg/kid as signed; likewise for a client assertion;
+ *   - identity/jsonw.h writes every JSON document the input parses to
+ *     (and every claims object) byte for byte as json_dumpb(JSON_COMPACT)
+ *     does, or declines only for a real number or a deep tree.
  *
  * Build with clang -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE
  * -Isrc, this file and the .c files of src/common, src/crypto and
@@ -31,6 +34,7 @@
 #include "crypto/sign.h"
 #include "identity/b64url.h"
 #include "identity/claims.h"
+#include "identity/jsonw.h"
 #include "identity/jws.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -89,6 +93,49 @@ static void try_b64(const char *s, size_t len)
     free(out);
 }
 
+/* Whether jsonw.h may leave j to jansson. */
+static bool has_real_or_depth(json_t *j, int depth)
+{
+    const char *k;
+    json_t *v;
+    size_t i;
+
+    if (depth > KR_JSONW_MAX_DEPTH || json_is_real(j))
+        return true;
+    json_object_foreach(j, k, v)
+    {
+        if (has_real_or_depth(v, depth + 1))
+            return true;
+    }
+    json_array_foreach(j, i, v)
+    {
+        if (has_real_or_depth(v, depth + 1))
+            return true;
+    }
+    return false;
+}
+
+static void same_as_jansson(json_t *j)
+{
+    struct kr_buf b;
+    size_t n = json_dumpb(j, NULL, 0, JSON_COMPACT);
+    char *want = malloc(n + 1);
+    int rv;
+
+    if (want == NULL || json_dumpb(j, want, n, JSON_COMPACT) != n)
+        abort();
+    kr_buf_init(&b);
+    rv = kr_jsonw_compact(j, &b);
+    if (rv == 0 && (b.len != n || memcmp(b.data, want, n) != 0))
+        abort();
+    if (rv == KR_EINVAL && (b.len != 0 || !has_real_or_depth(j, 0)))
+        abort();
+    if (rv != 0 && rv != KR_EINVAL)
+        abort();
+    kr_buf_free(&b);
+    free(want);
+}
+
 /* Signs claims with Ed25519 under kid; the token must parse back to the
  * same header fields and claims, and verify. */
 static void round_trip(json_t *claims, json_t *extra)
@@ -127,11 +174,13 @@ static void try_requests(const char *text, size_t len)
 
     if (body == NULL)
         return;
+    same_as_jansson(body);
     if (kr_identity_req_parse(body, &r, err) == 0) {
         claims = kr_identity_claims(&r, "global", "https://kr.example",
                                     1700000000, "jti");
         if (claims == NULL)
             abort();
+        same_as_jansson(claims);
         round_trip(claims, NULL);
         json_decref(claims);
     }

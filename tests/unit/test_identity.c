@@ -1,10 +1,10 @@
 /*
  * Unit tests for src/identity: base64url against RFC 4648 and its
- * strictness, JWS signing and verification (RS256 and EdDSA, RFC 8037's
- * Ed25519 example, and every rejection: tampering, alg none, HS256,
- * algorithm confusion, crit, duplicates, malformed parts), the claims of
- * spec 6.1 and 6.5, the sign request's rules, time checks with leeway,
- * JWKS entries and kids, the Cache-Control lifetime and OIDC discovery.
+ * strictness, the JSON writer against jansson, JWS signing and verification
+ * (RS256 and EdDSA, RFC 8037's Ed25519 example, and every rejection: tampering,
+ * alg none, HS256, algorithm confusion, crit, duplicates, malformed parts), the
+ * claims of spec 6.1 and 6.5, the sign request's rules, time checks with
+ * leeway, JWKS entries and kids, the Cache-Control lifetime and OIDC discovery.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +23,7 @@
 #include "crypto/sign.h"
 #include "identity/b64url.h"
 #include "identity/claims.h"
+#include "identity/jsonw.h"
 #include "identity/jwks.h"
 #include "identity/jws.h"
 
@@ -138,6 +139,64 @@ static void test_b64url(void **state)
     assert_int_equal(dec("Zm9", out), KR_EINVAL); /* "Zm8" with a stray bit */
     assert_int_equal(kr_b64url_decode("Zm\0v", 4, (uint8_t *)out, &b.len),
                      KR_EINVAL);
+}
+
+/* ---- the JSON writer ---- */
+
+static void jsonw_same(const char *text)
+{
+    json_error_t e;
+    json_t *j = json_loads(text, JSON_DECODE_ANY, &e);
+    size_t n;
+    char want[1024];
+    struct kr_buf b;
+
+    assert_non_null(j);
+    n = json_dumpb(j, want, sizeof(want), JSON_COMPACT | JSON_ENCODE_ANY);
+    kr_buf_init(&b);
+    assert_int_equal(kr_jsonw_compact(j, &b), 0);
+    assert_int_equal(b.len, n);
+    assert_memory_equal(b.data, want, n);
+    kr_buf_free(&b);
+    json_decref(j);
+}
+
+static void test_jsonw(void **state)
+{
+    struct kr_buf b;
+    json_t *j;
+
+    (void)state;
+    jsonw_same("{}");
+    jsonw_same("[]");
+    jsonw_same("{\"b\":1,\"a\":[true,false,null,-9223372036854775808],"
+               "\"c\":{\"d\":\"\"}}");
+    /* Every escape jansson makes, and what it leaves alone: '/', DEL and
+     * UTF-8. */
+    jsonw_same("[\"q\\\"b\\\\s/\\b\\f\\n\\r\\t\\u0001\\u001f\\u007f"
+               "\\u00e9\\u20ac\\ud83d\\ude00\"]");
+    jsonw_same("{\"k\\n\\\"\":\"v\"}");
+    /* Reals and deep trees are left to jansson, leaving out untouched. */
+    kr_buf_init(&b);
+    kr_buf_append(&b, "x", 1);
+    j = json_loads("{\"a\":[1.5]}", 0, NULL);
+    assert_int_equal(kr_jsonw_compact(j, &b), KR_EINVAL);
+    assert_int_equal(b.len, 1);
+    json_decref(j);
+    {
+        char deep[2 * (KR_JSONW_MAX_DEPTH + 2) + 2];
+        size_t d = KR_JSONW_MAX_DEPTH + 2;
+        memset(deep, '[', d);
+        deep[d] = '1';
+        memset(deep + d + 1, ']', d);
+        deep[2 * d + 1] = '\0';
+        j = json_loads(deep, 0, NULL);
+    }
+    assert_non_null(j);
+    assert_int_equal(kr_jsonw_compact(j, &b), KR_EINVAL);
+    assert_int_equal(b.len, 1);
+    json_decref(j);
+    kr_buf_free(&b);
 }
 
 /* ---- JWS ---- */
@@ -774,6 +833,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_b64url),
+        cmocka_unit_test(test_jsonw),
         cmocka_unit_test(test_jws_round_trip),
         cmocka_unit_test(test_jws_rfc8037),
         cmocka_unit_test(test_jws_rejections),
