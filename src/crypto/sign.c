@@ -143,6 +143,30 @@ void kr_signer_free(struct kr_signer *s)
     free(s);
 }
 
+struct kr_signer *kr_signer_ref(const struct kr_signer *s)
+{
+    struct kr_signer *r = malloc(sizeof(*r));
+
+    if (r == NULL)
+        return NULL;
+    *r = *s;
+    r->ed_ctx = NULL;
+    if (EVP_PKEY_up_ref(r->pkey) != 1) {
+        free(r);
+        return NULL;
+    }
+    if (r->kind == KR_SIGN_ED25519) {
+        r->ed_ctx = EVP_MD_CTX_new();
+        if (r->ed_ctx == NULL ||
+            EVP_DigestSignInit(r->ed_ctx, NULL, NULL, NULL, r->pkey) != 1) {
+            ERR_clear_error();
+            kr_signer_free(r);
+            return NULL;
+        }
+    }
+    return r;
+}
+
 enum kr_sign_kind kr_signer_kind(const struct kr_signer *s)
 {
     return s->kind;

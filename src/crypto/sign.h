@@ -12,7 +12,8 @@
  * Ed25519 point) are copied out when the signer is built, for JWKS.
  *
  * All functions are thread safe (no shared state); a struct kr_signer may
- * be used by one thread at a time.
+ * be used by one thread at a time.  To sign with the same key on another
+ * thread, give it its own handle (kr_signer_ref).
  */
 #ifndef KR_CRYPTO_SIGN_H
 #define KR_CRYPTO_SIGN_H
@@ -46,6 +47,11 @@ int kr_signer_from_rsa_der(struct kr_signer **out, const uint8_t *der,
 int kr_signer_from_ed25519_seed(struct kr_signer **out, const uint8_t seed[32]);
 
 void kr_signer_free(struct kr_signer *s);
+
+/* A second handle on the same key, for another thread (OpenSSL counts
+ * references to the key, so it lives until both are freed).  NULL when
+ * out of memory.  Free with kr_signer_free. */
+struct kr_signer *kr_signer_ref(const struct kr_signer *s);
 
 enum kr_sign_kind kr_signer_kind(const struct kr_signer *s);
 

@@ -67,8 +67,8 @@ static bool kid_plain(const char *kid)
  * compact encoding of the same object gives (the unit tests compare):
  * it is the same for every token of a key, and skipping jansson here is
  * a measurable share of an Ed25519 signing. */
-static int put_header(struct kr_buf *out, struct kr_signer *s, const char *kid,
-                      json_t *extra, char *errmsg)
+static int put_header(struct kr_buf *out, const struct kr_signer *s,
+                      const char *kid, json_t *extra, char *errmsg)
 {
     json_t *header = NULL, *v;
     const char *key;
@@ -108,19 +108,43 @@ out:
     return rv;
 }
 
+int kr_jws_signing_input(const struct kr_signer *s, const char *kid,
+                         json_t *extra, json_t *claims, struct kr_buf *out,
+                         char *errmsg)
+{
+    size_t start = out->len;
+    int rv = put_header(out, s, kid, extra, errmsg);
+
+    if (rv == 0) {
+        kr_buf_append(out, ".", 1);
+        if (put_json(out, claims) != 0 || out->oom)
+            rv = kr_errf(errmsg, KR_ENOMEM, "out of memory");
+    }
+    if (rv != 0)
+        out->len = start;
+    return rv;
+}
+
 int kr_jws_sign(struct kr_signer *s, const char *kid, json_t *extra,
                 json_t *claims, struct kr_buf *out, char *errmsg)
 {
+    size_t start = out->len;
+    int rv = kr_jws_signing_input(s, kid, extra, claims, out, errmsg);
+
+    if (rv == 0)
+        rv = kr_jws_finish(s, out, start, errmsg);
+    if (rv != 0)
+        out->len = start;
+    return rv;
+}
+
+int kr_jws_finish(struct kr_signer *s, struct kr_buf *out, size_t start,
+                  char *errmsg)
+{
     uint8_t sig[KR_SIGN_MAX];
-    size_t start = out->len, siglen = 0;
+    size_t end = out->len, siglen = 0;
     int rv;
 
-    rv = put_header(out, s, kid, extra, errmsg);
-    if (rv != 0)
-        goto out;
-    kr_buf_append(out, ".", 1);
-    if (put_json(out, claims) != 0 || out->oom)
-        goto fail;
     rv = kr_signer_sign(s, out->data + start, out->len - start, sig, &siglen);
     if (rv != 0) {
         kr_errf(errmsg, rv, "signing: %s", kr_strerror(rv));
@@ -142,8 +166,8 @@ int kr_jws_sign(struct kr_signer *s, const char *kid, json_t *extra,
 fail:
     rv = kr_errf(errmsg, KR_ENOMEM, "out of memory");
 out:
-    if (rv != 0 && out->len > start)
-        out->len = start;
+    if (rv != 0)
+        out->len = end; /* the signing input stays */
     return rv;
 }
 

@@ -46,6 +46,22 @@ const char *kr_jws_alg(const struct kr_signer *s);
 int kr_jws_sign(struct kr_signer *s, const char *kid, json_t *extra,
                 json_t *claims, struct kr_buf *out, char *errmsg);
 
+/*
+ * kr_jws_sign in two halves, so the signature can be made on another
+ * thread.  kr_jws_signing_input appends base64url(header) "."
+ * base64url(claims) to out (the same arguments and errors, except for the
+ * length).  kr_jws_finish signs out[start..out->len) with s and appends
+ * "." base64url(signature); KR_EINVAL when the token would be longer
+ * than KR_JWS_MAX_LEN, and on any failure out is as it was before it.
+ * kr_jws_finish touches nothing but s and out: any thread, given a
+ * signer of its own (kr_signer_ref).
+ */
+int kr_jws_signing_input(const struct kr_signer *s, const char *kid,
+                         json_t *extra, json_t *claims, struct kr_buf *out,
+                         char *errmsg);
+int kr_jws_finish(struct kr_signer *s, struct kr_buf *out, size_t start,
+                  char *errmsg);
+
 /* A parsed token.  header and claims are owned; alg and kid are borrowed
  * from header (kid NULL when absent). */
 struct kr_jws {

@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import jwt
 import pytest
@@ -444,7 +445,8 @@ def raft_index(a, n):
 def test_record_costs_few_raft_entries(agent):
     """Signing records the key's use in raft before returning a token the
     record does not cover yet, rounded up: 40 signings with a one-hour TTL
-    cost one entry, and the no-exp flag one more."""
+    cost one entry, the no-exp flag one more, and 48 concurrent signings
+    with a longer TTL one more."""
     i0 = raft_index(agent, 0)
     for _ in range(40):
         sign(agent)
@@ -454,10 +456,17 @@ def test_record_costs_few_raft_entries(agent):
         sign(agent, TTL="0s")
     i2 = raft_index(agent, 2)
     assert i2 - i1 == 2, (i1, i2)
-    # A longer TTL needs a new record, once.
-    for _ in range(5):
-        sign(agent, TTL="72h")
+    # A longer TTL needs a new record, once, also when many signings that
+    # need it arrive together (they wait on the one proposal; the RSA
+    # signatures run on the thread pool).
+    with ThreadPoolExecutor(16) as pool:
+        outs = list(pool.map(lambda _: sign(agent, TTL="72h"), range(48)))
     assert raft_index(agent, 3) - i2 == 2
+    assert len({parts(o["JWT"])[1]["jti"] for o in outs}) == 48
+    client = jwt.PyJWKClient(agent.url(JWKS))
+    for o in outs[:4]:
+        jwt.decode(o["JWT"], client.get_signing_key_from_jwt(o["JWT"]).key,
+                   algorithms=["RS256"], audience="vault.io")
 
 
 def test_remove_and_gc_keep_keys_with_live_identities(make_agent):
