@@ -510,17 +510,32 @@ server {
     assert r.status == 400 and "unknown key ID" in r.text, r
 
 
-def test_record_survives_restart(make_agent):
-    """The record is replicated state: after a restart (log replay or
-    snapshot) a key that signed a no-exp identity is still in use."""
-    a = make_agent()
+@pytest.mark.parametrize("from_snapshot", [False, True])
+def test_record_survives_restart(make_agent, from_snapshot):
+    """The record is replicated state: after a restart, whether from the
+    log or from a raft snapshot taken after it, the key that signed a
+    no-exp identity is still in use, and the one that signed a 1h
+    identity too."""
+    a = make_agent('server {\n  raft_snapshot_threshold = 16\n'
+                   '  raft_trailing_logs = 4\n}\n' if from_snapshot else "")
     k = a.active_key()["KeyID"]
     sign(a, TTL="0s")
+    k2 = a.rotate()["KeyID"]
+    sign(a, TTL="1h")
     a.rotate()
+    if from_snapshot:
+        for i in range(40):
+            raft_index(a, i)
+        raft_dir = os.path.join(a.data_dir, "raft")
+        assert [f for f in os.listdir(raft_dir) if f.startswith("snapshot-")]
+        assert not os.path.exists(
+            os.path.join(raft_dir, "0000000000000001-0000000000000001"))
     a.stop()
     a.start()
     r = a.api("DELETE", f"/v1/operator/keyring/key/{k}")
     assert r.status == 409 and "without expiry" in r.text, r
+    r = a.api("DELETE", f"/v1/operator/keyring/key/{k2}")
+    assert r.status == 409 and "verify until" in r.text, r
 
 
 # ------------------------------------------------------------ cluster
