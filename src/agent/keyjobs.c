@@ -83,8 +83,8 @@ static bool in_charge(const struct kr_keyjobs *j)
  */
 static bool unexpired_identities(const struct kr_root_key *k, int64_t now)
 {
-    return k->id_no_exp ||
-           k->id_max_exp + KR_IDENTITY_LEEWAY_MAX > now / KR_NS_PER_SEC;
+    return kr_identity_verifiable_until(k->id_max_exp, k->id_no_exp) >
+           now / KR_NS_PER_SEC;
 }
 
 /* ---- periodic job: rotate, promote, GC ---- */

@@ -244,7 +244,7 @@ out:
  */
 static bool identities_in_use(h2o_req_t *req, const struct kr_root_key *k)
 {
-    int64_t now = kr_time_now_ns() / KR_NS_PER_SEC;
+    int64_t now = kr_time_now_ns() / KR_NS_PER_SEC, end;
     char until[40];
 
     if (k == NULL)
@@ -255,10 +255,9 @@ static bool identities_in_use(h2o_req_t *req, const struct kr_root_key *k)
                             "workload identities without expiry");
         return true;
     }
-    if (k->id_max_exp + KR_IDENTITY_LEEWAY_MAX > now) {
-        kr_time_format_rfc3339((k->id_max_exp + KR_IDENTITY_LEEWAY_MAX) *
-                                   KR_NS_PER_SEC,
-                               until, sizeof(until));
+    end = kr_identity_verifiable_until(k->id_max_exp, false);
+    if (end > now) {
+        kr_time_format_rfc3339(end * KR_NS_PER_SEC, until, sizeof(until));
         kr_http_reply_error(req, 409,
                             "root key in use, cannot delete: workload "
                             "identities it signed verify until %s",

@@ -515,6 +515,13 @@ int kr_identity_check_times(json_t *claims, int64_t now, int64_t leeway,
     return 0;
 }
 
+int64_t kr_identity_verifiable_until(int64_t max_exp, bool no_exp)
+{
+    if (no_exp || max_exp > INT64_MAX - KR_IDENTITY_LEEWAY_MAX)
+        return INT64_MAX;
+    return (max_exp > 0 ? max_exp : 0) + KR_IDENTITY_LEEWAY_MAX;
+}
+
 bool kr_identity_has_audience(json_t *claims, const char *aud)
 {
     json_t *a = json_object_get(claims, "aud"), *v;

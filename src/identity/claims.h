@@ -136,6 +136,15 @@ int kr_identity_check_times(json_t *claims, int64_t now, int64_t leeway,
 bool kr_identity_has_audience(json_t *claims, const char *aud);
 
 /*
+ * Until when the identities a key signed can still verify here, in Unix
+ * seconds, from its identity record (state.h): INT64_MAX when one had no
+ * expiry, else the latest expiry plus KR_IDENTITY_LEEWAY_MAX (so 300 for
+ * a key that never signed one).  The key GC and key removal keep a key
+ * until then.
+ */
+int64_t kr_identity_verifiable_until(int64_t max_exp, bool no_exp);
+
+/*
  * Reads a duration field (TTL, Leeway): a Go duration string ("1h30m") or
  * an integer of nanoseconds, as Go encodes time.Duration in JSON.  *out
  * gets whole seconds, rounded up.  Returns 0, or KR_EINVAL for another

@@ -718,6 +718,22 @@ static void test_time_checks(void **state)
     json_decref(real);
 }
 
+/* The key GC's and removal's rule (spec 6.4 as keyraft has it). */
+static void test_verifiable_until(void **state)
+{
+    (void)state;
+    assert_int_equal(kr_identity_verifiable_until(0, false),
+                     KR_IDENTITY_LEEWAY_MAX);
+    assert_int_equal(kr_identity_verifiable_until(1700003600, false),
+                     1700003600 + KR_IDENTITY_LEEWAY_MAX);
+    assert_true(kr_identity_verifiable_until(1700003600, true) == INT64_MAX);
+    assert_true(kr_identity_verifiable_until(0, true) == INT64_MAX);
+    assert_true(kr_identity_verifiable_until(INT64_MAX - 1, false) ==
+                INT64_MAX);
+    assert_int_equal(kr_identity_verifiable_until(-5, false),
+                     KR_IDENTITY_LEEWAY_MAX);
+}
+
 static void test_audience(void **state)
 {
     json_t *a = parse("{\"aud\":[\"x\",\"y\"]}"), *s = parse("{\"aud\":\"x\"}");
@@ -845,6 +861,7 @@ int main(void)
         cmocka_unit_test(test_assertion_and_verify_requests),
         cmocka_unit_test(test_time_checks),
         cmocka_unit_test(test_audience),
+        cmocka_unit_test(test_verifiable_until),
         cmocka_unit_test(test_jwks),
         cmocka_unit_test(test_max_age),
         cmocka_unit_test(test_oidc_discovery),
