@@ -100,17 +100,18 @@ static void op_free(struct sign_op *o)
  * a long token); ?pretty through jansson. */
 static void reply_secret_json(h2o_req_t *req, int status, json_t *j)
 {
+    bool pretty = kr_http_query(req, "pretty") != NULL;
     struct kr_buf b;
     char *text;
 
     kr_buf_init(&b);
-    if (kr_http_query(req, "pretty") == NULL && kr_jsonw_compact(j, &b) == 0) {
+    if (!pretty && kr_jsonw_compact(j, &b) == 0) {
         kr_http_send_secret(req, status, "application/json", b.data, b.len);
         kr_buf_free(&b); /* wipes */
         return;
     }
     kr_buf_free(&b);
-    text = json_dumps(j, JSON_INDENT(4));
+    text = json_dumps(j, pretty ? JSON_INDENT(4) : JSON_COMPACT);
     if (text == NULL) {
         kr_http_reply_error(req, 500, "out of memory");
         return;
