@@ -151,6 +151,11 @@ def test_sign_eddsa(issuer_agent):
     assert header == {"alg": "EdDSA", "kid": key + ".ed25519", "typ": "JWT"}
     assert len(b64d(sig)) == 64
     assert out["KeyID"] == key
+    # ?pretty indents the reply like every other route.
+    r = a.api("POST", SIGN + "?pretty",
+              {"JobID": "web", "Group": "api", "Task": "server",
+               "AllocID": ALLOC, "Algorithm": "EdDSA"})
+    assert r.status == 200 and r.text.startswith('{\n    "JWT": "'), r
 
 
 def test_sign_rejects_bad_requests(issuer_agent):
