@@ -55,8 +55,8 @@ static json_t *parse_body(struct kr_identity_req *req)
 {
     char err[KR_ERRMSG_SIZE];
     json_error_t jerr;
-    json_t *j = json_loadb(body, sizeof(body) - 1, JSON_REJECT_DUPLICATES,
-                           &jerr);
+    json_t *j =
+        json_loadb(body, sizeof(body) - 1, JSON_REJECT_DUPLICATES, &jerr);
 
     if (j == NULL || kr_identity_req_parse(j, req, err) != 0)
         exit(1);
