@@ -32,6 +32,9 @@ enum snap_record {
     SNAP_REC_ROOT_KEY = 2,
     SNAP_REC_VAR = 3,
     SNAP_REC_REKEY = 4, /* the rekey checkpoint, when there is one */
+    /* A key's identity record (id_max_exp, id_no_exp), right after that
+     * key's ROOT_KEY record and only when it is not empty. */
+    SNAP_REC_IDENTITY = 5,
     SNAP_REC_END = 255, /* u64 count of the records before it */
 };
 
@@ -262,7 +265,10 @@ static int apply_key_delete(struct kr_state *s, uint64_t index,
         return KR_ENOTFOUND;
     if (k->state == KR_KEY_ACTIVE)
         return KR_EINVAL;
-    if (k->n_vars > 0 && !e->force)
+    /* An identity without expiry verifies for as long as the key exists:
+     * like a Variable, it keeps the key in use.  (Identities that expire
+     * are the leader's check, which needs the clock: http/identity.c.) */
+    if ((k->n_vars > 0 || k->id_no_exp) && !e->force)
         return KR_ECONFLICT;
     i = (size_t)(k - s->keys);
     kr_root_key_clear(k);
@@ -416,6 +422,23 @@ static int apply_rekey(struct kr_state *s, uint64_t index,
     return 0;
 }
 
+/* Raises key_id's identity record; nothing else changes, so neither the
+ * key's ModifyIndex nor the table's index moves. */
+static int apply_identity(struct kr_state *s, const struct kr_entry_identity *e)
+{
+    struct kr_root_key *k = key_find(s, e->key_id);
+
+    if (e->exp < 0 || (e->exp == 0 && !e->no_exp))
+        return KR_EINVAL;
+    if (k == NULL)
+        return KR_ENOTFOUND;
+    if (e->exp > k->id_max_exp)
+        k->id_max_exp = e->exp;
+    if (e->no_exp)
+        k->id_no_exp = true;
+    return 0;
+}
+
 void kr_state_rekey_cursor(const struct kr_state *s, const char **ns,
                            const char **path)
 {
@@ -448,6 +471,9 @@ int kr_state_apply(struct kr_state *s, uint64_t index, const void *buf,
         break;
     case KR_ENTRY_VAR_REKEY:
         rv = apply_rekey(s, index, &e.rekey);
+        break;
+    case KR_ENTRY_IDENTITY:
+        rv = apply_identity(s, &e.identity);
         break;
     default:
         rv = KR_ECORRUPT;
@@ -626,6 +652,7 @@ int kr_state_snapshot(const struct kr_state *s, struct kr_buf *out)
 {
     struct kr_buf body;
     struct var_node *n;
+    uint64_t n_identity = 0;
 
     kr_buf_init(&body);
     kr_buf_append(out, SNAP_MAGIC, 4);
@@ -639,6 +666,14 @@ int kr_state_snapshot(const struct kr_state *s, struct kr_buf *out)
         kr_codec_put_root_key(&body, &s->keys[i]);
         kr_buf_u64(&body, s->keys[i].rekey_total);
         put_record(out, SNAP_REC_ROOT_KEY, &body);
+        if (s->keys[i].id_max_exp != 0 || s->keys[i].id_no_exp) {
+            body.len = 0;
+            kr_buf_str(&body, s->keys[i].key_id);
+            kr_buf_i64(&body, s->keys[i].id_max_exp);
+            kr_buf_u8(&body, s->keys[i].id_no_exp ? 1 : 0);
+            put_record(out, SNAP_REC_IDENTITY, &body);
+            n_identity++;
+        }
     }
     if (s->rekey_ns != NULL) {
         body.len = 0;
@@ -661,7 +696,8 @@ int kr_state_snapshot(const struct kr_state *s, struct kr_buf *out)
     }
     /* The end record makes a snapshot cut at a record boundary invalid. */
     body.len = 0;
-    kr_buf_u64(&body, 1 + s->n_keys + s->n_vars + (s->rekey_ns != NULL));
+    kr_buf_u64(&body,
+               1 + s->n_keys + n_identity + s->n_vars + (s->rekey_ns != NULL));
     put_record(out, SNAP_REC_END, &body);
     kr_buf_free(&body);
     return out->oom || body.oom ? KR_ENOMEM : 0;
@@ -732,6 +768,29 @@ fail:
     return false;
 }
 
+/* The identity record of the key restored just before it: once, before
+ * any Variable, naming that key, and not empty (the writer leaves empty ones
+ * out, so one state keeps one encoding). */
+static bool restore_identity(struct kr_state *s, struct kr_rd *r)
+{
+    struct kr_root_key *k = s->n_keys > 0 ? &s->keys[s->n_keys - 1] : NULL;
+    char key_id[KR_UUID_LEN + 1];
+    int64_t exp;
+    uint8_t no_exp;
+
+    if (!get_key_id(r, key_id))
+        return false;
+    exp = kr_rd_i64(r);
+    no_exp = kr_rd_u8(r);
+    if (!kr_rd_done(r) || k == NULL || s->n_vars > 0 ||
+        strcmp(k->key_id, key_id) != 0 || k->id_max_exp != 0 || k->id_no_exp ||
+        exp < 0 || no_exp > 1 || (exp == 0 && no_exp == 0))
+        return false;
+    k->id_max_exp = exp;
+    k->id_no_exp = no_exp == 1;
+    return true;
+}
+
 /* At most one checkpoint, naming a valid namespace and path. */
 static bool restore_cursor(struct kr_state *s, struct kr_rd *r)
 {
@@ -759,6 +818,7 @@ int kr_state_restore(struct kr_state *s, const void *buf, size_t len,
     struct kr_root_key key;
     size_t n_active = 0;
     uint64_t n_records = 0;
+    uint8_t prev = 0;
     bool ended = false;
     int rv = KR_ECORRUPT;
 
@@ -818,6 +878,10 @@ int kr_state_restore(struct kr_state *s, const void *buf, size_t len,
             if (!restore_cursor(fresh, &body))
                 goto bad;
             break;
+        case SNAP_REC_IDENTITY:
+            if (prev != SNAP_REC_ROOT_KEY || !restore_identity(fresh, &body))
+                goto bad;
+            break;
         case SNAP_REC_END:
             if (kr_rd_u64(&body) != n_records || !kr_rd_done(&body))
                 goto bad;
@@ -828,6 +892,7 @@ int kr_state_restore(struct kr_state *s, const void *buf, size_t len,
             goto out;
         }
         n_records++;
+        prev = type;
     }
     if (!ended) {
         kr_errf(errmsg, rv, "state snapshot truncated");

@@ -64,6 +64,13 @@ struct kr_root_key {
      * through snapshots, not log entries): the rekey's progress is
      * rekey_total - n_vars of rekey_total. */
     uint64_t rekey_total;
+    /* Workload identities signed with this key, as the leader recorded
+     * them (KR_ENTRY_IDENTITY) before handing any out: the latest expiry
+     * of any of them, Unix seconds (0 when none had one), and whether any
+     * was issued without an expiry.  Only ever grow.  Replicated through
+     * IDENTITY entries and snapshots; a KEY_UPSERT never sets them. */
+    int64_t id_max_exp;
+    bool id_no_exp;
 };
 
 struct kr_var {
