@@ -31,6 +31,7 @@
 #include "cluster/transport.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/time.h"
 #include "crypto/rand.h"
 
 #define MAX_PEERS 64
@@ -207,6 +208,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     struct kr_raft *r = fsm->data;
     struct kr_buf b;
     struct raft_buffer *out = NULL;
+    uint64_t t0 = kr_time_mono_ms();
     int rv;
 
     kr_buf_init(&b);
@@ -221,6 +223,8 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     if (out->base == NULL)
         goto fail;
     kr_frame_write(out->base, b.data, b.len);
+    KR_DEBUG("raft", "snapshot of %zu bytes taken in %llu ms", b.len,
+             (unsigned long long)(kr_time_mono_ms() - t0));
     kr_buf_free(&b);
     *bufs = out;
     *n_bufs = 1;
