@@ -46,8 +46,9 @@ e2e: build
 	KEYRAFT_BIN=$(CURDIR)/$(BUILD)/keyraft $(PYTEST) -q tests/e2e
 
 # libFuzzer targets, one per parser, each with the sources it needs.
-# fuzz_varbody's corpus is seeded with one file per line of
-# tests/fuzz/varbody.seeds, fuzz_archive's with tests/fuzz/make_archive_seed.py.
+# fuzz_varbody's and fuzz_jwt's corpora are seeded with one file per line
+# of tests/fuzz/varbody.seeds and tests/fuzz/jwt.seeds, fuzz_archive's with
+# tests/fuzz/make_archive_seed.py.
 FUZZ_DIR     ?= build-fuzz
 FUZZ_SECONDS ?= 20
 FUZZ_CFLAGS   = -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Isrc
@@ -58,6 +59,8 @@ FUZZ_VARBODY  = src/common/*.c src/crypto/*.c src/http/varbody.c \
                 -ljansson -lssl -lcrypto
 FUZZ_ARCHIVE  = src/common/*.c src/crypto/*.c src/kms/*.c src/state/*.c \
                 src/snapshot/archive.c -larchive -ljansson -lssl -lcrypto
+FUZZ_JWT      = src/common/*.c src/crypto/*.c src/identity/*.c \
+                -ljansson -lssl -lcrypto
 
 fuzz: deps
 	@mkdir -p $(FUZZ_DIR)
@@ -66,13 +69,16 @@ fuzz: deps
 	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_config.c $(FUZZ_CONFIG) -o $(FUZZ_DIR)/fuzz_config
 	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_varbody.c $(FUZZ_VARBODY) -o $(FUZZ_DIR)/fuzz_varbody
 	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_archive.c $(FUZZ_ARCHIVE) -o $(FUZZ_DIR)/fuzz_archive
-	@mkdir -p $(FUZZ_DIR)/corpus-varbody
-	@awk -v d=$(FUZZ_DIR)/corpus-varbody \
-	  '{ f = sprintf("%s/seed-%02d", d, NR); printf "%s", $$0 > f; close(f) }' \
-	  tests/fuzz/varbody.seeds
+	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_jwt.c $(FUZZ_JWT) -o $(FUZZ_DIR)/fuzz_jwt
+	@for f in varbody jwt; do \
+	  mkdir -p $(FUZZ_DIR)/corpus-$$f; \
+	  awk -v d=$(FUZZ_DIR)/corpus-$$f \
+	    '{ f = sprintf("%s/seed-%02d", d, NR); printf "%s", $$0 > f; close(f) }' \
+	    tests/fuzz/$$f.seeds; \
+	done
 	@mkdir -p $(FUZZ_DIR)/corpus-archive
 	@/usr/bin/python3 tests/fuzz/make_archive_seed.py $(FUZZ_DIR)/corpus-archive/seed-00
-	@for f in entry snapshot config varbody archive; do \
+	@for f in entry snapshot config varbody archive jwt; do \
 	  mkdir -p $(FUZZ_DIR)/corpus-$$f; \
 	  echo "fuzz_$$f: $(FUZZ_SECONDS)s"; \
 	  (cd $(FUZZ_DIR) && ./fuzz_$$f -max_total_time=$(FUZZ_SECONDS) \

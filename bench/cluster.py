@@ -56,6 +56,10 @@ STRICT = os.environ.get("BENCH_STRICT", "0") == "1"
 VALUE = "v" * 1024
 NKEYS = 1000
 GOAL = "goal: ratio >= 3 at 64 clients"
+# BENCH_SNAPSHOT_THRESHOLD=N sets the servers' raft_snapshot_threshold.
+SNAP = (f"  raft_snapshot_threshold = "
+        f"{int(os.environ['BENCH_SNAPSHOT_THRESHOLD'])}\n"
+        if os.environ.get("BENCH_SNAPSHOT_THRESHOLD") else "")
 
 
 class ClusterFailed(Exception):
@@ -130,7 +134,7 @@ class Procs:
 def keyraft_bin():
     b = os.environ.get("KEYRAFT_BIN")
     if b:
-        return b
+        return os.path.abspath(b)
     b = os.path.join(ROOT, "build", "keyraft")
     if os.path.exists(b):
         return b
@@ -181,7 +185,7 @@ def keyraft_config(data_dir, http_port, rpc_port, rpc_ports, tls_hcl):
             f"ports {{\n  http = {http_port}\n  rpc = {rpc_port}\n}}\n"
             "server {\n  enabled = true\n"
             f"  bootstrap_expect = {len(rpc_ports)}\n"
-            f"{join}}}\n" + tls_hcl)
+            f"{SNAP}{join}}}\n" + tls_hcl)
 
 
 def keyraft_leader(base):

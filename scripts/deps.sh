@@ -22,7 +22,27 @@ for p in "${pkgs[@]}"; do
         missing+=("$p")
     fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# Node runs the second JWT verifier of the identity tests (jose).  Any
+# node and npm on PATH will do (Debian's nodejs 18 is enough), so only
+# ask for Debian's when there are none.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    missing+=(nodejs npm)
+fi
+
+# The npm packages of tests/e2e/jwks-node, exactly as its lock file says,
+# into its node_modules (not tracked by git).  Needs no root.
+npm_deps() {
+    local dir
+    dir="$(cd "$(dirname "$0")/.." && pwd)/tests/e2e/jwks-node"
+    [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ] && return 0
+    command -v npm >/dev/null || return 0
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+}
+
+if [ ${#missing[@]} -eq 0 ]; then
+    npm_deps
+    exit 0
+fi
 
 cmd=(apt-get install -y --no-install-recommends "${missing[@]}")
 if [ "$(id -u)" -ne 0 ]; then
@@ -34,3 +54,4 @@ export DEBIAN_FRONTEND=noninteractive
 # An old or empty package list makes install fail; refresh it once.
 apt-get update -qq
 "${cmd[@]}"
+npm_deps

@@ -13,6 +13,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/time.h"
+#include "identity/claims.h"
 #include "state/codec.h"
 
 #define BATCH_ITEMS 2048
@@ -69,12 +70,21 @@ static bool in_charge(const struct kr_keyjobs *j)
     return !j->closing && j->caught_up && kr_raft_is_leader(j->cfg.raft);
 }
 
-/* Identities signed with k that have not expired yet.  Workload
- * identities do not exist yet, so none; this is where GC will ask. */
-static bool unexpired_identities(const struct kr_root_key *k)
+/*
+ * Whether identities signed with k may still verify (spec 6.4).  The
+ * leader records, before handing one out, the latest expiry of any
+ * identity a key signed and whether one had no expiry at all
+ * (http/identity.c).  Nomad keeps a key while a live allocation holds an
+ * identity it signed, and ties identities without expiry to the
+ * allocation's life.  keyraft has no allocations, so it cannot know when
+ * such a workload ends: a key that signed an identity without expiry is
+ * kept until an operator removes it with force.  Others are kept until
+ * their latest expiry, plus the largest leeway a verifier here accepts.
+ */
+static bool unexpired_identities(const struct kr_root_key *k, int64_t now)
 {
-    (void)k;
-    return false;
+    return kr_identity_verifiable_until(k->id_max_exp, k->id_no_exp) >
+           now / KR_NS_PER_SEC;
 }
 
 /* ---- periodic job: rotate, promote, GC ---- */
@@ -202,7 +212,7 @@ static bool collectable(const struct kr_keyjobs *j, const struct kr_root_key *k,
     return (k->state == KR_KEY_INACTIVE || k->state == KR_KEY_DEPRECATED) &&
            k->create_time <
                now - (j->cfg.rotation_threshold + j->cfg.gc_threshold) &&
-           k->n_vars == 0 && !unexpired_identities(k);
+           k->n_vars == 0 && !unexpired_identities(k, now);
 }
 
 /* Step 2: one collectable key per run (the state machine still refuses

@@ -10,7 +10,10 @@
  *      that proposes something ends the run.
  *   2. GC: delete an inactive or deprecated key once it is older than
  *      threshold + root_key_gc_threshold, no Variable uses it and no
- *      unexpired identity was signed with it.
+ *      identity signed with it can still verify (its recorded latest
+ *      expiry plus the largest verification leeway has passed, and it
+ *      never signed one without expiry: those keep the key until an
+ *      operator removes it with -force).
  *   It warns when the active key is older than the threshold.
  *
  * Rekey job, whenever a key is rekeying: walks the Variables in (namespace,

@@ -321,9 +321,9 @@ static void human(uint64_t n, char *out, size_t cap)
 }
 
 /* Record types in the order they appear in state.bin. */
-static const uint8_t SHOWN[] = {KR_SNAP_REC_INDEXES, KR_SNAP_REC_ROOT_KEY,
-                                KR_SNAP_REC_REKEY, KR_SNAP_REC_VAR,
-                                KR_SNAP_REC_END};
+static const uint8_t SHOWN[] = {KR_SNAP_REC_INDEXES,  KR_SNAP_REC_ROOT_KEY,
+                                KR_SNAP_REC_IDENTITY, KR_SNAP_REC_REKEY,
+                                KR_SNAP_REC_VAR,      KR_SNAP_REC_END};
 
 static void format_created(int64_t ms, char *out, size_t cap)
 {

@@ -26,10 +26,12 @@
 #include <raft/uv.h>
 
 #include "cluster/frame.h"
+#include "cluster/iodefer.h"
 #include "cluster/rpc.h"
 #include "cluster/transport.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/time.h"
 #include "crypto/rand.h"
 
 #define MAX_PEERS 64
@@ -206,6 +208,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     struct kr_raft *r = fsm->data;
     struct kr_buf b;
     struct raft_buffer *out = NULL;
+    uint64_t t0 = kr_time_mono_ms();
     int rv;
 
     kr_buf_init(&b);
@@ -220,6 +223,8 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     if (out->base == NULL)
         goto fail;
     kr_frame_write(out->base, b.data, b.len);
+    KR_DEBUG("raft", "snapshot of %zu bytes taken in %llu ms", b.len,
+             (unsigned long long)(kr_time_mono_ms() - t0));
     kr_buf_free(&b);
     *bufs = out;
     *n_bufs = 1;
@@ -500,11 +505,31 @@ static bool call_returned(struct kr_raft *r)
     return true;
 }
 
+/* A raft stream whose address the RPC listener has matched with the
+ * connection's source IP.  The ID must agree with the configuration: a
+ * configured ID from another address, or a configured address under
+ * another ID, is refused.  Servers not yet configured (a server joining)
+ * pass; raft only counts votes and acks from configured IDs. */
 static void on_raft_stream(void *arg, uint64_t id, const char *address,
                            uv_stream_t *stream)
 {
     struct kr_raft *r = arg;
 
+    for (unsigned i = 0; i < r->raft.configuration.n; i++) {
+        const struct raft_server *s = &r->raft.configuration.servers[i];
+        bool same_id = s->id == id;
+        bool same_addr = strcmp(s->address, address) == 0;
+
+        if (same_id != same_addr) {
+            KR_WARN("raft",
+                    "refused a raft connection that claims node %llu at %s: "
+                    "the configuration has node %llu at %s",
+                    (unsigned long long)id, address, (unsigned long long)s->id,
+                    s->address);
+            uv_close((uv_handle_t *)stream, (uv_close_cb)raft_free);
+            return;
+        }
+    }
     kr_transport_accept(&r->transport, id, address, stream);
 }
 
@@ -857,6 +882,7 @@ int kr_raft_start(struct kr_raft **out, const struct kr_raft_config *cfg,
         .on_call = on_call,
         .arg = r,
     };
+    kr_rpc_set_source(cfg->bind_host);
     rv = kr_rpc_listen(&r->rpc, cfg->loop, cfg->bind_host, cfg->rpc_port, &h,
                        errmsg);
     if (rv != 0)
@@ -1216,6 +1242,8 @@ int kr_raft_remove(struct kr_raft *r, uint64_t id, kr_raft_barrier_cb cb,
 
 void kr_raft_close(struct kr_raft *r, void (*cb)(void *arg), void *arg)
 {
+    KR_DEBUG("raft", "%llu log AIO context(s) were destroyed off the loop",
+             (unsigned long long)kr_iodefer_count());
     r->close_cb = cb;
     r->close_arg = arg;
     r->closing = 4; /* the tick timer, the two flush handles and raft */

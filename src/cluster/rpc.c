@@ -74,6 +74,7 @@ struct conn {
     struct kr_buf resp;
     uint8_t kind;
     bool handed_on;
+    struct sockaddr_in peer; /* the TCP peer, from the kernel */
     struct conn *next;
 };
 
@@ -85,6 +86,19 @@ static struct {
     struct ssl_ctx_st *client_ctx;
     char name[256];
 } tls;
+
+/* The address dials leave from (port 0), so that the listener at the
+ * other end sees the IP this server's raft address names; unset (family
+ * 0) when bind_addr is 0.0.0.0. */
+static struct sockaddr_in source;
+
+void kr_rpc_set_source(const char *host)
+{
+    memset(&source, 0, sizeof(source));
+    if (host != NULL && strcmp(host, "0.0.0.0") != 0 &&
+        uv_ip4_addr(host, 0, &source) != 0)
+        memset(&source, 0, sizeof(source));
+}
 
 void kr_rpc_set_tls(struct ssl_ctx_st *server_ctx,
                     struct ssl_ctx_st *client_ctx, const char *name)
@@ -186,6 +200,44 @@ static void acked(uv_write_t *w, int status)
     conn_end(c);
 }
 
+/*
+ * A RAFT preamble names the dialler's raft ID and address.  The address
+ * must name the IP the connection really comes from (the kernel's view
+ * of the TCP peer, after the TLS handshake when tls.rpc is on), so a
+ * server cannot speak for a server at another address.  The raft glue
+ * then checks the ID against the configuration (kr_raft's
+ * on_raft_stream).
+ */
+static bool raft_header_ok(const struct conn *c)
+{
+    struct kr_rd rd;
+    struct sockaddr_in claimed;
+    char *addr;
+    char peer[INET_ADDRSTRLEN] = "?";
+    bool ok;
+
+    kr_rd_init(&rd, c->header, c->header_len);
+    kr_rd_u64(&rd);
+    addr = kr_rd_strdup(&rd, 255);
+    if (addr == NULL || !kr_rd_done(&rd)) {
+        free(addr);
+        return false;
+    }
+    ok = kr_rpc_parse_address(addr, &claimed) == 0 &&
+         c->peer.sin_family == AF_INET &&
+         claimed.sin_addr.s_addr == c->peer.sin_addr.s_addr;
+    if (!ok) {
+        uv_ip4_name(&c->peer, peer, sizeof(peer));
+        KR_WARN("rpc",
+                "refused a raft connection from %s that names the address "
+                "%s: a server's raft address must be the one it connects "
+                "from",
+                peer, addr);
+    }
+    free(addr);
+    return ok;
+}
+
 /* The preamble is complete: decide, answer, and hand on. */
 static void conn_dispatch(struct conn *c)
 {
@@ -196,17 +248,9 @@ static void conn_dispatch(struct conn *c)
 
     uv_read_stop(c->tcp);
     switch (c->kind) {
-    case KR_RPC_RAFT: {
-        struct kr_rd rd;
-        char *addr;
-        kr_rd_init(&rd, c->header, c->header_len);
-        kr_rd_u64(&rd);
-        addr = kr_rd_strdup(&rd, 255);
-        if (addr == NULL || !kr_rd_done(&rd) || r->h.on_raft == NULL)
-            st = 1;
-        free(addr);
+    case KR_RPC_RAFT:
+        st = !raft_header_ok(c) || r->h.on_raft == NULL;
         break;
-    }
     case KR_RPC_HTTP:
         st = r->h.on_http == NULL || c->header_len != 0;
         break;
@@ -263,8 +307,10 @@ static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         conn_dispatch(c);
 }
 
-/* Starts reading the preamble on an accepted stream (plain or TLS). */
-static void conn_start(struct kr_rpc *r, uv_stream_t *stream)
+/* Starts reading the preamble on an accepted stream (plain or TLS) whose
+ * TCP peer is peer (copied). */
+static void conn_start(struct kr_rpc *r, uv_stream_t *stream,
+                       const struct sockaddr_in *peer)
 {
     struct conn *c = calloc(1, sizeof(*c));
 
@@ -274,6 +320,7 @@ static void conn_start(struct kr_rpc *r, uv_stream_t *stream)
     }
     c->rpc = r;
     c->tcp = stream;
+    c->peer = *peer;
     stream->data = c;
     uv_timer_init(r->loop, &c->timer);
     c->timer.data = c;
@@ -284,22 +331,33 @@ static void conn_start(struct kr_rpc *r, uv_stream_t *stream)
     uv_read_start(c->tcp, conn_alloc, conn_read);
 }
 
+/* An accepted connection while its TLS handshake runs. */
+struct accepting {
+    struct kr_rpc *rpc;
+    struct sockaddr_in peer;
+};
+
 static void tls_accepted(void *arg, int status, uv_stream_t *plain)
 {
-    struct kr_rpc *r = arg;
+    struct accepting *a = arg;
+    struct kr_rpc *r = a->rpc;
 
     r->busy--;
     if (status == 0 && !r->closing)
-        conn_start(r, plain);
+        conn_start(r, plain, &a->peer);
     else if (plain != NULL)
         uv_close((uv_handle_t *)plain, free_handle);
+    free(a);
     rpc_maybe_free(r);
 }
 
 static void on_accept(uv_stream_t *listener, int status)
 {
     struct kr_rpc *r = listener->data;
+    struct sockaddr_in peer;
+    struct accepting *a;
     uv_tcp_t *tcp;
+    int len = (int)sizeof(peer);
 
     if (status != 0 || r->closing)
         return;
@@ -312,14 +370,26 @@ static void on_accept(uv_stream_t *listener, int status)
         return;
     }
     uv_tcp_nodelay(tcp, 1);
+    memset(&peer, 0, sizeof(peer));
+    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&peer, &len) != 0 ||
+        peer.sin_family != AF_INET)
+        memset(&peer, 0, sizeof(peer)); /* matches no raft address */
     if (tls.server_ctx == NULL) {
-        conn_start(r, (uv_stream_t *)tcp);
+        conn_start(r, (uv_stream_t *)tcp, &peer);
         return;
     }
+    a = calloc(1, sizeof(*a));
+    if (a == NULL) {
+        uv_close((uv_handle_t *)tcp, free_handle);
+        return;
+    }
+    a->rpc = r;
+    a->peer = peer;
     r->busy++;
     if (kr_tls_stream_start(r->loop, tcp, tls.server_ctx, true,
                             *tls.name ? tls.name : NULL, tls_accepted,
-                            r) != 0) {
+                            a) != 0) {
+        free(a);
         r->busy--;
         rpc_maybe_free(r);
     }
@@ -587,8 +657,12 @@ int kr_rpc_dial(uv_loop_t *loop, const char *address, uint8_t kind,
     d->timer.data = d;
     uv_timer_start(&d->timer, dial_timeout, DIAL_TIMEOUT_MS, 0);
     d->connect.data = d;
-    rv = uv_tcp_connect(&d->connect, d->tcp, (struct sockaddr *)&sa,
-                        dial_connected);
+    rv = source.sin_family == AF_INET
+             ? uv_tcp_bind(d->tcp, (const struct sockaddr *)&source, 0)
+             : 0;
+    if (rv == 0)
+        rv = uv_tcp_connect(&d->connect, d->tcp, (struct sockaddr *)&sa,
+                            dial_connected);
     if (out != NULL)
         *out = d;
     /* A synchronous failure is reported from the loop, like every other

@@ -8,8 +8,9 @@
  * the dialer send anything else, so the listener never reads past the
  * preamble and can hand the socket, untouched, to raft or to h2o.
  *
- * KR_RPC_RAFT: header = u64 raft id | u32 len | address.  The stream then
- *   belongs to raft.
+ * KR_RPC_RAFT: header = u64 raft id | u32 len | address.  The address must
+ *   name the IP the connection comes from, else it is refused.  The
+ *   stream then belongs to raft.
  * KR_RPC_HTTP: no header.  The stream then speaks HTTP/1.1 to this
  *   server's h2o, exactly like the HTTP port.
  * KR_RPC_CALL: header = request; the listener answers the status byte, a
@@ -99,6 +100,13 @@ struct ssl_ctx_st;
  * before listening or dialling. */
 void kr_rpc_set_tls(struct ssl_ctx_st *server_ctx,
                     struct ssl_ctx_st *client_ctx, const char *name);
+
+/* Makes every dial of this process leave from host (an IPv4 address;
+ * "0.0.0.0" or NULL: wherever the kernel routes it).  A RAFT preamble's
+ * address must name the IP its connection comes from, so a server whose
+ * raft address is bind_addr:port dials from bind_addr.  Call once,
+ * before dialling. */
+void kr_rpc_set_source(const char *host);
 
 /* Splits "host:port" into a sockaddr; returns 0 or KR_EINVAL. */
 int kr_rpc_parse_address(const char *address, struct sockaddr_in *out);

@@ -1357,6 +1357,30 @@ int kr_config_merge_path(struct kr_config *cfg, const char *path, char *errmsg)
     return rv;
 }
 
+/* The issuer of workload identities goes into `iss` and OIDC discovery
+ * as is: an http(s) URL with a host, no query, fragment or white space
+ * (OpenID Connect Discovery 1.0, section 3, asks for https; http is
+ * allowed for tests and for a TLS-terminating proxy's backend). */
+static bool issuer_valid(const char *s)
+{
+    const char *host;
+
+    if (*s == '\0')
+        return true;
+    if (strncmp(s, "https://", 8) == 0)
+        host = s + 8;
+    else if (strncmp(s, "http://", 7) == 0)
+        host = s + 7;
+    else
+        return false;
+    if (*host == '\0' || *host == '/')
+        return false;
+    for (; *s != '\0'; s++)
+        if (*s == '?' || *s == '#' || (unsigned char)*s <= ' ' || *s == 0x7f)
+            return false;
+    return true;
+}
+
 int kr_config_finish(struct kr_config *cfg, char *errmsg)
 {
     struct ctx c = {.cfg = cfg, .errmsg = errmsg};
@@ -1369,6 +1393,10 @@ int kr_config_finish(struct kr_config *cfg, char *errmsg)
         rv = fail(&c, 0,
                   "server.bootstrap_expect must be at least 1 when the "
                   "server is enabled");
+    else if (!issuer_valid(cfg->server.oidc_issuer))
+        rv = fail(&c, 0,
+                  "server.oidc_issuer must be an http:// or https:// URL "
+                  "with a host and without query, fragment or spaces");
 out:
     return rv;
 }

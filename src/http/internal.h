@@ -23,6 +23,7 @@ struct pooled;
 struct barrier_wait;
 struct sniff;
 struct upload;
+struct id_record;
 
 struct kr_http {
     struct kr_http_deps deps;
@@ -35,6 +36,9 @@ struct kr_http {
     struct barrier_wait *barrier_waiting; /* need a barrier not started */
     struct barrier_wait *barrier_serving; /* wait on the one in flight */
     bool barrier_in_flight;
+    /* identity.c: identity records proposed and not applied yet (each
+     * counts in live_ops), with the signings waiting on them. */
+    struct id_record *id_records;
     h2o_globalconf_t config;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx; /* the HTTP port: TLS when configured */
@@ -141,6 +145,11 @@ int kr_http_status_leader(struct kr_http_call *c);
 int kr_http_raft_configuration(struct kr_http_call *c);
 int kr_http_raft_remove_peer(struct kr_http_call *c);
 int kr_http_agent_health(struct kr_http_call *c);
+int kr_http_identity_sign(struct kr_http_call *c);
+int kr_http_identity_assertion(struct kr_http_call *c);
+int kr_http_identity_verify(struct kr_http_call *c);
+int kr_http_jwks(struct kr_http_call *c);
+int kr_http_oidc_discovery(struct kr_http_call *c);
 
 /* snapshot.c */
 int kr_http_snapshot(struct kr_http_call *c);

@@ -14,6 +14,7 @@
 
 #include "common/err.h"
 #include "common/time.h"
+#include "identity/claims.h"
 #include "state/codec.h"
 
 json_t *kr_http_key_meta_json(const struct kr_root_key *k)
@@ -236,6 +237,39 @@ out:
     kr_http_pending_done(p);
 }
 
+/*
+ * Like a live allocation in Nomad, an identity that can still verify
+ * keeps its key in use: one without expiry always (the state machine
+ * refuses that delete too), others until their recorded expiry plus the
+ * largest verification leeway.  The second check needs the clock, so it
+ * is the leader's, here.  Replies 409 and returns true when k (NULL: not
+ * in the state, which the state machine answers) is in use that way.
+ */
+static bool identities_in_use(h2o_req_t *req, const struct kr_root_key *k)
+{
+    int64_t now = kr_time_now_ns() / KR_NS_PER_SEC, end;
+    char until[40];
+
+    if (k == NULL)
+        return false;
+    if (k->id_no_exp) {
+        kr_http_reply_error(req, 409,
+                            "root key in use, cannot delete: it signed "
+                            "workload identities without expiry");
+        return true;
+    }
+    end = kr_identity_verifiable_until(k->id_max_exp, false);
+    if (end > now) {
+        kr_time_format_rfc3339(end * KR_NS_PER_SEC, until, sizeof(until));
+        kr_http_reply_error(req, 409,
+                            "root key in use, cannot delete: workload "
+                            "identities it signed verify until %s",
+                            until);
+        return true;
+    }
+    return false;
+}
+
 int kr_http_keyring_delete(struct kr_http_call *c)
 {
     h2o_req_t *req = c->req;
@@ -258,6 +292,9 @@ int kr_http_keyring_delete(struct kr_http_call *c)
         kr_http_reply_error(req, 503, "No cluster leader");
         return 0;
     }
+    if (!force &&
+        identities_in_use(req, kr_state_key_get(c->srv->deps.state, c->tail)))
+        return 0;
     p = kr_http_pending_new(c, sizeof(*p));
     if (p == NULL) {
         kr_http_reply_error(req, 500, "out of memory");

@@ -67,6 +67,19 @@ static const struct route {
      KR_HTTP_WRITE},
     {M_GET, "/v1/status/leader", false, kr_http_status_leader, KR_HTTP_LOCAL},
     {M_GET, "/v1/agent/health", false, kr_http_agent_health, KR_HTTP_LOCAL},
+    /* Ours: workload identities.  Signing is the leader's (it records
+     * the key's use in raft first); verification needs only this
+     * server's keyring. */
+    {M_PUT | M_POST, "/v1/identity/sign", false, kr_http_identity_sign,
+     KR_HTTP_WRITE},
+    {M_PUT | M_POST, "/v1/identity/client-assertion", false,
+     kr_http_identity_assertion, KR_HTTP_WRITE},
+    {M_PUT | M_POST, "/v1/identity/verify", false, kr_http_identity_verify,
+     KR_HTTP_LOCAL},
+    /* Public, like Nomad's: every server answers from its own keyring. */
+    {M_GET, "/.well-known/jwks.json", false, kr_http_jwks, KR_HTTP_LOCAL},
+    {M_GET, "/.well-known/openid-configuration", false, kr_http_oidc_discovery,
+     KR_HTTP_LOCAL},
 };
 
 struct pending_link {

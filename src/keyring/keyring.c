@@ -609,6 +609,16 @@ int kr_keyring_open(struct kr_keyring *kr, const char *key_id,
     return 0;
 }
 
+struct kr_signer *kr_keyring_signer(const struct kr_keyring *kr,
+                                    const char *key_id, enum kr_sign_kind kind)
+{
+    const struct cipher_set *c = set_find(kr, key_id);
+
+    if (c == NULL)
+        return NULL;
+    return kind == KR_SIGN_RSA ? c->rsa_signer : c->ed_signer;
+}
+
 /* ---- key generation ---- */
 
 static void gen_work(uv_work_t *req)

@@ -35,6 +35,7 @@
 #include "common/buf.h"
 #include "common/err.h"
 #include "crypto/secmem.h"
+#include "crypto/sign.h"
 #include "kms/kms.h"
 #include "state/state.h"
 
@@ -100,6 +101,15 @@ int kr_keyring_seal(struct kr_keyring *kr, const char *key_id,
  * not authentic. */
 int kr_keyring_open(struct kr_keyring *kr, const char *key_id,
                     const uint8_t *data, size_t len, struct kr_secret **out);
+
+/*
+ * The signing key of key_id's cipher set: its RSA key (KR_SIGN_RSA; NULL
+ * for a key that has none) or its Ed25519 key, whose seed is the DEK
+ * (KR_SIGN_ED25519).  NULL when the key is not installed.  Borrowed: valid
+ * until the next kr_keyring_sync or kr_keyring_close.
+ */
+struct kr_signer *kr_keyring_signer(const struct kr_keyring *kr,
+                                    const char *key_id, enum kr_sign_kind kind);
 
 /*
  * Generates a root key off the loop: a UUID, a 32-byte DEK, an RSA-2048

@@ -220,6 +220,11 @@ int kr_entry_encode(const struct kr_entry *e, struct kr_buf *out)
     case KR_ENTRY_VAR_REKEY:
         put_rekey(out, &e->rekey);
         break;
+    case KR_ENTRY_IDENTITY:
+        kr_buf_str(out, e->identity.key_id);
+        kr_buf_i64(out, e->identity.exp);
+        kr_buf_u8(out, e->identity.no_exp ? 1 : 0);
+        break;
     case KR_ENTRY_RESTORE_BEGIN:
         kr_buf_u64(out, e->restore.id);
         kr_buf_u64(out, e->restore.total);
@@ -324,6 +329,11 @@ int kr_entry_decode(struct kr_entry *e, const void *buf, size_t len,
         break;
     case KR_ENTRY_VAR_REKEY:
         ok = get_rekey(&r, &e->rekey);
+        break;
+    case KR_ENTRY_IDENTITY:
+        ok = get_fixed(&r, e->identity.key_id, sizeof(e->identity.key_id));
+        e->identity.exp = kr_rd_i64(&r);
+        ok = ok && get_bool(&r, &e->identity.no_exp);
         break;
     case KR_ENTRY_RESTORE_BEGIN:
         e->restore.id = kr_rd_u64(&r);

@@ -23,7 +23,7 @@ enum kr_entry_type {
     KR_ENTRY_KEY_DELETE = 2,
     KR_ENTRY_VAR_APPLY = 3,
     KR_ENTRY_VAR_REKEY = 4,
-    /* 5 is taken (identity). */
+    KR_ENTRY_IDENTITY = 5,
     /* A snapshot restore through raft (see state.h "Staged restore"). */
     KR_ENTRY_RESTORE_BEGIN = 6,
     KR_ENTRY_RESTORE_CHUNK = 7,
@@ -79,6 +79,20 @@ struct kr_entry_var_rekey {
 };
 
 /*
+ * The leader records, before it hands out a workload identity signed with
+ * key_id, what that identity needs the key kept for: an expiry (Unix
+ * seconds, 0 for none; usually rounded up so that later identities fall
+ * under the same record) and/or the fact that one has no expiry.  Apply
+ * only raises the key's recorded values (state.h, id_max_exp and
+ * id_no_exp); a key that is gone is KR_ENOTFOUND.
+ */
+struct kr_entry_identity {
+    char key_id[KR_UUID_LEN + 1];
+    int64_t exp;
+    bool no_exp;
+};
+
+/*
  * The four restore entries share one body: BEGIN carries id and total
  * (the length of the state.bin being restored), CHUNK carries id, offset
  * and data (at most KR_RESTORE_CHUNK_MAX bytes of it), COMMIT and ABORT
@@ -99,6 +113,7 @@ struct kr_entry {
     struct kr_entry_key_delete key_delete;
     struct kr_entry_var_apply var;
     struct kr_entry_var_rekey rekey;
+    struct kr_entry_identity identity;
 };
 
 /* Appends the encoding of e to out.  Returns 0 or KR_ENOMEM. */

@@ -277,7 +277,10 @@ static int apply_key_delete(struct kr_state *s, uint64_t index,
         return KR_ENOTFOUND;
     if (k->state == KR_KEY_ACTIVE)
         return KR_EINVAL;
-    if (k->n_vars > 0 && !e->force)
+    /* An identity without expiry verifies for as long as the key exists:
+     * like a Variable, it keeps the key in use.  (Identities that expire
+     * are the leader's check, which needs the clock: http/identity.c.) */
+    if ((k->n_vars > 0 || k->id_no_exp) && !e->force)
         return KR_ECONFLICT;
     i = (size_t)(k - s->keys);
     kr_root_key_clear(k);
@@ -431,6 +434,23 @@ static int apply_rekey(struct kr_state *s, uint64_t index,
     return 0;
 }
 
+/* Raises key_id's identity record; nothing else changes, so neither the
+ * key's ModifyIndex nor the table's index moves. */
+static int apply_identity(struct kr_state *s, const struct kr_entry_identity *e)
+{
+    struct kr_root_key *k = key_find(s, e->key_id);
+
+    if (e->exp < 0 || (e->exp == 0 && !e->no_exp))
+        return KR_EINVAL;
+    if (k == NULL)
+        return KR_ENOTFOUND;
+    if (e->exp > k->id_max_exp)
+        k->id_max_exp = e->exp;
+    if (e->no_exp)
+        k->id_no_exp = true;
+    return 0;
+}
+
 void kr_state_rekey_cursor(const struct kr_state *s, const char **ns,
                            const char **path)
 {
@@ -472,6 +492,9 @@ int kr_state_apply(struct kr_state *s, uint64_t index, const void *buf,
         break;
     case KR_ENTRY_VAR_REKEY:
         rv = apply_rekey(s, index, &e.rekey);
+        break;
+    case KR_ENTRY_IDENTITY:
+        rv = apply_identity(s, &e.identity);
         break;
     case KR_ENTRY_RESTORE_BEGIN:
         rv = apply_restore_begin(s, &e.restore);
@@ -660,6 +683,7 @@ const char *kr_snap_record_name(uint8_t type)
         {KR_SNAP_REC_INDEXES, "Indexes"},
         {KR_SNAP_REC_ROOT_KEY, "RootKey"},
         {KR_SNAP_REC_VAR, "Variable"},
+        {KR_SNAP_REC_IDENTITY, "KeyIdentity"},
         {KR_SNAP_REC_REKEY, "RekeyCheckpoint"},
         {KR_SNAP_REC_STAGE, "StagedRestore"},
         {KR_SNAP_REC_END, "End"},
@@ -689,6 +713,22 @@ static void put_key_body(struct kr_buf *body, const struct kr_root_key *k)
     kr_buf_u64(body, k->rekey_total);
     if (k->redacted)
         kr_buf_u8(body, KEY_FLAG_REDACTED);
+}
+
+/* A key's identity record goes right after its ROOT_KEY record, and only
+ * when the key has one (one state, one encoding). */
+#define IDENTITY_RECORD_SIZE (5 + 4 + KR_UUID_LEN + 8 + 1)
+
+static bool key_has_identity(const struct kr_root_key *k)
+{
+    return k->id_max_exp != 0 || k->id_no_exp;
+}
+
+static void put_identity_body(struct kr_buf *body, const struct kr_root_key *k)
+{
+    kr_buf_str(body, k->key_id);
+    kr_buf_i64(body, k->id_max_exp);
+    kr_buf_u8(body, k->id_no_exp ? 1 : 0);
 }
 
 static size_t var_record_size(const struct kr_var *v)
@@ -759,6 +799,12 @@ static uint64_t put_records(const struct kr_state *s, bool with_stage,
         put_key_body(body, &s->keys[i]);
         put_record(out, KR_SNAP_REC_ROOT_KEY, body);
         count++;
+        if (key_has_identity(&s->keys[i])) {
+            body->len = 0;
+            put_identity_body(body, &s->keys[i]);
+            put_record(out, KR_SNAP_REC_IDENTITY, body);
+            count++;
+        }
     }
     if (s->rekey_ns != NULL) {
         body->len = 0;
@@ -817,6 +863,8 @@ size_t kr_state_save_size(const struct kr_state *s)
         body.len = 0;
         put_key_body(&body, &s->keys[i]);
         size += 5 + body.len;
+        if (key_has_identity(&s->keys[i]))
+            size += IDENTITY_RECORD_SIZE;
     }
     kr_buf_free(&body);
     if (s->rekey_ns != NULL)
@@ -858,6 +906,7 @@ struct kr_state_loader {
     char *last_ns, *last_path; /* the last Variable, when not building */
     struct var_node *last;     /* the last Variable, when building */
     uint64_t n_records;
+    uint8_t prev; /* the last record's type, 0 before the first */
     size_t n_active;
     struct stage *stage;   /* a staged restore read from a raft snapshot */
     struct kr_buf pending; /* a record cut by the end of a feed */
@@ -1088,6 +1137,28 @@ static bool load_var(struct kr_state_loader *l, struct kr_rd *r)
     return true;
 }
 
+/* A key's identity record: right after that key's ROOT_KEY record
+ * (load_record checks the position), naming it, and not empty (the
+ * writer leaves empty ones out, so one state keeps one encoding). */
+static bool load_identity(struct kr_state *s, struct kr_rd *r)
+{
+    struct kr_root_key *k = &s->keys[s->n_keys - 1];
+    char key_id[KR_UUID_LEN + 1];
+    int64_t exp;
+    uint8_t no_exp;
+
+    if (!get_key_id(r, key_id))
+        return false;
+    exp = kr_rd_i64(r);
+    no_exp = kr_rd_u8(r);
+    if (!kr_rd_done(r) || strcmp(k->key_id, key_id) != 0 || exp < 0 ||
+        no_exp > 1 || (exp == 0 && no_exp == 0))
+        return false;
+    k->id_max_exp = exp;
+    k->id_no_exp = no_exp == 1;
+    return true;
+}
+
 /* At most one checkpoint, naming a valid namespace and path. */
 static bool load_cursor(struct kr_state *s, struct kr_rd *r)
 {
@@ -1141,6 +1212,7 @@ static bool phase_allows(const struct kr_state_loader *l, uint8_t type,
     } rules[] = {
         {KR_SNAP_REC_INDEXES, PH_INDEXES, PH_INDEXES, PH_KEYS},
         {KR_SNAP_REC_ROOT_KEY, PH_KEYS, PH_KEYS, PH_KEYS},
+        {KR_SNAP_REC_IDENTITY, PH_KEYS, PH_KEYS, PH_KEYS},
         {KR_SNAP_REC_REKEY, PH_KEYS, PH_KEYS, PH_REKEY},
         {KR_SNAP_REC_STAGE, PH_KEYS, PH_REKEY, PH_STAGE},
         {KR_SNAP_REC_VAR, PH_KEYS, PH_VARS, PH_VARS},
@@ -1176,10 +1248,12 @@ static int load_record(struct kr_state_loader *l, const uint8_t *rec,
         (type == KR_SNAP_REC_STAGE && !l->allow_stage))
         return fail(l, "unknown state record type %u at byte %llu", type,
                     (unsigned long long)l->fed);
-    if (!phase_allows(l, type, &next))
+    if (!phase_allows(l, type, &next) ||
+        (type == KR_SNAP_REC_IDENTITY && l->prev != KR_SNAP_REC_ROOT_KEY))
         return fail(l,
                     "state record %s out of order at byte %llu (expected: "
-                    "indexes, root keys, rekey checkpoint, variables, end)",
+                    "indexes, root keys each with its identity record, "
+                    "rekey checkpoint, variables, end)",
                     kr_snap_record_name(type), (unsigned long long)l->fed);
     kr_rd_init(&body, rec + 5, len - 5);
     switch (type) {
@@ -1192,6 +1266,9 @@ static int load_record(struct kr_state_loader *l, const uint8_t *rec,
         ok = load_key(l, &body);
         if (ok && l->n_active > 1)
             return fail(l, "state snapshot has %zu active keys", l->n_active);
+        break;
+    case KR_SNAP_REC_IDENTITY:
+        ok = load_identity(l->st, &body);
         break;
     case KR_SNAP_REC_VAR:
         ok = load_var(l, &body);
@@ -1210,6 +1287,7 @@ static int load_record(struct kr_state_loader *l, const uint8_t *rec,
         return fail(l, "malformed state record %s at byte %llu",
                     kr_snap_record_name(type), (unsigned long long)l->fed);
     l->phase = next;
+    l->prev = type;
     l->n_records++;
     l->counts[type]++;
     l->bytes[type] += len;

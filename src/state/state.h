@@ -63,7 +63,9 @@ enum kr_snap_record {
     KR_SNAP_REC_ROOT_KEY = 2,
     KR_SNAP_REC_VAR = 3,
     KR_SNAP_REC_REKEY = 4, /* the rekey checkpoint, when there is one */
-    /* 5 is taken (a key's identity record, in the identity work). */
+    /* A key's identity record (id_max_exp, id_no_exp), right after that
+     * key's ROOT_KEY record and only when it is not empty. */
+    KR_SNAP_REC_IDENTITY = 5,
     KR_SNAP_REC_STAGE = 6, /* a staged restore (raft snapshots only) */
     KR_SNAP_REC_END = 255, /* u64 count of the records before it */
 };
@@ -99,6 +101,13 @@ struct kr_root_key {
      * through snapshots, not log entries): the rekey's progress is
      * rekey_total - n_vars of rekey_total. */
     uint64_t rekey_total;
+    /* Workload identities signed with this key, as the leader recorded
+     * them (KR_ENTRY_IDENTITY) before handing any out: the latest expiry
+     * of any of them, Unix seconds (0 when none had one), and whether any
+     * was issued without an expiry.  Only ever grow.  Replicated through
+     * IDENTITY entries and snapshots; a KEY_UPSERT never sets them. */
+    int64_t id_max_exp;
+    bool id_no_exp;
     /* Restored from a redacted snapshot: n_wrapped is 0 and the material
      * is gone.  Only snapshot records carry it (a key is born with its
      * material, so no log entry makes one). */
@@ -155,14 +164,15 @@ int kr_state_restore(struct kr_state *s, const void *buf, size_t len,
  * (validation, inspect, redaction) on an operator's state.bin, which may
  * arrive in pieces of any size.  It checks everything kr_state_restore
  * checks: magic and version, every record and the canonical order
- * (INDEXES, ROOT_KEY*, REKEY?, VAR* in tree order, END with the count),
- * unique valid KeyIDs, a redacted key exactly when it has no material,
- * valid paths and namespaces, at most one active key, no byte after END.
+ * (INDEXES, ROOT_KEY each followed by its IDENTITY record when it has
+ * one, REKEY?, VAR* in tree order, END with the count), unique valid
+ * KeyIDs, a redacted key exactly when it has no material, valid paths
+ * and namespaces, at most one active key, no byte after END.
  * A state.bin never holds a staged restore.
  *
- * With build set the loader also builds the state (kr_state_loader_into
- * hands it over); without, it keeps only the key table.  Not thread
- * safe; any one thread.
+ * With build set the loader also builds the state (kr_state_restore and
+ * the staged restore install it); without, it keeps only the key table.
+ * Not thread safe; any one thread.
  */
 struct kr_state_loader;
 

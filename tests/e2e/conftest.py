@@ -82,7 +82,9 @@ def http(method, url, body=None, headers=None, timeout=10):
 class Agent:
     """A keyraft server process with its own config, data dir and ports."""
 
-    def __init__(self, workdir, extra_hcl="", name="server"):
+    def __init__(self, workdir, extra_hcl="", name="server",
+                 host="127.0.0.1"):
+        self.host = host    # bind_addr: any 127.0.0.0/8 address works
         self.dir = os.path.join(str(workdir), name)
         os.makedirs(self.dir, exist_ok=True)
         self.data_dir = os.path.join(self.dir, "data")
@@ -92,7 +94,7 @@ class Agent:
         with open(self.config_path, "w") as f:
             f.write(f'''
 data_dir  = "{self.data_dir}"
-bind_addr = "127.0.0.1"
+bind_addr = "{host}"
 log_level = "debug"
 ports {{
   http = {self.http_port}
@@ -109,7 +111,7 @@ server {{
 
     @property
     def addr(self):
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"http://{self.host}:{self.http_port}"
 
     def url(self, path):
         return self.addr + path
@@ -248,8 +250,8 @@ def make_agent(tmp_path):
     """Factory: make_agent(extra_hcl="", name="server", start=True)."""
     agents = []
 
-    def make(extra_hcl="", name="server", start=True):
-        a = Agent(tmp_path, extra_hcl, name)
+    def make(extra_hcl="", name="server", start=True, host="127.0.0.1"):
+        a = Agent(tmp_path, extra_hcl, name, host)
         agents.append(a)
         if start:
             a.start()
@@ -290,12 +292,15 @@ def cluster_leader(agents, timeout=15):
 
 @pytest.fixture
 def make_cluster(make_agent):
-    """Factory: make_cluster(n, extra_hcl="") starts n servers that find
-    each other through server_join and waits until all are healthy."""
+    """Factory: make_cluster(n, extra_hcl="", hosts=None) starts n servers
+    that find each other through server_join and waits until all are
+    healthy.  hosts[i], when given, is server i's bind_addr."""
 
-    def make(n, extra_hcl=""):
-        agents = [make_agent(name=f"s{i}", start=False) for i in range(n)]
-        join = ", ".join(f'"127.0.0.1:{a.rpc_port}"' for a in agents)
+    def make(n, extra_hcl="", hosts=None):
+        hosts = hosts or ["127.0.0.1"] * n
+        agents = [make_agent(name=f"s{i}", start=False, host=hosts[i])
+                  for i in range(n)]
+        join = ", ".join(f'"{a.host}:{a.rpc_port}"' for a in agents)
         for a in agents:
             with open(a.config_path, "a") as f:
                 f.write(f"""

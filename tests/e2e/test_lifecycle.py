@@ -580,17 +580,14 @@ def test_full_rekey_of_100k_while_clients_write(make_cluster):
 
 # ------------------------------------------------------------ 4. kill -9
 
-def test_rekey_finishes_after_kill9_of_its_leader(make_cluster):
-    """kill -9 the leader once its rekey is half done (0 < Remaining <=
-    Total/2); a new leader finishes it, and the killed server, restarted,
-    agrees.  If the rekey finishes before it can be caught midway, the
-    test loads more Variables and rotates again (up to three times) rather
-    than pass without a kill."""
-    agents = make_cluster(3)
-    leader = cluster_leader(agents)
+def kill_rekey_midway(leader, kill):
+    """Loads REKEY_VARS Variables through leader, starts a full rekey and
+    calls kill() once it is half done (0 < Remaining <= Total/2).  If the
+    rekey finishes before it can be caught midway, loads more and rotates
+    again (up to three times) rather than return without a kill.  Returns
+    (want, old_keys, (total, remaining, checkpoint) at the kill)."""
     n = REKEY_VARS
     want = {}
-    killed = None
     tries = []
     for attempt in range(3):
         want.update(load_vars(leader, attempt * n, n))
@@ -605,16 +602,21 @@ def test_rekey_finishes_after_kill9_of_its_leader(make_cluster):
             total = sum(k["Total"] for k in st["Keys"])
             left = sum(k["Remaining"] for k in st["Keys"])
             if 0 < left <= total // 2:
-                leader.kill9()
-                killed = (total, left, st["Checkpoint"])
-                break
+                kill()
+                return want, old_keys, (total, left, st["Checkpoint"])
             time.sleep(0.01)
         tries.append(st)
-        if killed:
-            break
         assert not st["Running"], f"rekey stuck: {st}"
-    assert killed, (f"the rekey always finished before it could be caught "
-                    f"midway ({len(want)} Variables): {tries}")
+    raise AssertionError(f"the rekey always finished before it could be "
+                         f"caught midway ({len(want)} Variables): {tries}")
+
+
+def test_rekey_finishes_after_kill9_of_its_leader(make_cluster):
+    """kill -9 the leader once its rekey is half done; a new leader
+    finishes it, and the killed server, restarted, agrees."""
+    agents = make_cluster(3)
+    leader = cluster_leader(agents)
+    want, old_keys, killed = kill_rekey_midway(leader, leader.kill9)
 
     survivors = [a for a in agents if a is not leader]
     new_leader = cluster_leader(survivors, timeout=15)
@@ -631,4 +633,33 @@ def test_rekey_finishes_after_kill9_of_its_leader(make_cluster):
     for kid in old_keys:
         assert_no_var_under(new_leader, kid)
     print(f"killed the leader at {killed[1]} of {killed[0]} remaining "
+          f"(checkpoint {killed[2]}); {len(want)} Variables")
+
+
+def test_rekey_resumes_after_every_server_is_killed(make_cluster):
+    """kill -9 all three servers once the rekey is half done, start them
+    again: the rekey's checkpoint is in the replicated state, so the new
+    leader carries it to the end and every server agrees."""
+    agents = make_cluster(3)
+    leader = cluster_leader(agents)
+
+    def kill_all():
+        for a in [leader] + [a for a in agents if a is not leader]:
+            a.kill9()
+
+    want, old_keys, killed = kill_rekey_midway(leader, kill_all)
+    assert killed[2] is not None, f"no checkpoint at the kill: {killed}"
+    for a in agents:
+        a.start(wait=False)
+    for a in agents:
+        a.wait_ready(timeout=60)
+    new_leader = cluster_leader(agents, timeout=15)
+    st = wait_rekey_done(new_leader, 60)
+    assert st["Error"] == "" and st["Checkpoint"] is None, st
+    for a in agents:
+        wait_caught_up(a, new_leader, old_keys, 60)
+        check_vars(a, want, "?stale")
+    for kid in old_keys:
+        assert_no_var_under(new_leader, kid)
+    print(f"killed every server at {killed[1]} of {killed[0]} remaining "
           f"(checkpoint {killed[2]}); {len(want)} Variables")

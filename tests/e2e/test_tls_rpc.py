@@ -169,3 +169,63 @@ def test_rpc_tls_needs_a_ca(make_agent, pki):
                        capture_output=True, text=True, timeout=30 * SLOW)
     assert r.returncode == 1
     assert "tls.rpc needs tls.ca_file" in r.stderr
+
+
+def raft_dial(pki, target, source_ip, node_id, claimed):
+    """Opens a RAFT connection to target from source_ip over TLS with a
+    valid server certificate, naming node_id at address claimed.  Returns
+    "refused" (a non-zero status byte or no answer), "closed" (accepted,
+    then closed by the server) or "open" (handed to raft, which waits for
+    a message)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(pki["ca"])
+    ctx.check_hostname = False
+    ctx.load_cert_chain(*pki["east"])
+    hdr = (struct.pack("<Q", node_id) + struct.pack("<I", len(claimed)) +
+           claimed.encode())
+    with socket.create_connection(target, timeout=5 * SLOW,
+                                  source_address=(source_ip, 0)) as s:
+        with ctx.wrap_socket(s, server_hostname="server.east.keyraft") as t:
+            t.sendall(b"KRPC\x01\x01" + struct.pack("<I", len(hdr)) + hdr)
+            try:
+                if t.recv(1) != b"\x00":
+                    return "refused"
+            except (ssl.SSLError, ConnectionError):
+                return "refused"
+            t.settimeout(1.5)
+            try:
+                return "closed" if t.recv(1) == b"" else "open"
+            except socket.timeout:
+                return "open"
+            except (ssl.SSLError, ConnectionError):
+                return "closed"
+
+
+def test_raft_identity_comes_from_the_connection(make_cluster, pki):
+    """A raft connection's claimed address must be the IP it comes from,
+    and its claimed ID must be the one the configuration has at that
+    address, even for a peer holding a valid server certificate."""
+    hosts = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+    agents = make_cluster(3, tls_hcl(pki), hosts=hosts)
+    leader = cluster_leader(agents)
+    r = leader.api("GET", "/v1/operator/raft/configuration")
+    assert r.status == 200, r
+    ids = {s["Address"]: int(s["ID"]) for s in r.json()["Servers"]}
+    a0, a1, a2 = (f"{a.host}:{a.rpc_port}" for a in agents)
+    target = (agents[0].host, agents[0].rpc_port)
+    # The real identity of server 1, from server 1's IP: raft gets it.
+    assert raft_dial(pki, target, hosts[1], ids[a1], a1) == "open"
+    # The same claim from another IP is refused before raft sees it.
+    assert raft_dial(pki, target, "127.0.0.9", ids[a1], a1) == "refused"
+    # Server 2's ID claimed at server 1's address (and IP): refused by
+    # the configuration check.
+    assert raft_dial(pki, target, hosts[1], ids[a2], a1) == "closed"
+    log = agents[0].log()
+    assert ("refused a raft connection from 127.0.0.9 that names the "
+            f"address {a1}") in log
+    assert (f"refused a raft connection that claims node {ids[a2]} at {a1}"
+            in log)
+    # The cluster itself is unharmed: a write reaches every server.
+    agents[2].put_var("bound/after", {"k": "v"})
+    for a in agents:
+        assert a.get_var("bound/after")["Items"] == {"k": "v"}

@@ -386,6 +386,26 @@ static void test_ranges(void **state)
                "  bootstrap_expect = 0\n}\n",
                "server.bootstrap_expect must be at least 1 when the server "
                "is enabled");
+    /* oidc_issuer is an http(s) URL with a host, or empty. */
+    for (size_t i = 0; i < 6; i++) {
+        static const char *const bad[] = {
+            "issuer.example", "ftp://issuer.example", "https://",
+            "https:///path",  "https://x.example/?a", "https://x.example/a b",
+        };
+        char text[256];
+        snprintf(text, sizeof(text),
+                 "data_dir = \"/d\"\nserver {\n  oidc_issuer = \"%s\"\n}\n",
+                 bad[i]);
+        finish_err(false, text,
+                   "server.oidc_issuer must be an http:// or https:// URL "
+                   "with a host and without query, fragment or spaces");
+    }
+    cfg = new_cfg(false);
+    merge_ok(cfg, "a.hcl",
+             "data_dir = \"/d\"\nserver { oidc_issuer = "
+             "\"http://127.0.0.1:4656/\" }");
+    finish_ok(cfg);
+    kr_config_free(cfg);
     /* A client (server disabled) does not need bootstrap_expect. */
     cfg = new_cfg(false);
     merge_ok(cfg, "a.hcl",

@@ -1,7 +1,8 @@
 /*
  * Unit tests for src/crypto and the aead KEK provider: AES-256-GCM against
  * a published known-answer vector, nonce freshness, authentication
- * failures, and wrap/unwrap round trips with tamper detection.
+ * failures, wrap/unwrap round trips with tamper detection, and the JWS
+ * signers: Ed25519 against RFC 8032, RS256 sign/verify and public numbers.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -204,6 +205,96 @@ static void test_signer_rejects_garbage(void **state)
     assert_int_equal(kr_signer_from_rsa_der(&s, NULL, 0), KR_ECRYPTO);
 }
 
+/* RFC 8032 section 7.1, test 2: the seed, its public key, and the
+ * signature of the one-byte message 0x72. */
+static void test_ed25519_known_answer(void **state)
+{
+    uint8_t seed[32], pub[32], want[64], sig[KR_SIGN_MAX];
+    const uint8_t msg[1] = {0x72};
+    const uint8_t *n, *e;
+    size_t nlen, elen, siglen;
+    struct kr_signer *s = NULL;
+
+    (void)state;
+    unhex("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
+          seed);
+    unhex("3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
+          pub);
+    unhex("92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da"
+          "085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00",
+          want);
+    assert_int_equal(kr_signer_from_ed25519_seed(&s, seed), 0);
+    assert_int_equal(kr_signer_kind(s), KR_SIGN_ED25519);
+    kr_signer_public(s, &n, &nlen, &e, &elen);
+    assert_int_equal(nlen, 32);
+    assert_int_equal(elen, 0);
+    assert_memory_equal(n, pub, 32);
+    assert_int_equal(kr_signer_sign(s, msg, sizeof(msg), sig, &siglen), 0);
+    assert_int_equal(siglen, 64);
+    assert_memory_equal(sig, want, 64);
+    assert_int_equal(kr_signer_verify(s, msg, sizeof(msg), sig, siglen), 0);
+    /* Another message, a flipped bit, a cut signature: all refused. */
+    assert_int_equal(kr_signer_verify(s, (const uint8_t *)"s", 1, sig, siglen),
+                     KR_ECRYPTO);
+    sig[10] ^= 1;
+    assert_int_equal(kr_signer_verify(s, msg, sizeof(msg), sig, siglen),
+                     KR_ECRYPTO);
+    sig[10] ^= 1;
+    assert_int_equal(kr_signer_verify(s, msg, sizeof(msg), sig, 63),
+                     KR_ECRYPTO);
+    kr_signer_free(s);
+}
+
+/* RS256: a 256-byte PKCS#1 v1.5 signature that only the same key and
+ * message verify, e = 65537 and a 2048-bit modulus for JWK. */
+static void test_rsa_sign_verify(void **state)
+{
+    struct kr_secret *der = NULL, *der2 = NULL;
+    struct kr_signer *s = NULL, *other = NULL, *ed = NULL;
+    uint8_t sig[KR_SIGN_MAX], sig2[KR_SIGN_MAX], seed[32] = {1};
+    const uint8_t *msg = (const uint8_t *)"eyJhbGciOiJSUzI1NiJ9.e30";
+    size_t len = strlen((const char *)msg), siglen, siglen2;
+    const uint8_t *n, *e;
+    size_t nlen, elen;
+
+    (void)state;
+    assert_int_equal(kr_sign_rsa_generate(&der), 0);
+    assert_int_equal(kr_sign_rsa_generate(&der2), 0);
+    assert_int_equal(kr_signer_from_rsa_der(&s, der->data, der->len), 0);
+    assert_int_equal(kr_signer_from_rsa_der(&other, der2->data, der2->len), 0);
+    assert_int_equal(kr_signer_from_ed25519_seed(&ed, seed), 0);
+    assert_int_equal(kr_signer_kind(s), KR_SIGN_RSA);
+    kr_signer_public(s, &n, &nlen, &e, &elen);
+    assert_int_equal(nlen, 256);
+    assert_true(n[0] & 0x80);
+    assert_int_equal(elen, 3);
+    assert_memory_equal(e, "\x01\x00\x01", 3);
+
+    assert_int_equal(kr_signer_sign(s, msg, len, sig, &siglen), 0);
+    assert_int_equal(siglen, 256);
+    /* PKCS#1 v1.5 is deterministic. */
+    assert_int_equal(kr_signer_sign(s, msg, len, sig2, &siglen2), 0);
+    assert_memory_equal(sig, sig2, 256);
+    assert_int_equal(kr_signer_verify(s, msg, len, sig, siglen), 0);
+    assert_int_equal(kr_signer_verify(s, msg, len - 1, sig, siglen),
+                     KR_ECRYPTO);
+    assert_int_equal(kr_signer_verify(other, msg, len, sig, siglen),
+                     KR_ECRYPTO);
+    assert_int_equal(kr_signer_verify(ed, msg, len, sig, siglen), KR_ECRYPTO);
+    assert_int_equal(kr_signer_verify(s, msg, len, sig, 255), KR_ECRYPTO);
+    sig[255] ^= 1;
+    assert_int_equal(kr_signer_verify(s, msg, len, sig, siglen), KR_ECRYPTO);
+    /* An Ed25519 signature is no RSA signature, whatever its length. */
+    assert_int_equal(kr_signer_sign(ed, msg, len, sig, &siglen), 0);
+    assert_int_equal(kr_signer_verify(s, msg, len, sig, siglen), KR_ECRYPTO);
+
+    kr_signer_free(s);
+    kr_signer_free(other);
+    kr_signer_free(ed);
+    kr_secret_free(der);
+    kr_secret_free(der2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -213,6 +304,8 @@ int main(void)
         cmocka_unit_test(test_aead_wrap_round_trip),
         cmocka_unit_test(test_aead_rejects_params),
         cmocka_unit_test(test_signer_rejects_garbage),
+        cmocka_unit_test(test_ed25519_known_answer),
+        cmocka_unit_test(test_rsa_sign_verify),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,8 @@
  * Unit tests for the replicated state machine: every key state transition
  * of spec 7.1, delete rules, Variable check-and-set, ordered listing, the
  * entry codec (round trips, every truncation, trailing bytes), snapshot
- * round trips and the path validator.
+ * round trips, the identity record (entry, delete rule, snapshot record)
+ * and the path validator.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -571,6 +572,180 @@ static void test_snapshot_round_trip(void **state)
     kr_buf_free(&b);
 }
 
+static int record(struct kr_state *s, int key, int64_t exp, bool no_exp)
+{
+    struct kr_entry e;
+    struct kr_buf b;
+    int rv;
+
+    memset(&e, 0, sizeof(e));
+    e.type = KR_ENTRY_IDENTITY;
+    make_id(e.identity.key_id, key);
+    e.identity.exp = exp;
+    e.identity.no_exp = no_exp;
+    kr_buf_init(&b);
+    assert_int_equal(kr_entry_encode(&e, &b), 0);
+    rv = kr_state_apply(s, ++next_index, b.data, b.len);
+    kr_buf_free(&b);
+    return rv;
+}
+
+/* The identity record only grows, changes no index, refuses nonsense and
+ * unknown keys, and an identity without expiry keeps its key in use. */
+static void test_identity_record(void **state)
+{
+    struct kr_state *s = *state;
+    uint64_t keys_index, modify;
+
+    assert_int_equal(upsert(s, 1, KR_KEY_ACTIVE, false), 0);
+    keys_index = kr_state_keys_index(s);
+    modify = key_of(s, 1)->modify_index;
+    assert_int_equal(key_of(s, 1)->id_max_exp, 0);
+    assert_false(key_of(s, 1)->id_no_exp);
+    assert_int_equal(record(s, 1, 7200, false), 0);
+    assert_int_equal(key_of(s, 1)->id_max_exp, 7200);
+    /* A lower expiry does not lower the record. */
+    assert_int_equal(record(s, 1, 3600, false), 0);
+    assert_int_equal(key_of(s, 1)->id_max_exp, 7200);
+    assert_int_equal(record(s, 1, 10800, false), 0);
+    assert_int_equal(key_of(s, 1)->id_max_exp, 10800);
+    assert_int_equal(kr_state_keys_index(s), keys_index);
+    assert_int_equal(key_of(s, 1)->modify_index, modify);
+    /* Nothing to record, a negative time, a key that does not exist. */
+    assert_int_equal(record(s, 1, 0, false), KR_EINVAL);
+    assert_int_equal(record(s, 1, -1, true), KR_EINVAL);
+    assert_int_equal(record(s, 9, 100, false), KR_ENOTFOUND);
+    assert_int_equal(key_of(s, 1)->id_max_exp, 10800);
+
+    /* Expiring identities alone do not stop a delete: that check needs
+     * the clock and is the leader's.  One without expiry does. */
+    assert_int_equal(upsert(s, 2, KR_KEY_ACTIVE, false), 0);
+    assert_int_equal(del_key(s, 1, false), 0);
+    assert_int_equal(upsert(s, 3, KR_KEY_ACTIVE, false), 0);
+    assert_int_equal(record(s, 2, 0, true), 0);
+    assert_true(key_of(s, 2)->id_no_exp);
+    assert_int_equal(key_of(s, 2)->id_max_exp, 0);
+    assert_int_equal(del_key(s, 2, false), KR_ECONFLICT);
+    assert_int_equal(del_key(s, 2, true), 0);
+}
+
+/* The record travels in a snapshot record after its key; every misplaced
+ * or malformed one fails the restore. */
+static void test_identity_snapshot(void **state)
+{
+    struct kr_state *s = *state, *r;
+    struct kr_buf a, b, bad;
+    char err[KR_ERRMSG_SIZE];
+    uint8_t *rec;
+    size_t reclen;
+
+    assert_int_equal(upsert(s, 1, KR_KEY_ACTIVE, false), 0);
+    assert_int_equal(upsert(s, 2, KR_KEY_ACTIVE, false), 0);
+    assert_int_equal(upsert(s, 3, KR_KEY_ACTIVE, false), 0);
+    assert_int_equal(record(s, 1, 5000, true), 0);
+    assert_int_equal(record(s, 3, 9000, false), 0);
+    assert_int_equal(var_op(s, KR_VAR_SET, "v", 3, 0), 0);
+    kr_buf_init(&a);
+    kr_buf_init(&b);
+    assert_int_equal(kr_state_snapshot(s, &a), 0);
+    assert_int_equal(kr_state_new(&r), 0);
+    assert_int_equal(kr_state_restore(r, a.data, a.len, err), 0);
+    assert_int_equal(key_of(r, 1)->id_max_exp, 5000);
+    assert_true(key_of(r, 1)->id_no_exp);
+    assert_int_equal(key_of(r, 2)->id_max_exp, 0);
+    assert_false(key_of(r, 2)->id_no_exp);
+    assert_int_equal(key_of(r, 3)->id_max_exp, 9000);
+    assert_false(key_of(r, 3)->id_no_exp);
+    assert_int_equal(kr_state_snapshot(r, &b), 0);
+    assert_int_equal(a.len, b.len);
+    assert_memory_equal(a.data, b.data, a.len);
+
+    /* Find key 1's identity record: type 5, u32 length, then the body
+     * (u32 36, the KeyID, i64, u8). */
+    rec = NULL;
+    for (size_t i = 5; i + 5 + 4 + 36 + 9 <= a.len; i++)
+        if (a.data[i] == 5 && a.data[i + 1] == 49 && a.data[i + 2] == 0 &&
+            memcmp(a.data + i + 9, key_of(s, 1)->key_id, KR_UUID_LEN) == 0) {
+            rec = a.data + i;
+            break;
+        }
+    assert_non_null(rec);
+    reclen = 5 + 49;
+    /* Naming another key than the one before it. */
+    rec[9 + 35] ^= 1;
+    assert_int_not_equal(kr_state_restore(r, a.data, a.len, err), 0);
+    rec[9 + 35] ^= 1;
+    /* A no_exp byte that is not a boolean. */
+    rec[reclen - 1] = 2;
+    assert_int_not_equal(kr_state_restore(r, a.data, a.len, err), 0);
+    /* An empty record (the writer leaves those out). */
+    rec[reclen - 1] = 0;
+    memset(rec + reclen - 9, 0, 8);
+    assert_int_not_equal(kr_state_restore(r, a.data, a.len, err), 0);
+    /* A negative expiry. */
+    memset(rec + reclen - 9, 0xff, 8);
+    assert_int_not_equal(kr_state_restore(r, a.data, a.len, err), 0);
+    /* Twice in a row (the END count fixed up to match). */
+    kr_buf_free(&a);
+    kr_buf_init(&a);
+    assert_int_equal(kr_state_snapshot(s, &a), 0);
+    rec = NULL;
+    for (size_t i = 5; i + reclen <= a.len; i++)
+        if (a.data[i] == 5 && a.data[i + 1] == 49 && a.data[i + 2] == 0 &&
+            memcmp(a.data + i + 9, key_of(s, 1)->key_id, KR_UUID_LEN) == 0) {
+            rec = a.data + i;
+            break;
+        }
+    assert_non_null(rec);
+    kr_buf_init(&bad);
+    kr_buf_append(&bad, a.data, (size_t)(rec - a.data) + reclen);
+    kr_buf_append(&bad, rec, reclen);
+    kr_buf_append(&bad, rec + reclen, a.len - (size_t)(rec - a.data) - reclen);
+    bad.data[bad.len - 8]++; /* END counts one more record */
+    assert_int_not_equal(kr_state_restore(r, bad.data, bad.len, err), 0);
+    /* The same bytes with the END count left alone fail as well. */
+    bad.data[bad.len - 8]--;
+    assert_int_not_equal(kr_state_restore(r, bad.data, bad.len, err), 0);
+    kr_buf_free(&bad);
+    /* The target is untouched by every failed restore. */
+    assert_int_equal(key_of(r, 1)->id_max_exp, 5000);
+    kr_state_free(r);
+    kr_buf_free(&a);
+    kr_buf_free(&b);
+}
+
+static void test_codec_identity(void **state)
+{
+    struct kr_entry e, d;
+    struct kr_buf b, b2;
+    char err[KR_ERRMSG_SIZE];
+
+    (void)state;
+    memset(&e, 0, sizeof(e));
+    e.type = KR_ENTRY_IDENTITY;
+    make_id(e.identity.key_id, 3);
+    e.identity.exp = 1700003600;
+    e.identity.no_exp = true;
+    kr_buf_init(&b);
+    kr_buf_init(&b2);
+    assert_int_equal(kr_entry_encode(&e, &b), 0);
+    assert_int_equal(kr_entry_decode(&d, b.data, b.len, err), 0);
+    assert_string_equal(d.identity.key_id, e.identity.key_id);
+    assert_int_equal(d.identity.exp, 1700003600);
+    assert_true(d.identity.no_exp);
+    assert_int_equal(kr_entry_encode(&d, &b2), 0);
+    assert_int_equal(b.len, b2.len);
+    assert_memory_equal(b.data, b2.data, b.len);
+    kr_entry_clear(&d);
+    for (size_t n = 0; n < b.len; n++)
+        assert_int_equal(kr_entry_decode(&d, b.data, n, err), KR_ECORRUPT);
+    /* A flag byte that is not 0 or 1. */
+    b.data[b.len - 1] = 7;
+    assert_int_equal(kr_entry_decode(&d, b.data, b.len, err), KR_ECORRUPT);
+    kr_buf_free(&b);
+    kr_buf_free(&b2);
+}
+
 static void test_path_validator(void **state)
 {
     char err[KR_ERRMSG_SIZE];
@@ -628,6 +803,10 @@ int main(void)
         cmocka_unit_test(test_codec_key_upsert_truncation),
         cmocka_unit_test_setup_teardown(test_snapshot_round_trip, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_identity_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_identity_snapshot, setup,
+                                        teardown),
+        cmocka_unit_test(test_codec_identity),
         cmocka_unit_test(test_path_validator),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
