@@ -6,6 +6,9 @@
  * raft snapshot taken mid-restore carries the staging area, bad chunks
  * drop it without touching the live state, and redacted keys: the record
  * rewrite, their encoding, and the rules that keep them from encrypting.
+ * The source state carries key identity records (state.h, id_max_exp),
+ * so every path above also carries those; their own rules are checked
+ * with the loader and with stages cut inside them.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -101,8 +104,20 @@ static int restore_entry(struct kr_state *s, uint8_t type, uint64_t id,
     return apply(s, &e);
 }
 
-/* A source state with three keys (one active), a rekey checkpoint and
- * 300 Variables, saved into *out. */
+static int identity(struct kr_state *s, int key, int64_t exp, bool no_exp)
+{
+    struct kr_entry e;
+
+    memset(&e, 0, sizeof(e));
+    e.type = KR_ENTRY_IDENTITY;
+    make_id(e.identity.key_id, key);
+    e.identity.exp = exp;
+    e.identity.no_exp = no_exp;
+    return apply(s, &e);
+}
+
+/* A source state with three keys (one active), identity records on keys
+ * 1 and 3, and 300 Variables, saved into *out. */
 static struct kr_state *source(struct kr_buf *out)
 {
     struct kr_state *s;
@@ -116,6 +131,8 @@ static struct kr_state *source(struct kr_buf *out)
     }
     assert_int_equal(upsert(s, 2, KR_KEY_ACTIVE), 0);
     assert_int_equal(upsert(s, 3, KR_KEY_PREPUBLISHED), 0);
+    assert_int_equal(identity(s, 1, 5000, true), 0);
+    assert_int_equal(identity(s, 3, 9000, false), 0);
     for (int i = 0; i < 150; i++) {
         snprintf(path, sizeof(path), "web/%03d", i);
         assert_int_equal(put(s, path, 2, (uint8_t)i), 0);
@@ -141,6 +158,8 @@ static void assert_same_content(const struct kr_state *a,
         assert_int_equal(p->n_vars, q->n_vars);
         assert_int_equal(p->n_wrapped, q->n_wrapped);
         assert_int_equal(p->redacted, q->redacted);
+        assert_int_equal(p->id_max_exp, q->id_max_exp);
+        assert_int_equal(p->id_no_exp, q->id_no_exp);
     }
     assert_int_equal(kr_state_var_count(a), kr_state_var_count(b));
     x = kr_state_var_first(a, NULL, NULL, NULL, NULL);
@@ -188,6 +207,9 @@ static void test_loader_pieces(void **state)
         assert_true(bytes > 300 * 40);
         assert_int_equal(kr_state_loader_count(l, KR_SNAP_REC_ROOT_KEY, NULL),
                          3);
+        assert_int_equal(kr_state_loader_count(l, KR_SNAP_REC_IDENTITY, &bytes),
+                         2);
+        assert_int_equal(bytes, 2 * (5 + 4 + KR_UUID_LEN + 8 + 1));
         assert_int_equal(kr_state_loader_count(l, KR_SNAP_REC_END, NULL), 1);
         assert_int_equal(kr_state_loader_key_count(l), 3);
         kr_state_loader_free(l);
@@ -623,6 +645,186 @@ static void test_redacted_encoding(void **state)
     kr_buf_free(&bin);
 }
 
+static uint32_t rd_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+/* The offset of the nth (from 0) record of a type in bin. */
+static size_t find_record(const struct kr_buf *bin, uint8_t type, int nth)
+{
+    for (size_t off = 5; off + 5 <= bin->len;
+         off += 5 + rd_u32(bin->data + off + 1))
+        if (bin->data[off] == type && nth-- == 0)
+            return off;
+    fail_msg("no record %u #%d", type, nth);
+    return 0;
+}
+
+/* bin with its record at `from` (len bytes) moved to just before `to`
+ * (an offset in bin), into *out. */
+static void move_record(const struct kr_buf *bin, size_t from, size_t len,
+                        size_t to, struct kr_buf *out)
+{
+    kr_buf_init(out);
+    for (size_t off = 0; off < bin->len;) {
+        size_t n;
+        if (off == to)
+            kr_buf_append(out, bin->data + from, len);
+        if (off == from) {
+            off += len;
+            continue;
+        }
+        n = off < 5 ? 5 : 5 + rd_u32(bin->data + off + 1);
+        kr_buf_append(out, bin->data + off, n);
+        off += n;
+    }
+    assert_int_equal(out->len, bin->len);
+}
+
+static void expect_refused(const struct kr_buf *doc, const char *why)
+{
+    struct kr_state_loader *l;
+    struct kr_state *t;
+    char err[KR_ERRMSG_SIZE];
+
+    assert_int_equal(kr_state_loader_new(&l, false), 0);
+    assert_int_equal(kr_state_loader_feed(l, doc->data, doc->len, err),
+                     KR_ECORRUPT);
+    if (strstr(err, why) == NULL)
+        fail_msg("\"%s\" does not say \"%s\"", err, why);
+    kr_state_loader_free(l);
+    assert_int_equal(kr_state_new(&t), 0);
+    assert_int_equal(kr_state_restore(t, doc->data, doc->len, err),
+                     KR_ECORRUPT);
+    assert_int_equal(kr_state_key_count(t), 0);
+    kr_state_free(t);
+}
+
+/* A key's identity record is read only right after that key's ROOT_KEY
+ * record: before the first key, after another key's identity record,
+ * after the Variables, or naming the key before it while standing after
+ * a later one, it is refused. */
+static void test_identity_order(void **state)
+{
+    struct kr_state *src;
+    struct kr_buf bin, doc;
+    size_t id1, id3, len = 5 + 4 + KR_UUID_LEN + 8 + 1;
+
+    (void)state;
+    src = source(&bin);
+    id1 = find_record(&bin, KR_SNAP_REC_IDENTITY, 0);
+    id3 = find_record(&bin, KR_SNAP_REC_IDENTITY, 1);
+    /* The writer puts each right after its key. */
+    {
+        size_t k1 = find_record(&bin, KR_SNAP_REC_ROOT_KEY, 0);
+        assert_int_equal(k1 + 5 + rd_u32(bin.data + k1 + 1), id1);
+        assert_int_equal(id1 + len, find_record(&bin, KR_SNAP_REC_ROOT_KEY, 1));
+    }
+    assert_int_equal(id3 + len, find_record(&bin, KR_SNAP_REC_VAR, 0));
+    /* Before the first key. */
+    move_record(&bin, id1, len, find_record(&bin, KR_SNAP_REC_ROOT_KEY, 0),
+                &doc);
+    expect_refused(&doc, "state record KeyIdentity out of order");
+    kr_buf_free(&doc);
+    /* Key 1's record after key 2's: not right after its key, and naming
+     * another key than the one before it. */
+    move_record(&bin, id1, len, find_record(&bin, KR_SNAP_REC_ROOT_KEY, 2),
+                &doc);
+    expect_refused(&doc, "malformed state record KeyIdentity");
+    kr_buf_free(&doc);
+    /* Right after another identity record. */
+    move_record(&bin, id1, len, id3 + len, &doc);
+    expect_refused(&doc, "out of order");
+    kr_buf_free(&doc);
+    /* Among the Variables and before END. */
+    move_record(&bin, id3, len, find_record(&bin, KR_SNAP_REC_VAR, 7), &doc);
+    expect_refused(&doc, "out of order");
+    kr_buf_free(&doc);
+    move_record(&bin, id3, len, find_record(&bin, KR_SNAP_REC_END, 0), &doc);
+    expect_refused(&doc, "out of order");
+    kr_buf_free(&doc);
+    kr_state_free(src);
+    kr_buf_free(&bin);
+}
+
+/* A raft snapshot taken while the stage has received any prefix of the
+ * key records (a cut inside a ROOT_KEY record, between it and its
+ * identity record, inside that) installs, and the restore finishes the
+ * same as without it. */
+static void test_stage_cut_in_keys(void **state)
+{
+    struct kr_state *src, *s, *c;
+    struct kr_buf bin, snap;
+    char err[KR_ERRMSG_SIZE];
+    size_t end;
+
+    (void)state;
+    src = source(&bin);
+    end = find_record(&bin, KR_SNAP_REC_VAR, 1);
+    kr_buf_init(&snap);
+    for (size_t cut = 1; cut <= end; cut++) {
+        assert_int_equal(kr_state_new(&s), 0);
+        assert_int_equal(kr_state_new(&c), 0);
+        assert_int_equal(
+            restore_entry(s, KR_ENTRY_RESTORE_BEGIN, 3, bin.len, NULL, 0), 0);
+        stage_chunks(s, 3, &bin, 0, cut, cut);
+        snap.len = 0;
+        assert_int_equal(kr_state_snapshot(s, &snap), 0);
+        if (kr_state_restore(c, snap.data, snap.len, err) != 0)
+            fail_msg("cut at %zu: %s", cut, err);
+        stage_chunks(c, 3, &bin, cut, bin.len, 65536);
+        assert_int_equal(
+            restore_entry(c, KR_ENTRY_RESTORE_COMMIT, 3, 0, NULL, 0), 0);
+        assert_same_content(src, c);
+        kr_state_free(c);
+        kr_state_free(s);
+    }
+    kr_buf_free(&snap);
+    kr_state_free(src);
+    kr_buf_free(&bin);
+}
+
+/* Redaction leaves identity records as they are: they hold no secret, and
+ * the key GC still needs them after a restore. */
+static void test_redact_keeps_identity(void **state)
+{
+    struct kr_state *src, *s;
+    struct kr_buf bin;
+    struct kr_state_loader *l;
+    struct redactor r;
+    char err[KR_ERRMSG_SIZE];
+    char id[KR_UUID_LEN + 1];
+
+    (void)state;
+    src = source(&bin);
+    kr_buf_init(&r.out);
+    kr_buf_append(&r.out, bin.data, 5);
+    assert_int_equal(kr_state_loader_new(&l, false), 0);
+    kr_state_loader_on_record(l, redact_record, &r);
+    assert_int_equal(kr_state_loader_feed(l, bin.data, bin.len, err), 0);
+    assert_int_equal(kr_state_loader_finish(l, err), 0);
+    kr_state_loader_free(l);
+    assert_int_equal(kr_state_new(&s), 0);
+    assert_int_equal(kr_state_restore(s, r.out.data, r.out.len, err), 0);
+    make_id(id, 1);
+    assert_true(kr_state_key_get(s, id)->redacted);
+    assert_int_equal(kr_state_key_get(s, id)->id_max_exp, 5000);
+    assert_true(kr_state_key_get(s, id)->id_no_exp);
+    make_id(id, 3);
+    assert_int_equal(kr_state_key_get(s, id)->id_max_exp, 9000);
+    assert_false(kr_state_key_get(s, id)->id_no_exp);
+    /* Its exact save size counts them. */
+    r.out.len = 0;
+    assert_int_equal(kr_state_save(s, &r.out), 0);
+    assert_int_equal(r.out.len, kr_state_save_size(s));
+    kr_state_free(s);
+    kr_buf_free(&r.out);
+    kr_state_free(src);
+    kr_buf_free(&bin);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -634,6 +836,9 @@ int main(void)
         cmocka_unit_test(test_stage_errors),
         cmocka_unit_test(test_redacted_keys),
         cmocka_unit_test(test_redacted_encoding),
+        cmocka_unit_test(test_identity_order),
+        cmocka_unit_test(test_stage_cut_in_keys),
+        cmocka_unit_test(test_redact_keeps_identity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
