@@ -22,6 +22,12 @@
  * Tokens are bearer credentials: replies that carry one are sent from
  * wiped memory, and request bodies holding one are wiped once parsed.
  *
+ * Keys restored from a redacted snapshot (state.h, redacted) have no
+ * material, so no signer: the JWKS leaves them out, signing while one is
+ * the active key fails at once until a rotation, and a token naming one
+ * is refused, each with a message naming the key instead of a wait for a
+ * decrypt that never comes.
+ *
  * ACLs are not built yet: every caller may sign (Nomad would require the
  * identity:sign capability, or a management token).  The /.well-known
  * routes stay public once ACLs exist, as in Nomad.
@@ -386,6 +392,17 @@ static void sign_step(struct sign_op *o)
         return;
     }
     active = kr_state_key_active(srv->deps.state);
+    if (active != NULL && active->redacted) {
+        /* Waiting cannot help: only a rotation gives signing a key. */
+        kr_http_reply_error(o->p.req, 500,
+                            "active key %s was redacted from the snapshot "
+                            "this cluster was restored from and cannot sign: "
+                            "rotate the keyring first (keyraft operator root "
+                            "keyring rotate -now)",
+                            active->key_id);
+        op_free(o);
+        return;
+    }
     if (active == NULL || !kr_keyring_has(keyring, active->key_id)) {
         if (o->waited ||
             kr_keyring_wait(keyring, active ? active->key_id : NULL,
@@ -494,11 +511,20 @@ static void verify_free(struct verify_op *o)
 static const struct kr_signer *verify_signer(struct verify_op *o)
 {
     struct kr_http *srv = o->p.srv;
+    const struct kr_root_key *k = kr_state_key_get(srv->deps.state, o->key_id);
     const struct kr_signer *rsa, *ed;
 
-    if (kr_state_key_get(srv->deps.state, o->key_id) == NULL) {
+    if (k == NULL) {
         kr_http_reply_error(o->p.req, 400,
                             "invalid token: unknown key ID \"%s\"", o->jws.kid);
+        return NULL;
+    }
+    if (k->redacted) {
+        kr_http_reply_error(o->p.req, 400,
+                            "invalid token: key %s was redacted from the "
+                            "snapshot this cluster was restored from, so "
+                            "tokens it signed cannot be verified",
+                            o->key_id);
         return NULL;
     }
     rsa = kr_keyring_signer(srv->deps.keyring, o->key_id, KR_SIGN_RSA);
@@ -562,6 +588,7 @@ int kr_http_identity_verify(struct kr_http_call *c)
     h2o_req_t *req = c->req;
     struct kr_http *srv = c->srv;
     char err[KR_ERRMSG_SIZE];
+    const struct kr_root_key *key;
     struct verify_op *o;
     json_t *body = kr_http_body_json(req);
 
@@ -590,8 +617,10 @@ int kr_http_identity_verify(struct kr_http_call *c)
         goto fail;
     }
     /* Spec 6.3 step 2: a key still being decrypted (or not replicated
-     * here yet) gets up to a second. */
+     * here yet) gets up to a second; a redacted one never will be. */
+    key = kr_state_key_get(srv->deps.state, o->key_id);
     if (kr_keyring_has(srv->deps.keyring, o->key_id) ||
+        (key != NULL && key->redacted) ||
         kr_keyring_wait(srv->deps.keyring, o->key_id, KR_HTTP_KEY_WAIT_MS,
                         verify_finish, o, NULL) != 0)
         verify_finish(o, 0);
@@ -608,9 +637,11 @@ struct jwks_op {
     bool waited;
 };
 
+/* Deprecated keys are not published, nor are redacted ones: they have
+ * no public key left to publish. */
 static bool listed(const struct kr_root_key *k)
 {
-    return k->state != KR_KEY_DEPRECATED;
+    return k->state != KR_KEY_DEPRECATED && !k->redacted;
 }
 
 /* The first listed key this server has not decrypted, or NULL. */

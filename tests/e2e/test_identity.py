@@ -3,8 +3,9 @@ checked by two independent verifiers through keyraft's own JWKS (PyJWT's
 PyJWKClient, and jose's createRemoteJWKSet in node), rotation and
 prepublished keys, every rejection of /v1/identity/verify, RFC 7523
 client assertions, OIDC discovery, the identity record that keeps the
-key GC and `remove` away from keys whose tokens still verify, and the
-same over a three-server cluster.
+key GC and `remove` away from keys whose tokens still verify, keys and
+identity records through snapshots (whole and redacted), and the same
+over a three-server cluster.
 
 The node verifier lives in tests/e2e/jwks-node (package.json and its lock
 file; scripts/deps.sh runs `npm ci` there).
@@ -541,6 +542,79 @@ def test_record_survives_restart(make_agent, from_snapshot):
     assert r.status == 409 and "without expiry" in r.text, r
     r = a.api("DELETE", f"/v1/operator/keyring/key/{k2}")
     assert r.status == 409 and "verify until" in r.text, r
+
+
+# ------------------------------------------------------------ snapshots
+
+def jwks_kids(a):
+    r = a.api("GET", JWKS)
+    assert r.status == 200, r
+    return sorted(k["kid"] for k in r.json()["keys"])
+
+
+def test_identities_across_snapshots_and_redaction(make_agent, tmp_path):
+    """A snapshot carries the keys and their identity records.  Restored
+    whole on another server, the JWKS is the same, every token verifies
+    there and the key that signed one without exp stays in use.
+    Restored redacted, the keys have no material: the JWKS leaves them
+    out, signing and client assertions fail naming the redacted active
+    key, and every token they signed is refused naming its key, until
+    `rotate -now` gives a key that signs, is published alone and
+    verifies (PyJWT through the JWKS); the identity records still keep
+    the redacted key from a plain remove."""
+    a = make_agent()
+    k1 = a.active_key()["KeyID"]
+    t_noexp = sign(a, TTL="0s")["JWT"]
+    k2 = a.rotate("?now")["KeyID"]
+    tokens = {k1: [t_noexp],
+              k2: [sign(a, Algorithm=alg)["JWT"] for alg in ("RS256",
+                                                             "EdDSA")]}
+    plain, red = tmp_path / "plain.snap", tmp_path / "red.snap"
+    a.cli("operator", "snapshot", "save", str(plain), check=True)
+    a.cli("operator", "snapshot", "save", "-redact", str(red), check=True)
+    info = json.loads(a.cli("operator", "snapshot", "inspect", "-json",
+                            str(red), check=True).stdout)
+    stats = {s["Name"]: s["Count"] for s in info["Stats"]}
+    assert stats["RootKey"] == 2 and stats["KeyIdentity"] == 2, stats
+    assert info["RedactedKeys"] == 2
+
+    whole = make_agent(name="whole")
+    whole.cli("operator", "snapshot", "restore", str(plain), check=True)
+    assert jwks_kids(whole) == jwks_kids(a)
+    for key, ts in tokens.items():
+        for t in ts:
+            r = verify(whole, t)
+            assert r.status == 200 and r.json()["KeyID"] == key, r
+    r = whole.api("DELETE", f"/v1/operator/keyring/key/{k1}")
+    assert r.status == 409 and "without expiry" in r.text, r
+
+    b = make_agent(name="redacted")
+    b.cli("operator", "snapshot", "restore", str(red), check=True)
+    assert all(k["Redacted"] for k in b.keys())
+    assert jwks_kids(b) == []
+    r = sign(b, expect=500)
+    assert k2 in r.text and "redacted" in r.text and "rotate" in r.text, r
+    r = b.api("POST", ASSERT, {"ClientID": "c", "Audience": ["x"]})
+    assert r.status == 500 and k2 in r.text and "redacted" in r.text, r
+    for key, ts in tokens.items():
+        for t in ts:
+            r = verify(b, t)
+            assert r.status == 400 and key in r.text and \
+                "redacted" in r.text, r
+    r = b.api("DELETE", f"/v1/operator/keyring/key/{k1}")
+    assert r.status == 409 and "without expiry" in r.text, r
+
+    b.cli("operator", "root", "keyring", "rotate", "-now", check=True)
+    k3 = b.active_key()["KeyID"]
+    assert jwks_kids(b) == sorted([k3, k3 + ".ed25519"])
+    out = sign(b)
+    assert out["KeyID"] == k3 and parts(out["JWT"])[0]["kid"] == k3
+    assert verify(b, out["JWT"]).status == 200
+    client = jwt.PyJWKClient(b.url(JWKS))
+    jwt.decode(out["JWT"], client.get_signing_key_from_jwt(out["JWT"]).key,
+               algorithms=["RS256"], audience="vault.io")
+    r = verify(b, tokens[k2][0])
+    assert r.status == 400 and k2 in r.text and "redacted" in r.text, r
 
 
 # ------------------------------------------------------------ cluster
