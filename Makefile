@@ -47,8 +47,8 @@ e2e: build
 
 # libFuzzer targets, one per parser, each with the sources it needs.
 # fuzz_varbody's and fuzz_jwt's corpora are seeded with one file per line
-# of tests/fuzz/varbody.seeds and tests/fuzz/jwt.seeds, fuzz_archive's with
-# tests/fuzz/make_archive_seed.py.
+# of tests/fuzz/varbody.seeds and tests/fuzz/jwt.seeds, fuzz_archive's and
+# fuzz_snapshot's with tests/fuzz/make_archive_seed.py.
 FUZZ_DIR     ?= build-fuzz
 FUZZ_SECONDS ?= 20
 FUZZ_CFLAGS   = -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Isrc
@@ -76,8 +76,9 @@ fuzz: deps
 	    '{ f = sprintf("%s/seed-%02d", d, NR); printf "%s", $$0 > f; close(f) }' \
 	    tests/fuzz/$$f.seeds; \
 	done
-	@mkdir -p $(FUZZ_DIR)/corpus-archive
-	@/usr/bin/python3 tests/fuzz/make_archive_seed.py $(FUZZ_DIR)/corpus-archive/seed-00
+	@mkdir -p $(FUZZ_DIR)/corpus-archive $(FUZZ_DIR)/corpus-snapshot
+	@/usr/bin/python3 tests/fuzz/make_archive_seed.py \
+	  $(FUZZ_DIR)/corpus-archive/seed-00 $(FUZZ_DIR)/corpus-snapshot/seed-00
 	@for f in entry snapshot config varbody archive jwt; do \
 	  mkdir -p $(FUZZ_DIR)/corpus-$$f; \
 	  echo "fuzz_$$f: $(FUZZ_SECONDS)s"; \
