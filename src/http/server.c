@@ -715,10 +715,9 @@ fail:
 }
 
 /*
- * Closing: the listener goes first, then h2o closes idle keep-alive
- * connections and marks busy ones to close after their response.  The
- * context can only be disposed once no connection uses it, so a timer
- * polls for that; h2o's own request timeout bounds the wait.
+ * Closing: the listener goes first, then idle keep-alive connections
+ * close and busy ones close after their response.  The context can only
+ * be disposed once no connection uses it, so a timer polls for that.
  */
 static void drain_closed(uv_handle_t *h)
 {
@@ -767,8 +766,22 @@ static void drain_poll(uv_timer_t *t)
 static void listener_closed(uv_handle_t *h)
 {
     struct kr_http *srv = h->data;
+    h2o_timeout_t *idle = &srv->ctx.http1.req_timeout;
 
     h2o_context_request_shutdown(&srv->ctx);
+    /* h2o 2.2.5 leaves idle HTTP/1 keep-alive connections open until
+     * their request timeout (10 s), and a follower's pooled forwarding
+     * connection is one.  An HTTP/1 connection waits on this timeout only
+     * while it waits for a request, never while one is being served; with
+     * the timeout at zero, idle connections close now and busy ones right
+     * after their response. */
+    idle->timeout = 0;
+    h2o_timeout_run(srv->ctx.loop, idle, h2o_now(srv->ctx.loop));
+    /* HTTP/2's shutdown arms a one-second timer for its second GOAWAY even
+     * with no HTTP/2 connection; without one there is nothing to wait
+     * for (h2o_context_dispose needs the timer unlinked). */
+    if (h2o_linklist_is_empty(&srv->ctx.http2._conns))
+        h2o_timeout_unlink(&srv->ctx.http2._graceful_shutdown_timeout);
     uv_timer_start(&srv->drain, drain_poll, 0, 10);
 }
 
