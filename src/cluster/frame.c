@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-#define HEADER 4
+#define HEADER KR_FRAME_HEADER
 #define BATCH_BIT 0x80000000u
 
 static uint32_t get_u32(const uint8_t *p)
@@ -28,14 +28,21 @@ size_t kr_frame_size(size_t len)
     return pad8(HEADER + len);
 }
 
-void kr_frame_write(uint8_t *dst, const void *p, size_t len)
+uint8_t *kr_frame_begin(uint8_t *dst, size_t len)
 {
     size_t total = kr_frame_size(len);
 
     put_u32(dst, (uint32_t)len);
-    if (len > 0)
-        memcpy(dst + HEADER, p, len);
     memset(dst + HEADER + len, 0, total - HEADER - len);
+    return dst + HEADER;
+}
+
+void kr_frame_write(uint8_t *dst, const void *p, size_t len)
+{
+    uint8_t *payload = kr_frame_begin(dst, len);
+
+    if (len > 0)
+        memcpy(payload, p, len);
 }
 
 size_t kr_frame_batch_size(size_t records_len)

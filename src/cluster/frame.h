@@ -31,6 +31,14 @@ size_t kr_frame_size(size_t len);
  * written here). */
 void kr_frame_write(uint8_t *dst, const void *p, size_t len);
 
+/* The bytes before a single frame's payload. */
+#define KR_FRAME_HEADER 4
+
+/* Starts a single frame of a len-byte payload in dst (kr_frame_size(len)
+ * bytes): writes the length and the padding, and returns where the
+ * caller writes the payload. */
+uint8_t *kr_frame_begin(uint8_t *dst, size_t len);
+
 /* Bytes of a batch frame whose records (each u32 n | payload, as built
  * by kr_frame_record) take records_len bytes. */
 size_t kr_frame_batch_size(size_t records_len);

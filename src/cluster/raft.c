@@ -97,6 +97,14 @@ struct kr_raft {
     uint64_t changing_id;
     kr_raft_barrier_cb remove_cb;
     void *remove_arg;
+    /* The raft snapshot being written off the loop (fsm version 3):
+     * frozen from fsm_snapshot until fsm_snapshot_finalize. */
+    struct {
+        struct kr_state_frozen *frozen;
+        size_t head;         /* bytes of the frame holding aead KEKs */
+        uint64_t t0, t_loop; /* ms: frozen at t0, the loop's part took */
+        bool close_waits;    /* raft_close waits for finalize */
+    } snap;
     void (*close_cb)(void *arg);
     void *close_arg;
     int closing;     /* handles and components still to close */
@@ -202,49 +210,118 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     return 0;
 }
 
+static void raft_closed(struct raft *raft);
+
+/*
+ * Raft snapshots (fsm version 3).  fsm_snapshot runs on the loop and only
+ * freezes the state (kr_state_freeze: the key records and a copy of each
+ * Variable's metadata); fsm_snapshot_async writes the encoding on a
+ * worker thread while the loop goes on applying; fsm_snapshot_finalize,
+ * back on the loop once raft has stored the snapshot (or failed to),
+ * frees the buffer and thaws the state.  At a million Variables the loop
+ * stalls for tens of milliseconds instead of seconds, which is what kept
+ * a big leader from answering heartbeats.  raft takes one snapshot at a
+ * time, so one set of fields holds it.
+ */
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
                         unsigned *n_bufs)
 {
     struct kr_raft *r = fsm->data;
-    struct kr_buf b;
-    struct raft_buffer *out = NULL;
     uint64_t t0 = kr_time_mono_ms();
-    int rv;
 
-    kr_buf_init(&b);
-    rv = kr_state_snapshot(r->cfg.state, &b);
-    if (rv != 0 || b.len > KR_FRAME_PAYLOAD_MAX)
-        goto fail;
-    out = raft_malloc(sizeof(*out));
+    KR_BUG_ON(r->snap.frozen != NULL);
+    if (kr_state_freeze(r->cfg.state, true, &r->snap.frozen) != 0)
+        return RAFT_NOMEM;
+    if (kr_state_frozen_size(r->snap.frozen) > KR_FRAME_PAYLOAD_MAX) {
+        KR_ERROR("raft",
+                 "the state (%zu bytes) is too large for a raft "
+                 "snapshot",
+                 kr_state_frozen_size(r->snap.frozen));
+        kr_state_thaw(r->cfg.state, r->snap.frozen);
+        r->snap.frozen = NULL;
+        return RAFT_NOMEM;
+    }
+    r->snap.t0 = t0;
+    r->snap.t_loop = kr_time_mono_ms() - t0;
+    *bufs = NULL;
+    *n_bufs = 0;
+    return 0;
+}
+
+static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+                              unsigned *n_bufs);
+
+/* The same, for a disk backend without async work: all on the loop.
+ * raft calls finalize only after a snapshot that succeeded. */
+static int fsm_snapshot_sync(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+                             unsigned *n_bufs)
+{
+    struct kr_raft *r = fsm->data;
+    int rv = fsm_snapshot(fsm, bufs, n_bufs);
+
+    if (rv == 0)
+        rv = fsm_snapshot_async(fsm, bufs, n_bufs);
+    if (rv != 0 && r->snap.frozen != NULL) {
+        kr_state_thaw(r->cfg.state, r->snap.frozen);
+        r->snap.frozen = NULL;
+    }
+    return rv;
+}
+
+/* Worker thread: reads only the frozen view, which the loop leaves
+ * alone until finalize. */
+static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+                              unsigned *n_bufs)
+{
+    struct kr_raft *r = fsm->data;
+    size_t len = kr_state_frozen_size(r->snap.frozen);
+    struct raft_buffer *out = raft_malloc(sizeof(*out));
+
     if (out == NULL)
-        goto fail;
-    out->len = kr_frame_size(b.len);
+        return RAFT_NOMEM;
+    out->len = kr_frame_size(len);
     out->base = raft_malloc(out->len);
-    if (out->base == NULL)
-        goto fail;
-    kr_frame_write(out->base, b.data, b.len);
-    KR_DEBUG("raft", "snapshot of %zu bytes taken in %llu ms", b.len,
-             (unsigned long long)(kr_time_mono_ms() - t0));
-    kr_buf_free(&b);
+    if (out->base == NULL) {
+        raft_free(out);
+        return RAFT_NOMEM;
+    }
+    kr_state_frozen_write(r->snap.frozen, kr_frame_begin(out->base, len));
+    r->snap.head = KR_FRAME_HEADER + kr_state_frozen_head_size(r->snap.frozen);
     *bufs = out;
     *n_bufs = 1;
     return 0;
-fail:
-    raft_free(out);
-    kr_buf_free(&b);
-    return RAFT_NOMEM;
 }
 
-/* Version 2 contract: the buffers stay ours and are freed here. */
+/* Version 2+ contract: the buffers stay ours and are freed here. */
 static int fsm_snapshot_finalize(struct raft_fsm *fsm,
                                  struct raft_buffer *bufs[], unsigned *n_bufs)
 {
-    (void)fsm;
-    for (unsigned i = 0; i < *n_bufs; i++)
+    struct kr_raft *r = fsm->data;
+    size_t len = *n_bufs > 0 ? (*bufs)[0].len : 0;
+
+    for (unsigned i = 0; i < *n_bufs; i++) {
+        /* The head records carry the aead KEKs in the clear. */
+        explicit_bzero((*bufs)[i].base, r->snap.head < (*bufs)[i].len
+                                            ? r->snap.head
+                                            : (*bufs)[i].len);
         raft_free((*bufs)[i].base);
+    }
     raft_free(*bufs);
     *bufs = NULL;
     *n_bufs = 0;
+    if (r->snap.frozen != NULL) {
+        KR_DEBUG("raft",
+                 "snapshot of %zu bytes: %llu ms on the loop, %llu ms in all",
+                 len, (unsigned long long)r->snap.t_loop,
+                 (unsigned long long)(kr_time_mono_ms() - r->snap.t0));
+        kr_state_thaw(r->cfg.state, r->snap.frozen);
+        r->snap.frozen = NULL;
+        r->snap.head = 0;
+    }
+    if (r->snap.close_waits) {
+        r->snap.close_waits = false;
+        raft_close(&r->raft, raft_closed);
+    }
     return 0;
 }
 
@@ -846,11 +923,12 @@ int kr_raft_start(struct kr_raft **out, const struct kr_raft_config *cfg,
     }
     r->had_state = raft_dir_has_state(r->raft_dir);
 
-    r->fsm.version = 2;
+    r->fsm.version = 3;
     r->fsm.data = r;
     r->fsm.apply = fsm_apply;
     r->fsm.snapshot = fsm_snapshot;
     r->fsm.snapshot_finalize = fsm_snapshot_finalize;
+    r->fsm.snapshot_async = fsm_snapshot_async;
     r->fsm.restore = fsm_restore;
 
     rv = kr_transport_init(&r->transport, cfg->loop);
@@ -865,6 +943,16 @@ int kr_raft_start(struct kr_raft **out, const struct kr_raft_config *cfg,
      * without it: that silently drops acknowledged writes.  A server with
      * a damaged log refuses to start instead, and says which file. */
     raft_uv_set_auto_recovery(&r->io, false);
+    /* libraft 0.15's disk backend implements async_work (a libuv thread
+     * pool job) but still says it is a version 1 raft_io, and raft refuses
+     * async snapshots without version 2.  Without async_work, snapshots
+     * would stay synchronous. */
+    if (r->io.async_work != NULL) {
+        r->io.version = 2;
+    } else {
+        r->fsm.snapshot = fsm_snapshot_sync;
+        r->fsm.snapshot_async = NULL;
+    }
     rv = raft_init(&r->raft, &r->io, &r->fsm, r->id, r->address);
     if (rv != 0)
         goto raft_fail;
@@ -1264,5 +1352,11 @@ void kr_raft_close(struct kr_raft *r, void (*cb)(void *arg), void *arg)
     uv_close((uv_handle_t *)&r->flush_idle, handle_closed);
     kr_rpc_close(r->rpc);
     r->rpc = NULL;
-    raft_close(&r->raft, raft_closed);
+    /* libraft 0.15 stores a snapshot whose async part has finished even
+     * when raft is closing, and asserts on the closed disk backend: while
+     * one is in flight, raft_close waits for its finalize. */
+    if (r->snap.frozen != NULL)
+        r->snap.close_waits = true;
+    else
+        raft_close(&r->raft, raft_closed);
 }

@@ -9,9 +9,10 @@
  *                                   whole cluster; empty 200, X-Nomad-Index
  *                                   = the raft index of the commit
  *
- * A save encodes state.bin on the loop (the state is consistent only
- * there; kr_state_save sizes it first, so this is one allocation and one
- * pass, like a raft snapshot), then a worker writes the archive to an
+ * A save freezes the state on the loop (kr_state_freeze: the state is
+ * consistent only there, and the freeze copies just the key records and
+ * each Variable's metadata), then a worker encodes state.bin from the
+ * frozen view, about 1 MiB at a time, and writes the archive to an
  * unnamed temporary file in data_dir while hashing it, since the Digest
  * header must precede the body, and the loop streams the file out with
  * h2o's generator, one uv_fs_read at a time, so the response costs no
@@ -71,7 +72,7 @@ int kr_http_snap_tmpfile(struct kr_http *srv, int *out, char *errmsg)
 struct save {
     struct kr_http_pending p;
     h2o_generator_t gen;
-    struct kr_buf bin; /* state.bin, until the worker has written it */
+    struct kr_state_frozen *frozen; /* state.bin, until it is written */
     struct kr_snap_meta meta;
     int fd;
     uint64_t size; /* of the archive */
@@ -96,7 +97,7 @@ static void save_free(struct save *s)
 
     if (s->fd >= 0)
         close(s->fd);
-    kr_buf_free(&s->bin);
+    kr_state_thaw(srv->deps.state, s->frozen);
     kr_sha256_free(s->sha);
     if (s->buf != NULL) {
         explicit_bzero(s->buf, BLOCK);
@@ -128,6 +129,12 @@ static int save_out(void *arg, const void *p, size_t n, char *errmsg)
     return 0;
 }
 
+/* Worker: state.bin pieces from the frozen view go to the archive. */
+static int save_data(void *arg, const void *p, size_t n, char *errmsg)
+{
+    return kr_snap_writer_data(arg, p, n, errmsg);
+}
+
 static void save_work(uv_work_t *req)
 {
     struct save *s = req->data;
@@ -137,12 +144,10 @@ static void save_work(uv_work_t *req)
     if (s->rv == 0)
         s->rv = kr_snap_writer_begin(w, &s->meta, s->err);
     if (s->rv == 0)
-        s->rv = kr_snap_writer_data(w, s->bin.data, s->bin.len, s->err);
+        s->rv = kr_state_frozen_emit(s->frozen, save_data, w, s->err);
     if (s->rv == 0)
         s->rv = kr_snap_writer_finish(w, s->err);
     kr_snap_writer_free(w);
-    /* The state.bin copy goes as soon as it is in the file. */
-    kr_buf_free(&s->bin);
     if (s->rv == 0)
         s->rv = kr_sha256_final(s->sha, s->digest);
     if (s->rv == 0 && lseek(s->fd, 0, SEEK_SET) != 0)
@@ -201,7 +206,7 @@ static void save_proceed(h2o_generator_t *g, h2o_req_t *req)
     }
     h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
     KR_INFO("snapshot",
-            "sent snapshot %s: %" PRIu64 " bytes; state encoded in %" PRIu64
+            "sent snapshot %s: %" PRIu64 " bytes; state frozen in %" PRIu64
             " ms, archive written in %" PRIu64 " ms, sent in %" PRIu64 " ms",
             s->meta.id, s->size, s->t_encoded - s->t_start,
             s->t_written - s->t_encoded, kr_time_mono_ms() - s->t_written);
@@ -227,6 +232,9 @@ static void save_written(uv_work_t *req, int status)
 
     (void)status;
     s->t_written = kr_time_mono_ms();
+    /* The state may free what the view read. */
+    kr_state_thaw(s->p.srv->deps.state, s->frozen);
+    s->frozen = NULL;
     if (r == NULL) {
         save_free(s);
         return;
@@ -306,19 +314,18 @@ static int snapshot_save(struct kr_http_call *c)
     s->t_start = kr_time_mono_ms();
     srv->saves++;
     srv->live_ops++;
-    kr_buf_init(&s->bin);
     /* What this server has applied, as of now: on the leader after a
      * barrier, with ?stale whatever it has. */
     kr_snap_meta_init(&s->meta, kr_raft_last_applied(srv->deps.raft),
                       kr_raft_term(srv->deps.raft),
                       kr_time_now_ns() / KR_NS_PER_MS);
     save_servers(srv, &s->meta);
-    if (kr_state_save(srv->deps.state, &s->bin) != 0) {
+    if (kr_state_freeze(srv->deps.state, false, &s->frozen) != 0) {
         kr_http_reply_error(c->req, 500, "out of memory");
         save_free(s);
         return 0;
     }
-    s->meta.size = s->bin.len;
+    s->meta.size = kr_state_frozen_size(s->frozen);
     s->t_encoded = kr_time_mono_ms();
     s->work.data = s;
     if (uv_queue_work(srv->deps.loop, &s->work, save_work, save_written) != 0) {

@@ -6,7 +6,8 @@
  * root_key_rotation_threshold, which means automatic rotation is not
  * happening.  Keys restored from a redacted snapshot are listed apart
  * (redacted_keys): they are never decrypted, so they are not pending,
- * but an active one means writes fail until a rotation.
+ * but an active one means writes fail until a rotation.  While a snapshot
+ * restore is being staged, "restore" says how far this server has got.
  */
 #include "http/internal.h"
 
@@ -52,6 +53,25 @@ static void key_age(json_t *kr, const struct kr_root_key *active,
     json_object_set_new(kr, "warnings", warnings);
 }
 
+/* A restore being staged on this server, as this server has applied it:
+ * "restore": {"id", "received_bytes", "total_bytes"}; absent otherwise. */
+static void restore_progress(json_t *j, const struct kr_state *state)
+{
+    uint64_t id, received, total;
+    char hex[17];
+    json_t *r;
+
+    if (!kr_state_stage_info(state, &id, &received, &total))
+        return;
+    snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)id);
+    r = json_object();
+    json_object_set_new(r, "id", json_string(hex));
+    json_object_set_new(r, "received_bytes",
+                        json_integer((json_int_t)received));
+    json_object_set_new(r, "total_bytes", json_integer((json_int_t)total));
+    json_object_set_new(j, "restore", r);
+}
+
 int kr_http_agent_health(struct kr_http_call *c)
 {
     struct kr_http *srv = c->srv;
@@ -93,6 +113,7 @@ int kr_http_agent_health(struct kr_http_call *c)
     key_age(kr, active, srv->deps.cfg->server.root_key_rotation_threshold);
     json_object_set_new(j, "server", server);
     json_object_set_new(j, "keyring", kr);
+    restore_progress(j, srv->deps.state);
     kr_http_reply_json(c->req, ok ? 200 : 500, j, 0);
     json_decref(j);
     return 0;

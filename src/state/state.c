@@ -68,6 +68,12 @@ struct kr_state {
     char *rekey_ns, *rekey_path; /* checkpoint; NULL: from the start */
     struct stage *stage;         /* a staged restore, or NULL */
     uint64_t restore_gen;
+    /* Frozen views alive (kr_state_freeze): while there is one, the
+     * namespace, path and data buffers that applies let go of wait in
+     * the graveyard, since a view may still be reading them. */
+    unsigned frozen;
+    void **graveyard;
+    size_t n_grave, cap_grave;
 };
 
 static void stage_free(struct stage *st);
@@ -122,11 +128,32 @@ int kr_state_new(struct kr_state **out)
     return 0;
 }
 
-static void var_node_free(struct var_node *n)
+/* Frees a buffer a Variable let go of, or keeps it for a frozen view
+ * that may be reading it. */
+static void release(struct kr_state *s, void *p)
 {
-    free(n->v.namespace);
-    free(n->v.path);
-    free(n->v.data);
+    if (p == NULL)
+        return;
+    if (s == NULL || s->frozen == 0) {
+        free(p);
+        return;
+    }
+    if (s->n_grave == s->cap_grave) {
+        size_t cap = s->cap_grave ? 2 * s->cap_grave : 64;
+        void **g = realloc(s->graveyard, cap * sizeof(*g));
+        KR_BUG_ON(g == NULL); /* apply cannot fail halfway */
+        s->graveyard = g;
+        s->cap_grave = cap;
+    }
+    s->graveyard[s->n_grave++] = p;
+}
+
+/* Frees a node of s's tree (s NULL: of a tree no view can see). */
+static void var_node_free(struct kr_state *s, struct var_node *n)
+{
+    release(s, n->v.namespace);
+    release(s, n->v.path);
+    release(s, n->v.data);
     free(n);
 }
 
@@ -138,7 +165,7 @@ static void state_clear(struct kr_state *s)
     for (n = RB_MIN(var_tree, &s->vars); n != NULL; n = next) {
         next = RB_NEXT(var_tree, &s->vars, n);
         RB_REMOVE(var_tree, &s->vars, n);
-        var_node_free(n);
+        var_node_free(s, n);
     }
     for (size_t i = 0; i < s->n_keys; i++)
         kr_root_key_clear(&s->keys[i]);
@@ -167,8 +194,10 @@ void kr_state_free(struct kr_state *s)
 {
     if (s == NULL)
         return;
+    KR_BUG_ON(s->frozen != 0);
     state_clear(s);
     stage_free(s->stage);
+    free(s->graveyard);
     free(s);
 }
 
@@ -331,7 +360,7 @@ static int apply_var(struct kr_state *s, uint64_t index,
             return 0;
         key_uses(s, n->v.key_id, -1);
         RB_REMOVE(var_tree, &s->vars, n);
-        var_node_free(n);
+        var_node_free(s, n);
         s->n_vars--;
         s->vars_index = index;
         return 0;
@@ -349,7 +378,7 @@ static int apply_var(struct kr_state *s, uint64_t index,
         s->n_vars++;
     } else {
         key_uses(s, n->v.key_id, -1);
-        free(n->v.data);
+        release(s, n->v.data);
     }
     memcpy(n->v.key_id, e->key_id, sizeof(n->v.key_id));
     n->v.data = e->data;
@@ -422,7 +451,7 @@ static int apply_rekey(struct kr_state *s, uint64_t index,
         if (!rekey_applies(s, n, it))
             continue;
         key_uses(s, n->v.key_id, -1);
-        free(n->v.data);
+        release(s, n->v.data);
         memcpy(n->v.key_id, e->key_id, sizeof(n->v.key_id));
         n->v.data = it->data;
         n->v.data_len = it->data_len;
@@ -752,17 +781,14 @@ static uint8_t *put_lv(uint8_t *p, const void *s, size_t n)
     return p + n;
 }
 
-/* A VAR record, written in place: the same bytes as kr_buf_str and
- * kr_buf_u64 field by field would make, without a body buffer and its
- * second copy (a million Variables are a million records). */
-static void put_var_record(struct kr_buf *out, const struct kr_var *v)
+/* Writes v's VAR record at p, which has var_record_size(v) bytes: the
+ * same bytes as kr_buf_str and kr_buf_u64 field by field would make,
+ * without a body buffer and its second copy (a million Variables are a
+ * million records).  Returns the end of the record. */
+static uint8_t *put_var_at(uint8_t *p, const struct kr_var *v)
 {
     size_t len = var_record_size(v);
-    uint8_t *p;
 
-    if (kr_buf_reserve(out, len) != 0)
-        return;
-    p = out->data + out->len;
     *p++ = KR_SNAP_REC_VAR;
     p = put_le(p, len - 5, 4);
     p = put_lv(p, v->namespace, strlen(v->namespace));
@@ -772,21 +798,29 @@ static void put_var_record(struct kr_buf *out, const struct kr_var *v)
     p = put_le(p, v->create_index, 8);
     p = put_le(p, v->modify_index, 8);
     p = put_le(p, (uint64_t)v->create_time, 8);
-    put_le(p, (uint64_t)v->modify_time, 8);
+    return put_le(p, (uint64_t)v->modify_time, 8);
+}
+
+static void put_var_record(struct kr_buf *out, const struct kr_var *v)
+{
+    size_t len = var_record_size(v);
+
+    if (kr_buf_reserve(out, len) != 0)
+        return;
+    put_var_at(out->data + out->len, v);
     out->len += len;
 }
 
 static void put_stage(struct kr_buf *out, const struct stage *st);
 
 /*
- * The records of s from INDEXES up to its Variables: what a snapshot
- * holds before END.  A staged restore is written when with_stage is set.
- * Returns how many records were written.
+ * The records of s from INDEXES up to (not including) its Variables.  A
+ * staged restore is written when with_stage is set.  Returns how many
+ * records were written.
  */
-static uint64_t put_records(const struct kr_state *s, bool with_stage,
-                            struct kr_buf *out, struct kr_buf *body)
+static uint64_t put_head_records(const struct kr_state *s, bool with_stage,
+                                 struct kr_buf *out, struct kr_buf *body)
 {
-    struct var_node *n;
     uint64_t count = 0;
 
     body->len = 0;
@@ -817,12 +851,33 @@ static uint64_t put_records(const struct kr_state *s, bool with_stage,
         put_stage(out, s->stage);
         count++;
     }
+    return count;
+}
+
+/* Every record of s before END; returns how many. */
+static uint64_t put_records(const struct kr_state *s, bool with_stage,
+                            struct kr_buf *out, struct kr_buf *body)
+{
+    uint64_t count = put_head_records(s, with_stage, out, body);
+    struct var_node *n;
+
     RB_FOREACH(n, var_tree, (struct var_tree *)&s->vars)
     {
         put_var_record(out, &n->v);
         count++;
     }
     return count;
+}
+
+/* The END record: how many records came before it.  It makes a snapshot
+ * cut at a record boundary invalid. */
+#define END_RECORD_SIZE (5 + 8)
+
+static uint8_t *put_end_at(uint8_t *p, uint64_t count)
+{
+    *p++ = KR_SNAP_REC_END;
+    p = put_le(p, 8, 4);
+    return put_le(p, count, 8);
 }
 
 static int write_state(const struct kr_state *s, bool with_stage,
@@ -836,10 +891,10 @@ static int write_state(const struct kr_state *s, bool with_stage,
     kr_buf_append(out, SNAP_MAGIC, 4);
     kr_buf_u8(out, SNAP_VERSION);
     count = put_records(s, with_stage, out, &body);
-    /* The end record makes a snapshot cut at a record boundary invalid. */
-    body.len = 0;
-    kr_buf_u64(&body, count);
-    put_record(out, KR_SNAP_REC_END, &body);
+    if (kr_buf_reserve(out, END_RECORD_SIZE) == 0) {
+        put_end_at(out->data + out->len, count);
+        out->len += END_RECORD_SIZE;
+    }
     oom = body.oom;
     kr_buf_free(&body);
     return out->oom || oom ? KR_ENOMEM : 0;
@@ -854,7 +909,7 @@ size_t kr_state_save_size(const struct kr_state *s)
 {
     struct kr_buf body;
     struct var_node *n;
-    size_t size = 5 + 5 + 16 + 5 + 8;
+    size_t size = 5 + 5 + 16 + END_RECORD_SIZE;
 
     /* Keys and the checkpoint are few: encode them; Variables are many:
      * add up their lengths. */
@@ -880,6 +935,147 @@ int kr_state_save(const struct kr_state *s, struct kr_buf *out)
     if (kr_buf_reserve(out, kr_state_save_size(s)) != 0)
         return KR_ENOMEM;
     return write_state(s, false, out);
+}
+
+/* ---- frozen views: the encoding, written off the loop ---- */
+
+struct kr_state_frozen {
+    struct kr_buf head;  /* magic, INDEXES .. the records before VARs */
+    uint64_t n_head;     /* records in head */
+    struct kr_var *vars; /* copies; their buffers are the state's */
+    size_t n_vars;
+    size_t size; /* the whole encoding */
+};
+
+int kr_state_freeze(struct kr_state *s, bool with_stage,
+                    struct kr_state_frozen **out)
+{
+    struct kr_state_frozen *f = calloc(1, sizeof(*f));
+    struct kr_buf body;
+    struct var_node *n;
+    size_t i = 0;
+    bool oom;
+
+    if (f == NULL)
+        return KR_ENOMEM;
+    kr_buf_init(&f->head);
+    kr_buf_init(&body);
+    kr_buf_append(&f->head, SNAP_MAGIC, 4);
+    kr_buf_u8(&f->head, SNAP_VERSION);
+    f->n_head = put_head_records(s, with_stage, &f->head, &body);
+    oom = body.oom || f->head.oom;
+    kr_buf_free(&body);
+    if (s->n_vars > 0 && !oom) {
+        f->vars = malloc(s->n_vars * sizeof(*f->vars));
+        oom = f->vars == NULL;
+    }
+    if (oom) {
+        kr_buf_free(&f->head);
+        free(f);
+        return KR_ENOMEM;
+    }
+    f->size = f->head.len + END_RECORD_SIZE;
+    RB_FOREACH(n, var_tree, &s->vars)
+    {
+        f->vars[i++] = n->v;
+        f->size += var_record_size(&n->v);
+    }
+    f->n_vars = i;
+    s->frozen++;
+    *out = f;
+    return 0;
+}
+
+size_t kr_state_frozen_size(const struct kr_state_frozen *f)
+{
+    return f->size;
+}
+
+size_t kr_state_frozen_head_size(const struct kr_state_frozen *f)
+{
+    return f->head.len;
+}
+
+void kr_state_frozen_write(const struct kr_state_frozen *f, uint8_t *dst)
+{
+    uint8_t *p = dst + f->head.len;
+
+    memcpy(dst, f->head.data, f->head.len);
+    for (size_t i = 0; i < f->n_vars; i++)
+        p = put_var_at(p, &f->vars[i]);
+    put_end_at(p, f->n_head + f->n_vars);
+}
+
+/* A record larger than the emit chunk, in a buffer of its own. */
+static int emit_big(const struct kr_var *v, size_t len, kr_state_emit_fn out,
+                    void *arg, char *errmsg)
+{
+    uint8_t *b = malloc(len);
+    int rv;
+
+    if (b == NULL)
+        return kr_errf(errmsg, KR_ENOMEM, "out of memory");
+    put_var_at(b, v);
+    rv = out(arg, b, len, errmsg);
+    free(b);
+    return rv;
+}
+
+int kr_state_frozen_emit(const struct kr_state_frozen *f, kr_state_emit_fn out,
+                         void *arg, char *errmsg)
+{
+    enum { CHUNK = 1 << 20 };
+    uint8_t *buf = NULL, *p;
+    int rv;
+
+    rv = out(arg, f->head.data, f->head.len, errmsg);
+    if (rv != 0)
+        return rv;
+    buf = malloc(CHUNK);
+    if (buf == NULL)
+        return kr_errf(errmsg, KR_ENOMEM, "out of memory");
+    p = buf;
+    for (size_t i = 0; i < f->n_vars && rv == 0; i++) {
+        size_t len = var_record_size(&f->vars[i]);
+
+        if ((size_t)(p - buf) + len > CHUNK) {
+            rv = out(arg, buf, (size_t)(p - buf), errmsg);
+            p = buf;
+        }
+        if (rv != 0)
+            break;
+        if (len > CHUNK) /* one Variable near the 1 MiB cap */
+            rv = emit_big(&f->vars[i], len, out, arg, errmsg);
+        else
+            p = put_var_at(p, &f->vars[i]);
+    }
+    if (rv == 0) {
+        if ((size_t)(p - buf) + END_RECORD_SIZE > CHUNK) {
+            rv = out(arg, buf, (size_t)(p - buf), errmsg);
+            p = buf;
+        }
+        p = put_end_at(p, f->n_head + f->n_vars);
+        if (rv == 0)
+            rv = out(arg, buf, (size_t)(p - buf), errmsg);
+    }
+    free(buf);
+    return rv;
+}
+
+void kr_state_thaw(struct kr_state *s, struct kr_state_frozen *f)
+{
+    if (f == NULL)
+        return;
+    KR_BUG_ON(s->frozen == 0);
+    if (--s->frozen == 0) {
+        for (size_t i = 0; i < s->n_grave; i++)
+            free(s->graveyard[i]);
+        s->n_grave = 0;
+    }
+    /* head holds the aead KEKs; kr_buf_free wipes it. */
+    kr_buf_free(&f->head);
+    free(f->vars);
+    free(f);
 }
 
 /* ---- reading it: the loader ---- */
@@ -1095,7 +1291,7 @@ static struct var_node *get_var(struct kr_rd *r)
     n->v.data_len = len;
     return n;
 fail:
-    var_node_free(n);
+    var_node_free(NULL, n);
     return NULL;
 }
 
@@ -1117,7 +1313,7 @@ static bool load_var(struct kr_state_loader *l, struct kr_rd *r)
         after = c < 0;
     }
     if (!after) {
-        var_node_free(n);
+        var_node_free(NULL, n);
         return false;
     }
     if (!l->build) {
@@ -1441,9 +1637,23 @@ static void install(struct kr_state *s, struct kr_state_loader *l)
     struct kr_state *fresh = l->st;
     uint64_t keys_gen = s->keys_gen, restore_gen = s->restore_gen;
 
+    unsigned frozen;
+    void **graveyard;
+    size_t n_grave, cap_grave;
+
     state_clear(s);
     stage_free(s->stage);
+    /* Views of the old state may still read its buffers: the graveyard
+     * (grown by state_clear) stays. */
+    frozen = s->frozen;
+    graveyard = s->graveyard;
+    n_grave = s->n_grave;
+    cap_grave = s->cap_grave;
     *s = *fresh;
+    s->frozen = frozen;
+    s->graveyard = graveyard;
+    s->n_grave = n_grave;
+    s->cap_grave = cap_grave;
     s->stage = l->stage;
     s->keys_gen = keys_gen + 1;
     s->restore_gen = restore_gen + 1;

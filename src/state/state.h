@@ -152,6 +152,37 @@ int kr_state_snapshot(const struct kr_state *s, struct kr_buf *out);
 int kr_state_save(const struct kr_state *s, struct kr_buf *out);
 size_t kr_state_save_size(const struct kr_state *s);
 
+/*
+ * A frozen view: the state's encoding as of the freeze, written by any
+ * thread while the loop goes on applying entries.  kr_state_freeze (loop
+ * thread) encodes the few head records (keys, the checkpoint and, with
+ * with_stage, a staged restore) and copies each Variable's metadata and
+ * buffer pointers, O(Variables) small copies; while a view is alive,
+ * applies keep the buffers they let go of instead of freeing them.
+ * kr_state_frozen_write (any thread, one at a time per view) writes the
+ * whole encoding, exactly kr_state_frozen_size bytes, into dst: the same
+ * bytes kr_state_snapshot (with_stage) or kr_state_save (without) would
+ * have written at the freeze.  Its first kr_state_frozen_head_size bytes
+ * hold the aead KEKs: wipe them before freeing dst.  kr_state_thaw (loop
+ * thread) releases the view; every view must be thawed before
+ * kr_state_free.
+ */
+struct kr_state_frozen;
+
+int kr_state_freeze(struct kr_state *s, bool with_stage,
+                    struct kr_state_frozen **out);
+size_t kr_state_frozen_size(const struct kr_state_frozen *f);
+size_t kr_state_frozen_head_size(const struct kr_state_frozen *f);
+void kr_state_frozen_write(const struct kr_state_frozen *f, uint8_t *dst);
+/* As kr_state_frozen_write, in pieces of at most about 1 MiB handed to
+ * out (the first holds the head records, so out must not keep or log the
+ * aead KEKs in it).  Returns 0, out's error, or KR_ENOMEM. */
+typedef int (*kr_state_emit_fn)(void *arg, const void *p, size_t n,
+                                char *errmsg);
+int kr_state_frozen_emit(const struct kr_state_frozen *f, kr_state_emit_fn out,
+                         void *arg, char *errmsg);
+void kr_state_thaw(struct kr_state *s, struct kr_state_frozen *f);
+
 /* Replaces the whole state with a decoded raft snapshot (staged restore
  * included).  On any error the current state is left untouched and
  * errmsg says what was wrong. */
