@@ -660,6 +660,8 @@ int kr_agent_main(int argc, char **argv)
         .state = a.state,
         .snapshot_threshold = (unsigned)a.cfg->server.raft_snapshot_threshold,
         .snapshot_trailing = (unsigned)a.cfg->server.raft_trailing_logs,
+        .snapshot_interval_ms =
+            (uint64_t)(a.cfg->server.raft_snapshot_interval / KR_NS_PER_MS),
         .after_apply = after_apply,
         .arg = &a,
     };

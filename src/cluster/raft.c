@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +105,7 @@ struct kr_raft {
         size_t head;         /* bytes of the frame holding aead KEKs */
         uint64_t t0, t_loop; /* ms: frozen at t0, the loop's part took */
         bool close_waits;    /* raft_close waits for finalize */
+        uv_timer_t gate;     /* reopens the threshold after the interval */
     } snap;
     void (*close_cb)(void *arg);
     void *close_arg;
@@ -213,6 +215,36 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 static void raft_closed(struct raft *raft);
 
 /*
+ * How often raft snapshots may happen.  libraft snapshots every
+ * snapshot_threshold applied entries, which under load is every few
+ * seconds, and each one writes the whole state to disk (hundreds of MB at
+ * a million Variables, on every server at about the same moment).  Like
+ * HashiCorp raft's SnapshotInterval, raft_snapshot_interval spaces them:
+ * after a snapshot the threshold rises to GATE_FACTOR times the
+ * configured one (so the log kept in memory stays bounded) until the
+ * interval has passed, then drops back.
+ */
+#define GATE_FACTOR 8u
+
+static void gate_open(uv_timer_t *t)
+{
+    struct kr_raft *r = t->data;
+
+    raft_set_snapshot_threshold(&r->raft, r->cfg.snapshot_threshold);
+}
+
+static void close_gate(struct kr_raft *r)
+{
+    unsigned t = r->cfg.snapshot_threshold;
+
+    if (r->cfg.snapshot_interval_ms == 0 || r->closing)
+        return;
+    raft_set_snapshot_threshold(
+        &r->raft, t > UINT_MAX / GATE_FACTOR ? UINT_MAX : t * GATE_FACTOR);
+    uv_timer_start(&r->snap.gate, gate_open, r->cfg.snapshot_interval_ms, 0);
+}
+
+/*
  * Raft snapshots (fsm version 3).  fsm_snapshot runs on the loop and only
  * freezes the state (kr_state_freeze: the key records and a copy of each
  * Variable's metadata); fsm_snapshot_async writes the encoding on a
@@ -317,6 +349,7 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm,
         kr_state_thaw(r->cfg.state, r->snap.frozen);
         r->snap.frozen = NULL;
         r->snap.head = 0;
+        close_gate(r);
     }
     if (r->snap.close_waits) {
         r->snap.close_waits = false;
@@ -977,6 +1010,8 @@ int kr_raft_start(struct kr_raft **out, const struct kr_raft_config *cfg,
         goto fail_after_init;
     uv_timer_init(cfg->loop, &r->tick);
     r->tick.data = r;
+    uv_timer_init(cfg->loop, &r->snap.gate);
+    r->snap.gate.data = r;
     uv_check_init(cfg->loop, &r->flush);
     r->flush.data = r;
     uv_idle_init(cfg->loop, &r->flush_idle);
@@ -1029,8 +1064,9 @@ fail_after_init:
         if (r->rpc != NULL) {
             kr_rpc_close(r->rpc);
             r->rpc = NULL;
-            r->closing += 3;
+            r->closing += 4;
             uv_close((uv_handle_t *)&r->tick, handle_closed);
+            uv_close((uv_handle_t *)&r->snap.gate, handle_closed);
             uv_close((uv_handle_t *)&r->flush, handle_closed);
             uv_close((uv_handle_t *)&r->flush_idle, handle_closed);
         }
@@ -1334,7 +1370,7 @@ void kr_raft_close(struct kr_raft *r, void (*cb)(void *arg), void *arg)
              (unsigned long long)kr_iodefer_count());
     r->close_cb = cb;
     r->close_arg = arg;
-    r->closing = 4; /* the tick timer, the two flush handles and raft */
+    r->closing = 5; /* two timers, the two flush handles and raft */
     if (r->calls_out > 0) {
         /* Membership calls in flight still point at r. */
         r->closing++;
@@ -1342,6 +1378,8 @@ void kr_raft_close(struct kr_raft *r, void (*cb)(void *arg), void *arg)
     }
     uv_timer_stop(&r->tick);
     uv_close((uv_handle_t *)&r->tick, handle_closed);
+    uv_timer_stop(&r->snap.gate);
+    uv_close((uv_handle_t *)&r->snap.gate, handle_closed);
     /* Entries not yet proposed never will be. */
     if (r->batch_n > 0) {
         unsigned n = r->batch_n;

@@ -48,6 +48,9 @@ struct kr_raft_config {
     struct kr_state *state;
     unsigned snapshot_threshold; /* entries between snapshots */
     unsigned snapshot_trailing;  /* entries kept after a snapshot */
+    /* Minimum time between snapshots unless GATE_FACTOR (8) times
+     * snapshot_threshold entries pile up; 0: every snapshot_threshold. */
+    uint64_t snapshot_interval_ms;
     void (*after_apply)(void *arg);
     /* A connection forwarded to us over the RPC port, speaking HTTP; the
      * callee takes the stream (NULL: such connections are refused). */

@@ -65,6 +65,7 @@ enum kind {
 #define F_REQUIRED 0x1u            /* must be set by kr_config_finish */
 #define F_REQUIRED_UNLESS_DEV 0x2u /* the same, outside dev mode */
 #define F_NONEMPTY 0x4u            /* "" is rejected */
+#define F_ZERO_OK 0x8u             /* a duration of 0 is allowed */
 
 struct block;
 
@@ -368,9 +369,9 @@ static int set_duration(struct ctx *c, const struct key *k, void *field,
     kr_hcl_quote(q, sizeof(q), v->str);
     if (kr_duration_parse(v->str, &ns) != 0)
         rv = fail(c, v->line, "%s: invalid duration \"%s\"", path, q);
-    else if (ns <= 0)
-        rv = fail(c, v->line, "%s: invalid duration \"%s\": must be positive",
-                  path, q);
+    else if (ns < 0 || (ns == 0 && !(k->flags & F_ZERO_OK)))
+        rv = fail(c, v->line, "%s: invalid duration \"%s\": must be %s", path,
+                  q, k->flags & F_ZERO_OK ? "0 or more" : "positive");
     else
         *(int64_t *)field = ns;
 out:
@@ -391,8 +392,8 @@ static int finish_duration(struct ctx *c, const struct key *k, void *field,
 {
     int rv = 0;
 
-    (void)k;
-    if (*(int64_t *)field <= 0)
+    if (*(int64_t *)field < 0 ||
+        (*(int64_t *)field == 0 && !(k->flags & F_ZERO_OK)))
         rv = fail(c, 0, "%s: must be a positive duration", path);
     return rv;
 }
@@ -923,6 +924,11 @@ static const struct key server_keys[] = {
      .kind = K_STRING,
      .offset = offsetof(struct kr_config_server, oidc_issuer),
      .def = ""},
+    {.name = "raft_snapshot_interval",
+     .kind = K_DURATION,
+     .offset = offsetof(struct kr_config_server, raft_snapshot_interval),
+     .def = "120s",
+     .flags = F_ZERO_OK},
     {.name = "raft_snapshot_threshold",
      .kind = K_INT,
      .offset = offsetof(struct kr_config_server, raft_snapshot_threshold),

@@ -60,7 +60,8 @@ struct kr_config_server {
     int64_t start_timeout;               /* ns, default 30s */
     char *oidc_issuer;                   /* "" when not set */
     int raft_snapshot_threshold;         /* entries between snapshots, 8192 */
-    int raft_trailing_logs; /* entries kept after a snapshot, 10240 */
+    int raft_trailing_logs;         /* entries kept after a snapshot, 10240 */
+    int64_t raft_snapshot_interval; /* ns between snapshots, 120 s */
     struct kr_config_server_join server_join;
 };
 

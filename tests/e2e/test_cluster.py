@@ -124,6 +124,7 @@ def test_five_servers_tolerate_losing_two(make_cluster):
 
 def test_lagging_server_catches_up_through_snapshot(make_cluster):
     agents = make_cluster(3, 'server {\n  raft_snapshot_threshold = 16\n'
+                             '  raft_snapshot_interval = "0s"\n'
                              '  raft_trailing_logs = 4\n}\n')
     leader = cluster_leader(agents)
     lagger = [a for a in agents if a is not leader][0]

@@ -256,6 +256,7 @@ def test_restart_from_raft_snapshot(make_agent, how):
     restart must rebuild every key and Variable from the latest snapshot
     plus the trailing log, and the keyring must decrypt them again."""
     a = make_agent('server {\n  raft_snapshot_threshold = 64\n'
+                   '  raft_snapshot_interval = "0s"\n'
                    '  raft_trailing_logs = 16\n}\n')
     paths = [f"snap/{i}" for i in range(400)]
     for i, p in enumerate(paths):
@@ -285,6 +286,7 @@ def test_large_escaped_variable_survives_snapshot_restart(make_agent):
     """Items full of control characters grow about six-fold when encoded as
     JSON; whatever the API accepts must also restore from a snapshot."""
     a = make_agent('server {\n  raft_snapshot_threshold = 4\n'
+                   '  raft_snapshot_interval = "0s"\n'
                    '  raft_trailing_logs = 1\n}\n')
     value = "\x01" * 60000
     r = a.api("PUT", "/v1/var/big/escaped", {"Items": {"v": value}})
@@ -299,3 +301,43 @@ def test_large_escaped_variable_survives_snapshot_restart(make_agent):
     r = a.api("GET", "/v1/var/big/escaped")
     assert r.status == 200, r
     assert r.json()["Items"]["v"] == value
+
+
+def test_snapshot_interval_spaces_raft_snapshots(make_agent):
+    """raft_snapshot_interval: after a snapshot, the next waits for the
+    interval, unless 8 x raft_snapshot_threshold entries pile up first;
+    with 0s every threshold entries snapshot."""
+    def snapshots(a):
+        return a.log().count("raft: snapshot of ")
+
+    def writes(a, tag, n):
+        for i in range(n):
+            assert a.api("PUT", f"/v1/var/gate/{tag}/{i}",
+                         {"Items": {"k": "v"}}).status == 200
+
+    def settle(a, want):
+        deadline = time.time() + 10 * SLOW
+        while snapshots(a) < want and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)     # and nothing more comes
+        return snapshots(a)
+
+    interval = 3 * SLOW
+    a = make_agent('server {\n  raft_snapshot_threshold = 8\n'
+                   f'  raft_snapshot_interval = "{interval}s"\n}}\n')
+    start = time.time()
+    writes(a, "first", 30)          # one snapshot, then the gate closes
+    assert settle(a, 1) == 1, a.log()
+    writes(a, "more", 30)           # under 8 x 8 since: still one
+    assert settle(a, 1) == 1
+    writes(a, "cap", 40)            # past 8 x 8 entries: forced
+    assert settle(a, 2) == 2
+    assert time.time() - start < interval, "too slow to test the gate"
+    time.sleep(interval + 0.5)      # the interval passes: the gate opens
+    writes(a, "after", 10)
+    assert settle(a, 3) == 3
+
+    b = make_agent('server {\n  raft_snapshot_threshold = 8\n'
+                   '  raft_snapshot_interval = "0s"\n}\n', name="b")
+    writes(b, "x", 40)
+    assert settle(b, 4) >= 4

@@ -523,6 +523,7 @@ def test_record_survives_restart(make_agent, from_snapshot):
     no-exp identity is still in use, and the one that signed a 1h
     identity too."""
     a = make_agent('server {\n  raft_snapshot_threshold = 16\n'
+                   '  raft_snapshot_interval = "0s"\n'
                    '  raft_trailing_logs = 4\n}\n' if from_snapshot else "")
     k = a.active_key()["KeyID"]
     sign(a, TTL="0s")
