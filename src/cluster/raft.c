@@ -32,6 +32,7 @@
 #include "cluster/transport.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/thread.h"
 #include "common/time.h"
 #include "crypto/rand.h"
 
@@ -105,6 +106,7 @@ struct kr_raft {
         size_t head;         /* bytes of the frame holding aead KEKs */
         uint64_t t0, t_loop; /* ms: frozen at t0, the loop's part took */
         bool close_waits;    /* raft_close waits for finalize */
+        bool too_big;        /* the state exceeds a raft snapshot frame */
         uv_timer_t gate;     /* reopens the threshold after the interval */
     } snap;
     void (*close_cb)(void *arg);
@@ -245,6 +247,89 @@ static void close_gate(struct kr_raft *r)
 }
 
 /*
+ * Memory work for snapshots, on libuv's thread pool: freeing what a frozen
+ * view kept alive, and making the next freeze's array.  The jobs hold the
+ * state, not r: the state outlives the loop, and the loop runs until its
+ * jobs are done.
+ */
+struct mem_job {
+    uv_work_t work;
+    struct kr_state *state;
+    struct kr_state_garbage *garbage;
+    void *spare;
+    size_t n; /* > 0: make a spare array of n entries */
+};
+
+static void mem_work(uv_work_t *w)
+{
+    struct mem_job *j = w->data;
+    int prio = kr_thread_background();
+
+    kr_state_garbage_free(j->garbage);
+    if (j->n > 0)
+        j->spare = kr_state_spare_make(j->n);
+    kr_thread_foreground(prio);
+}
+
+static void mem_done(uv_work_t *w, int status)
+{
+    struct mem_job *j = w->data;
+
+    (void)status;
+    if (j->n > 0)
+        kr_state_spare_give(j->state, j->spare, j->n);
+    free(j);
+}
+
+static bool mem_queue(struct kr_raft *r, struct mem_job *j)
+{
+    j->work.data = j;
+    j->state = r->cfg.state;
+    return uv_queue_work(r->cfg.loop, &j->work, mem_work, mem_done) == 0;
+}
+
+/* Frees g on a worker (here when that cannot be arranged). */
+static void free_later(struct kr_raft *r, struct kr_state_garbage *g)
+{
+    struct mem_job *j;
+
+    if (g == NULL)
+        return;
+    j = calloc(1, sizeof(*j));
+    if (j == NULL) {
+        kr_state_garbage_free(g);
+        return;
+    }
+    j->garbage = g;
+    if (!mem_queue(r, j)) {
+        kr_state_garbage_free(g);
+        free(j);
+    }
+}
+
+/* Called from the agent's tick: a bigger spare array when the state has
+ * grown past the one kept. */
+static void grow_spare(struct kr_raft *r)
+{
+    size_t n;
+    struct mem_job *j;
+
+    if (r->closing)
+        return;
+    n = kr_state_spare_wanted(r->cfg.state);
+    if (n == 0)
+        return;
+    j = calloc(1, sizeof(*j));
+    if (j != NULL) {
+        j->n = n;
+        if (mem_queue(r, j))
+            return;
+        free(j);
+    }
+    kr_state_spare_give(r->cfg.state, NULL, n);
+}
+
+/*
  * Raft snapshots (fsm version 3).  fsm_snapshot runs on the loop and only
  * freezes the state (kr_state_freeze: the key records and a copy of each
  * Variable's metadata); fsm_snapshot_async writes the encoding on a
@@ -264,15 +349,6 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     KR_BUG_ON(r->snap.frozen != NULL);
     if (kr_state_freeze(r->cfg.state, true, &r->snap.frozen) != 0)
         return RAFT_NOMEM;
-    if (kr_state_frozen_size(r->snap.frozen) > KR_FRAME_PAYLOAD_MAX) {
-        KR_ERROR("raft",
-                 "the state (%zu bytes) is too large for a raft "
-                 "snapshot",
-                 kr_state_frozen_size(r->snap.frozen));
-        kr_state_thaw(r->cfg.state, r->snap.frozen);
-        r->snap.frozen = NULL;
-        return RAFT_NOMEM;
-    }
     r->snap.t0 = t0;
     r->snap.t_loop = kr_time_mono_ms() - t0;
     *bufs = NULL;
@@ -308,16 +384,27 @@ static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     struct kr_raft *r = fsm->data;
     size_t len = kr_state_frozen_size(r->snap.frozen);
     struct raft_buffer *out = raft_malloc(sizeof(*out));
+    int prio;
 
     if (out == NULL)
         return RAFT_NOMEM;
+    if (len > KR_FRAME_PAYLOAD_MAX) {
+        /* Logged on the loop, in finalize. */
+        r->snap.too_big = true;
+        raft_free(out);
+        return RAFT_NOMEM;
+    }
+    /* Allocating and filling hundreds of MB must not starve the loop. */
+    prio = kr_thread_background();
     out->len = kr_frame_size(len);
     out->base = raft_malloc(out->len);
     if (out->base == NULL) {
+        kr_thread_foreground(prio);
         raft_free(out);
         return RAFT_NOMEM;
     }
     kr_state_frozen_write(r->snap.frozen, kr_frame_begin(out->base, len));
+    kr_thread_foreground(prio);
     r->snap.head = KR_FRAME_HEADER + kr_state_frozen_head_size(r->snap.frozen);
     *bufs = out;
     *n_bufs = 1;
@@ -341,12 +428,19 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm,
     raft_free(*bufs);
     *bufs = NULL;
     *n_bufs = 0;
+    if (r->snap.too_big) {
+        KR_ERROR("raft",
+                 "the state (%zu bytes) is too large for a raft "
+                 "snapshot",
+                 kr_state_frozen_size(r->snap.frozen));
+        r->snap.too_big = false;
+    }
     if (r->snap.frozen != NULL) {
         KR_DEBUG("raft",
                  "snapshot of %zu bytes: %llu ms on the loop, %llu ms in all",
                  len, (unsigned long long)r->snap.t_loop,
                  (unsigned long long)(kr_time_mono_ms() - r->snap.t0));
-        kr_state_thaw(r->cfg.state, r->snap.frozen);
+        free_later(r, kr_state_thaw_deferred(r->cfg.state, r->snap.frozen));
         r->snap.frozen = NULL;
         r->snap.head = 0;
         close_gate(r);
@@ -976,6 +1070,10 @@ int kr_raft_start(struct kr_raft **out, const struct kr_raft_config *cfg,
      * without it: that silently drops acknowledged writes.  A server with
      * a damaged log refuses to start instead, and says which file. */
     raft_uv_set_auto_recovery(&r->io, false);
+    /* The state is almost all AES-GCM ciphertext, which LZ4 cannot
+     * shrink: compressing a raft snapshot only cost a pass over it and a
+     * second buffer of its size. */
+    raft_uv_set_snapshot_compression(&r->io, false);
     /* libraft 0.15's disk backend implements async_work (a libuv thread
      * pool job) but still says it is a version 1 raft_io, and raft refuses
      * async snapshots without version 2.  Without async_work, snapshots
@@ -1304,6 +1402,7 @@ void kr_raft_observe(struct kr_raft *r)
 {
     if (r->started && *kr_raft_leader_address(r) != '\0')
         r->leader_seen_ms = r->io.time(&r->io);
+    grow_spare(r);
 }
 
 uint64_t kr_raft_last_contact_ms(struct kr_raft *r)

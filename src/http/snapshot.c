@@ -35,6 +35,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/thread.h"
 #include "common/time.h"
 #include "crypto/hash.h"
 #include "snapshot/archive.h"
@@ -139,7 +140,9 @@ static void save_work(uv_work_t *req)
 {
     struct save *s = req->data;
     struct kr_snap_writer *w = NULL;
+    int prio = kr_thread_background(); /* not the loop's CPU */
 
+    s->meta.size = kr_state_frozen_size(s->frozen);
     s->rv = kr_snap_writer_new(&w, save_out, s, s->err);
     if (s->rv == 0)
         s->rv = kr_snap_writer_begin(w, &s->meta, s->err);
@@ -153,6 +156,7 @@ static void save_work(uv_work_t *req)
     if (s->rv == 0 && lseek(s->fd, 0, SEEK_SET) != 0)
         s->rv = kr_errf(s->err, KR_EIO, "rewinding the snapshot file: %s",
                         strerror(errno));
+    kr_thread_foreground(prio);
 }
 
 static void save_read(struct save *s);
@@ -325,7 +329,7 @@ static int snapshot_save(struct kr_http_call *c)
         save_free(s);
         return 0;
     }
-    s->meta.size = kr_state_frozen_size(s->frozen);
+    /* meta.size, an O(Variables) count, is set by the worker. */
     s->t_encoded = kr_time_mono_ms();
     s->work.data = s;
     if (uv_queue_work(srv->deps.loop, &s->work, save_work, save_written) != 0) {

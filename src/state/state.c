@@ -74,6 +74,10 @@ struct kr_state {
     unsigned frozen;
     void **graveyard;
     size_t n_grave, cap_grave;
+    /* The array of the last view, kept for the next (kr_state_freeze). */
+    struct frozen_var *spare;
+    size_t spare_cap;
+    bool spare_asked; /* kr_state_spare_wanted said so; not given yet */
 };
 
 static void stage_free(struct stage *st);
@@ -198,6 +202,7 @@ void kr_state_free(struct kr_state *s)
     state_clear(s);
     stage_free(s->stage);
     free(s->graveyard);
+    free(s->spare);
     free(s);
 }
 
@@ -939,13 +944,65 @@ int kr_state_save(const struct kr_state *s, struct kr_buf *out)
 
 /* ---- frozen views: the encoding, written off the loop ---- */
 
-struct kr_state_frozen {
-    struct kr_buf head;  /* magic, INDEXES .. the records before VARs */
-    uint64_t n_head;     /* records in head */
-    struct kr_var *vars; /* copies; their buffers are the state's */
-    size_t n_vars;
-    size_t size; /* the whole encoding */
+/* What a view keeps of one Variable: its buffers (the state's, kept alive
+ * by the graveyard) and a copy of what applies change in place.  64
+ * bytes instead of a struct kr_var's 104: the KeyID is an index into the
+ * view's table of KeyIDs. */
+struct frozen_var {
+    const char *ns, *path;
+    const uint8_t *data;
+    uint32_t data_len;
+    uint32_t key;
+    uint64_t create_index, modify_index;
+    int64_t create_time, modify_time;
 };
+_Static_assert(KR_VAR_DATA_MAX <= UINT32_MAX, "data_len fits 32 bits");
+
+struct kr_state_frozen {
+    struct kr_buf head; /* magic, INDEXES .. the records before VARs */
+    uint64_t n_head;    /* records in head */
+    struct frozen_var *vars;
+    size_t n_vars, cap_vars;
+    char (*key_ids)[KR_UUID_LEN + 1];
+    size_t n_key_ids, cap_key_ids;
+    size_t size; /* the whole encoding; 0 until computed */
+};
+
+/* The index of key_id in f's table, added when new (a Variable may name a
+ * key removed with force).  hint: the last index found. */
+static uint32_t frozen_key(struct kr_state_frozen *f, const char *key_id,
+                           uint32_t hint)
+{
+    if (hint < f->n_key_ids && strcmp(f->key_ids[hint], key_id) == 0)
+        return hint;
+    for (size_t i = 0; i < f->n_key_ids; i++)
+        if (strcmp(f->key_ids[i], key_id) == 0)
+            return (uint32_t)i;
+    if (f->n_key_ids == f->cap_key_ids) {
+        size_t cap = f->cap_key_ids ? 2 * f->cap_key_ids : 16;
+        void *k = realloc(f->key_ids, cap * sizeof(*f->key_ids));
+        KR_BUG_ON(k == NULL);
+        f->key_ids = k;
+        f->cap_key_ids = cap;
+    }
+    memcpy(f->key_ids[f->n_key_ids], key_id, KR_UUID_LEN + 1);
+    return (uint32_t)f->n_key_ids++;
+}
+
+/* The Variable as put_var_at reads it. */
+static void frozen_var_get(const struct kr_state_frozen *f,
+                           const struct frozen_var *fv, struct kr_var *v)
+{
+    v->namespace = (char *)fv->ns;
+    v->path = (char *)fv->path;
+    memcpy(v->key_id, f->key_ids[fv->key], KR_UUID_LEN + 1);
+    v->data = (uint8_t *)fv->data;
+    v->data_len = fv->data_len;
+    v->create_index = fv->create_index;
+    v->modify_index = fv->modify_index;
+    v->create_time = fv->create_time;
+    v->modify_time = fv->modify_time;
+}
 
 int kr_state_freeze(struct kr_state *s, bool with_stage,
                     struct kr_state_frozen **out)
@@ -954,6 +1011,7 @@ int kr_state_freeze(struct kr_state *s, bool with_stage,
     struct kr_buf body;
     struct var_node *n;
     size_t i = 0;
+    uint32_t key = 0;
     bool oom;
 
     if (f == NULL)
@@ -965,8 +1023,16 @@ int kr_state_freeze(struct kr_state *s, bool with_stage,
     f->n_head = put_head_records(s, with_stage, &f->head, &body);
     oom = body.oom || f->head.oom;
     kr_buf_free(&body);
-    if (s->n_vars > 0 && !oom) {
-        f->vars = malloc(s->n_vars * sizeof(*f->vars));
+    /* The last view's array, when big enough: its pages are already
+     * there, and faulting in tens of MB is most of a freeze's cost. */
+    if (s->spare != NULL && s->spare_cap >= s->n_vars) {
+        f->vars = s->spare;
+        f->cap_vars = s->spare_cap;
+        s->spare = NULL;
+        s->spare_cap = 0;
+    } else if (s->n_vars > 0 && !oom) {
+        f->cap_vars = s->n_vars + s->n_vars / 4;
+        f->vars = malloc(f->cap_vars * sizeof(*f->vars));
         oom = f->vars == NULL;
     }
     if (oom) {
@@ -974,11 +1040,22 @@ int kr_state_freeze(struct kr_state *s, bool with_stage,
         free(f);
         return KR_ENOMEM;
     }
-    f->size = f->head.len + END_RECORD_SIZE;
+    for (size_t k = 0; k < s->n_keys; k++)
+        frozen_key(f, s->keys[k].key_id, 0);
     RB_FOREACH(n, var_tree, &s->vars)
     {
-        f->vars[i++] = n->v;
-        f->size += var_record_size(&n->v);
+        struct frozen_var *fv = &f->vars[i++];
+
+        key = frozen_key(f, n->v.key_id, key);
+        fv->ns = n->v.namespace;
+        fv->path = n->v.path;
+        fv->data = n->v.data;
+        fv->data_len = (uint32_t)n->v.data_len;
+        fv->key = key;
+        fv->create_index = n->v.create_index;
+        fv->modify_index = n->v.modify_index;
+        fv->create_time = n->v.create_time;
+        fv->modify_time = n->v.modify_time;
     }
     f->n_vars = i;
     s->frozen++;
@@ -986,8 +1063,17 @@ int kr_state_freeze(struct kr_state *s, bool with_stage,
     return 0;
 }
 
-size_t kr_state_frozen_size(const struct kr_state_frozen *f)
+size_t kr_state_frozen_size(struct kr_state_frozen *f)
 {
+    struct kr_var v;
+
+    if (f->size != 0)
+        return f->size;
+    f->size = f->head.len + END_RECORD_SIZE;
+    for (size_t i = 0; i < f->n_vars; i++) {
+        frozen_var_get(f, &f->vars[i], &v);
+        f->size += var_record_size(&v);
+    }
     return f->size;
 }
 
@@ -999,10 +1085,13 @@ size_t kr_state_frozen_head_size(const struct kr_state_frozen *f)
 void kr_state_frozen_write(const struct kr_state_frozen *f, uint8_t *dst)
 {
     uint8_t *p = dst + f->head.len;
+    struct kr_var v;
 
     memcpy(dst, f->head.data, f->head.len);
-    for (size_t i = 0; i < f->n_vars; i++)
-        p = put_var_at(p, &f->vars[i]);
+    for (size_t i = 0; i < f->n_vars; i++) {
+        frozen_var_get(f, &f->vars[i], &v);
+        p = put_var_at(p, &v);
+    }
     put_end_at(p, f->n_head + f->n_vars);
 }
 
@@ -1026,6 +1115,7 @@ int kr_state_frozen_emit(const struct kr_state_frozen *f, kr_state_emit_fn out,
 {
     enum { CHUNK = 1 << 20 };
     uint8_t *buf = NULL, *p;
+    struct kr_var v;
     int rv;
 
     rv = out(arg, f->head.data, f->head.len, errmsg);
@@ -1036,8 +1126,10 @@ int kr_state_frozen_emit(const struct kr_state_frozen *f, kr_state_emit_fn out,
         return kr_errf(errmsg, KR_ENOMEM, "out of memory");
     p = buf;
     for (size_t i = 0; i < f->n_vars && rv == 0; i++) {
-        size_t len = var_record_size(&f->vars[i]);
+        size_t len;
 
+        frozen_var_get(f, &f->vars[i], &v);
+        len = var_record_size(&v);
         if ((size_t)(p - buf) + len > CHUNK) {
             rv = out(arg, buf, (size_t)(p - buf), errmsg);
             p = buf;
@@ -1045,9 +1137,9 @@ int kr_state_frozen_emit(const struct kr_state_frozen *f, kr_state_emit_fn out,
         if (rv != 0)
             break;
         if (len > CHUNK) /* one Variable near the 1 MiB cap */
-            rv = emit_big(&f->vars[i], len, out, arg, errmsg);
+            rv = emit_big(&v, len, out, arg, errmsg);
         else
-            p = put_var_at(p, &f->vars[i]);
+            p = put_var_at(p, &v);
     }
     if (rv == 0) {
         if ((size_t)(p - buf) + END_RECORD_SIZE > CHUNK) {
@@ -1062,20 +1154,96 @@ int kr_state_frozen_emit(const struct kr_state_frozen *f, kr_state_emit_fn out,
     return rv;
 }
 
-void kr_state_thaw(struct kr_state *s, struct kr_state_frozen *f)
+struct kr_state_garbage {
+    void **ptrs;
+    size_t n;
+};
+
+struct kr_state_garbage *kr_state_thaw_deferred(struct kr_state *s,
+                                                struct kr_state_frozen *f)
 {
+    struct kr_state_garbage *g = NULL;
+
     if (f == NULL)
-        return;
+        return NULL;
     KR_BUG_ON(s->frozen == 0);
-    if (--s->frozen == 0) {
-        for (size_t i = 0; i < s->n_grave; i++)
-            free(s->graveyard[i]);
-        s->n_grave = 0;
+    if (--s->frozen == 0 && s->n_grave > 0) {
+        g = malloc(sizeof(*g));
+        if (g != NULL) {
+            g->ptrs = s->graveyard;
+            g->n = s->n_grave;
+            s->graveyard = NULL;
+            s->n_grave = s->cap_grave = 0;
+        } else {
+            for (size_t i = 0; i < s->n_grave; i++)
+                free(s->graveyard[i]);
+            s->n_grave = 0;
+        }
     }
     /* head holds the aead KEKs; kr_buf_free wipes it. */
     kr_buf_free(&f->head);
-    free(f->vars);
+    /* The larger array stays for the next freeze. */
+    if (f->cap_vars > s->spare_cap) {
+        free(s->spare);
+        s->spare = f->vars;
+        s->spare_cap = f->cap_vars;
+    } else {
+        free(f->vars);
+    }
+    free(f->key_ids);
     free(f);
+    return g;
+}
+
+void kr_state_garbage_free(struct kr_state_garbage *g)
+{
+    if (g == NULL)
+        return;
+    for (size_t i = 0; i < g->n; i++)
+        free(g->ptrs[i]);
+    free(g->ptrs);
+    free(g);
+}
+
+void kr_state_thaw(struct kr_state *s, struct kr_state_frozen *f)
+{
+    kr_state_garbage_free(kr_state_thaw_deferred(s, f));
+}
+
+/* Below this many Variables a freeze allocates its array at once. */
+#define SPARE_MIN_VARS 4096
+
+size_t kr_state_spare_wanted(struct kr_state *s)
+{
+    if (s->spare_asked || s->frozen > 0 || s->n_vars < SPARE_MIN_VARS ||
+        s->spare_cap >= s->n_vars + s->n_vars / 16)
+        return 0;
+    s->spare_asked = true;
+    return s->n_vars + s->n_vars / 4;
+}
+
+void *kr_state_spare_make(size_t n)
+{
+    void *p = malloc(n * sizeof(struct frozen_var));
+
+    /* Touched here, so the freeze that uses it faults no page in. */
+    if (p != NULL)
+        memset(p, 0, n * sizeof(struct frozen_var));
+    return p;
+}
+
+void kr_state_spare_give(struct kr_state *s, void *spare, size_t n)
+{
+    s->spare_asked = false;
+    if (spare == NULL)
+        return;
+    if (s->frozen > 0 || n <= s->spare_cap) {
+        free(spare);
+        return;
+    }
+    free(s->spare);
+    s->spare = spare;
+    s->spare_cap = n;
 }
 
 /* ---- reading it: the loader ---- */
@@ -1639,7 +1807,8 @@ static void install(struct kr_state *s, struct kr_state_loader *l)
 
     unsigned frozen;
     void **graveyard;
-    size_t n_grave, cap_grave;
+    struct frozen_var *spare;
+    size_t n_grave, cap_grave, spare_cap;
 
     state_clear(s);
     stage_free(s->stage);
@@ -1649,7 +1818,11 @@ static void install(struct kr_state *s, struct kr_state_loader *l)
     graveyard = s->graveyard;
     n_grave = s->n_grave;
     cap_grave = s->cap_grave;
+    spare = s->spare;
+    spare_cap = s->spare_cap;
     *s = *fresh;
+    s->spare = spare;
+    s->spare_cap = spare_cap;
     s->frozen = frozen;
     s->graveyard = graveyard;
     s->n_grave = n_grave;

@@ -158,9 +158,12 @@ size_t kr_state_save_size(const struct kr_state *s);
  * thread) encodes the few head records (keys, the checkpoint and, with
  * with_stage, a staged restore) and copies each Variable's metadata and
  * buffer pointers, O(Variables) small copies; while a view is alive,
- * applies keep the buffers they let go of instead of freeing them.
- * kr_state_frozen_write (any thread, one at a time per view) writes the
- * whole encoding, exactly kr_state_frozen_size bytes, into dst: the same
+ * applies keep the buffers they let go of instead of freeing them, and
+ * the state keeps the last view's array for the next freeze.
+ * kr_state_frozen_size (any thread, one at a time per view; O(Variables)
+ * the first time, so call it off the loop) is the encoding's length, and
+ * kr_state_frozen_write (likewise) writes the whole encoding, exactly
+ * that many bytes, into dst: the same
  * bytes kr_state_snapshot (with_stage) or kr_state_save (without) would
  * have written at the freeze.  Its first kr_state_frozen_head_size bytes
  * hold the aead KEKs: wipe them before freeing dst.  kr_state_thaw (loop
@@ -171,7 +174,7 @@ struct kr_state_frozen;
 
 int kr_state_freeze(struct kr_state *s, bool with_stage,
                     struct kr_state_frozen **out);
-size_t kr_state_frozen_size(const struct kr_state_frozen *f);
+size_t kr_state_frozen_size(struct kr_state_frozen *f);
 size_t kr_state_frozen_head_size(const struct kr_state_frozen *f);
 void kr_state_frozen_write(const struct kr_state_frozen *f, uint8_t *dst);
 /* As kr_state_frozen_write, in pieces of at most about 1 MiB handed to
@@ -182,6 +185,31 @@ typedef int (*kr_state_emit_fn)(void *arg, const void *p, size_t n,
 int kr_state_frozen_emit(const struct kr_state_frozen *f, kr_state_emit_fn out,
                          void *arg, char *errmsg);
 void kr_state_thaw(struct kr_state *s, struct kr_state_frozen *f);
+
+/* As kr_state_thaw, but the buffers the view kept alive (there may be
+ * hundreds of thousands after a long write under load) are handed back,
+ * to be freed with kr_state_garbage_free on any thread, e.g. a worker.
+ * NULL when there are none. */
+struct kr_state_garbage;
+struct kr_state_garbage *kr_state_thaw_deferred(struct kr_state *s,
+                                                struct kr_state_frozen *f);
+void kr_state_garbage_free(struct kr_state_garbage *g);
+
+/*
+ * The array a freeze fills, one entry per Variable, is kept between
+ * freezes; a freeze that finds it too small allocates and faults in a
+ * new one on the loop, tens of MB at a million Variables.  To keep that
+ * off the loop: kr_state_spare_wanted (loop thread) says how many
+ * entries a new spare array should have, 0 when the current one will do
+ * or one was asked for and not given yet (every non-zero answer must be
+ * followed by kr_state_spare_give, with NULL if the allocation failed);
+ * kr_state_spare_make (any thread) allocates and touches one; and
+ * kr_state_spare_give (loop thread) installs it, or frees it when it is
+ * no longer wanted.
+ */
+size_t kr_state_spare_wanted(struct kr_state *s);
+void *kr_state_spare_make(size_t n);
+void kr_state_spare_give(struct kr_state *s, void *spare, size_t n);
 
 /* Replaces the whole state with a decoded raft snapshot (staged restore
  * included).  On any error the current state is left untouched and

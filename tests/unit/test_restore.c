@@ -847,7 +847,7 @@ static int emit_to_buf(void *arg, const void *p, size_t n, char *errmsg)
 }
 
 /* Writes a frozen view into a buffer of exactly its size. */
-static void write_frozen(const struct kr_state_frozen *f, struct kr_buf *out)
+static void write_frozen(struct kr_state_frozen *f, struct kr_buf *out)
 {
     kr_buf_init(out);
     assert_int_equal(kr_buf_reserve(out, kr_state_frozen_size(f)), 0);
@@ -923,6 +923,41 @@ static void test_frozen_view(void **state)
     kr_buf_free(&want_save);
 }
 
+/* A Variable whose key was removed with force still writes its KeyID,
+ * and a second freeze (which reuses the first view's array) writes the
+ * state as it is then. */
+static void test_frozen_view_again(void **state)
+{
+    struct kr_state *s;
+    struct kr_state_frozen *f;
+    struct kr_buf bin, want, got;
+    struct kr_entry e;
+
+    (void)state;
+    next_index = 0;
+    s = source(&bin);
+    memset(&e, 0, sizeof(e));
+    e.type = KR_ENTRY_KEY_DELETE;
+    make_id(e.key_delete.key_id, 1); /* inactive, 150 Variables under it */
+    e.key_delete.force = true;
+    assert_int_equal(apply(s, &e), 0);
+    for (int round = 0; round < 2; round++) {
+        kr_buf_init(&want);
+        assert_int_equal(kr_state_save(s, &want), 0);
+        assert_int_equal(kr_state_freeze(s, false, &f), 0);
+        write_frozen(f, &got);
+        assert_int_equal(got.len, want.len);
+        assert_memory_equal(got.data, want.data, want.len);
+        kr_state_thaw(s, f);
+        kr_buf_free(&got);
+        kr_buf_free(&want);
+        assert_int_equal(put(s, "app/000", 2, 0x11), 0);
+        assert_int_equal(del(s, "web/001"), 0);
+    }
+    kr_state_free(s);
+    kr_buf_free(&bin);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -938,6 +973,7 @@ int main(void)
         cmocka_unit_test(test_stage_cut_in_keys),
         cmocka_unit_test(test_redact_keeps_identity),
         cmocka_unit_test(test_frozen_view),
+        cmocka_unit_test(test_frozen_view_again),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
