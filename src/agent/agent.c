@@ -73,6 +73,7 @@ struct agent {
     bool ready;
     bool initializing; /* a first key is being generated or proposed */
     bool stopping;
+    uint64_t last_tick_ms; /* monotonic time of the last tick */
     int exit_code;
 };
 
@@ -172,8 +173,14 @@ static int harden(char *errmsg)
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
         return kr_errf(errmsg, KR_EIO, "cannot disable core dumps: %s",
                        strerror(errno));
-    /* ASan reserves terabytes of shadow memory; locking it all fails. */
-    if (!under_sanitizer() && mlockall(MCL_CURRENT | MCL_FUTURE) != 0)
+    /* ASan reserves terabytes of shadow memory; locking it all fails.
+     * MCL_ONFAULT: a page is locked when first touched, not when mapped.
+     * Without it every large allocation (a raft snapshot's buffer is the
+     * size of the state) is faulted in whole inside mmap, holding the
+     * process's mmap lock for seconds, and the loop thread's own page
+     * faults and frees wait behind it. */
+    if (!under_sanitizer() &&
+        mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0)
         KR_WARN("agent",
                 "mlockall failed (%s): memory may be swapped; raise "
                 "RLIMIT_MEMLOCK or grant CAP_IPC_LOCK",
@@ -283,6 +290,28 @@ static void become_ready(struct agent *a)
             kr_state_key_count(a->state), kr_state_var_count(a->state));
 }
 
+/* The tick runs every TICK_MS; a much later one means the loop was busy
+ * elsewhere, and raft heartbeats, HTTP and forwarding waited with it. */
+#define LAG_WARN_MS 500
+#define LAG_DEBUG_MS 20
+
+static void check_lag(struct agent *a)
+{
+    uint64_t now = kr_time_mono_ms();
+
+    uint64_t late = a->last_tick_ms != 0 && now - a->last_tick_ms > TICK_MS
+                        ? now - a->last_tick_ms - TICK_MS
+                        : 0;
+
+    if (late > LAG_WARN_MS)
+        KR_WARN("agent", "the event loop did not run for %llu ms",
+                (unsigned long long)late);
+    else if (late > LAG_DEBUG_MS)
+        KR_DEBUG("agent", "the event loop did not run for %llu ms",
+                 (unsigned long long)late);
+    a->last_tick_ms = now;
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct agent *a = t->data;
@@ -291,6 +320,7 @@ static void on_tick(uv_timer_t *t)
 
     if (a->stopping)
         return;
+    check_lag(a);
     kr_keyring_sync(a->keyring);
     kr_raft_observe(a->raft);
     ensure_active_key(a);
