@@ -181,7 +181,7 @@ def keyraft_config(data_dir, http_port, rpc_port, rpc_ports, tls_hcl):
                 "  }\n")
     return (f'data_dir = "{data_dir}"\n'
             'bind_addr = "127.0.0.1"\n'
-            'log_level = "warn"\n'
+            f'log_level = "{os.environ.get("BENCH_LOG_LEVEL", "warn")}"\n'
             f"ports {{\n  http = {http_port}\n  rpc = {rpc_port}\n}}\n"
             "server {\n  enabled = true\n"
             f"  bootstrap_expect = {len(rpc_ports)}\n"

@@ -280,6 +280,7 @@ class LeaderWatch:
     def __init__(self, servers):
         self.servers = servers
         self.changes = []
+        self.unanswered = []
         self.stop_ev = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
@@ -288,7 +289,14 @@ class LeaderWatch:
         last = {}
         while not self.stop_ev.wait(0.25):
             for s in self.servers:
+                t0 = time.time()
                 leader = cluster.keyraft_leader(s["base"])
+                if not leader:
+                    # No answer in 2 s (or no leader): not a change of
+                    # leader by itself; kept apart.
+                    self.unanswered.append((t0, s["name"],
+                                            time.time() - t0))
+                    continue
                 if s["name"] in last and last[s["name"]] != leader:
                     self.changes.append((time.time(), s["name"], leader))
                 last[s["name"]] = leader
@@ -303,6 +311,11 @@ class LeaderWatch:
                     n += 1
                 prev = t
         return n
+
+    def unanswered_in(self, since, until):
+        """Polls of /v1/status/leader that got no leader within 2 s."""
+        return [(name, round(secs, 1)) for t, name, secs in self.unanswered
+                if since <= t <= until]
 
     def stop(self):
         self.stop_ev.set()
@@ -373,6 +386,7 @@ def run(work, binary, out):
             out["error"] = last["Error"]
         fg.join()
         out["rekey_elections"] = watch.elections(start, time.time())
+        out["unanswered"] = watch.unanswered_in(t_load, time.time())
         if "fail" in during:
             raise SystemExit(during["fail"])
         out["during"] = during
@@ -416,7 +430,10 @@ def main():
     except SystemExit as e:
         failed = str(e)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if os.environ.get("BENCH_KEEP"):
+            print("kept", work)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     if "during" not in r:
         print(failed or "bench: rekey: no figures", file=sys.stderr)
         return 1
@@ -451,6 +468,9 @@ def main():
     print("leadership changes seen (/v1/status/leader every 250 ms): "
           f"{r['load_elections']} while loading, {r['base_elections']} "
           f"without rekey, {r['rekey_elections']} during the rekey")
+    if r.get("unanswered"):
+        print("status polls without a leader in the answer (server, "
+              f"seconds): {r['unanswered']}")
     snap = f"BENCH_REKEY_SNAPSHOT_THRESHOLD={SNAP} " if SNAP else ""
     print(f"reproduce: KEYRAFT_BIN={binary} BENCH_REKEY_VARS={NVARS} "
           f"{snap}BENCH_SECONDS={SECS} /usr/bin/python3 bench/rekey.py")
