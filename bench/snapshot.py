@@ -24,6 +24,8 @@ Environment:
   KEYRAFT_BIN          keyraft binary (default build/keyraft)
   BENCH_SNAPSHOT_VARS  Variables (default 1000000)
   BENCH_DIR            parent of the temp dir (default: the system temp dir)
+  BENCH_KEEP           keep the temp dir (servers' logs and data)
+  BENCH_LOG_LEVEL      the servers' log_level (default warn)
 
 Reproduce with: /usr/bin/python3 bench/snapshot.py
 """
@@ -177,7 +179,10 @@ def main():
     except SystemExit as e:
         failed = str(e)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if os.environ.get("BENCH_KEEP"):
+            print("kept", work)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     if "restore_s" not in r:
         print(failed or "bench: snapshot: no figures", file=sys.stderr)
         return 1
