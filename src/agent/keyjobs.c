@@ -16,7 +16,7 @@
 #include "identity/claims.h"
 #include "state/codec.h"
 
-#define BATCH_ITEMS 256
+#define BATCH_ITEMS 128
 #define BATCH_BYTES (1024 * 1024)
 #define SLICE_SEALS 256
 #define SLICE_VISITS 4096
