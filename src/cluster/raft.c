@@ -108,6 +108,8 @@ struct kr_raft {
         bool close_waits;    /* raft_close waits for finalize */
         bool too_big;        /* the state exceeds a raft snapshot frame */
         uv_timer_t gate;     /* reopens the threshold after the interval */
+        uint64_t index;      /* the last applied index at the freeze */
+        struct kr_raft_snapshot_stats stats;
     } snap;
     void (*close_cb)(void *arg);
     void *close_arg;
@@ -351,6 +353,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
         return RAFT_NOMEM;
     r->snap.t0 = t0;
     r->snap.t_loop = kr_time_mono_ms() - t0;
+    r->snap.index = raft_last_applied(&r->raft);
     *bufs = NULL;
     *n_bufs = 0;
     return 0;
@@ -436,10 +439,17 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm,
         r->snap.too_big = false;
     }
     if (r->snap.frozen != NULL) {
+        struct kr_raft_snapshot_stats *st = &r->snap.stats;
+
+        st->taken++;
+        st->last_index = r->snap.index;
+        st->last_bytes = len;
+        st->last_loop_ms = r->snap.t_loop;
+        st->last_ms = kr_time_mono_ms() - r->snap.t0;
         KR_DEBUG("raft",
                  "snapshot of %zu bytes: %llu ms on the loop, %llu ms in all",
-                 len, (unsigned long long)r->snap.t_loop,
-                 (unsigned long long)(kr_time_mono_ms() - r->snap.t0));
+                 len, (unsigned long long)st->last_loop_ms,
+                 (unsigned long long)st->last_ms);
         free_later(r, kr_state_thaw_deferred(r->cfg.state, r->snap.frozen));
         r->snap.frozen = NULL;
         r->snap.head = 0;
@@ -1361,6 +1371,13 @@ bool kr_raft_is_leader(struct kr_raft *r)
 uint64_t kr_raft_last_applied(struct kr_raft *r)
 {
     return r->started ? raft_last_applied(&r->raft) : 0;
+}
+
+void kr_raft_snapshot_stats(struct kr_raft *r,
+                            struct kr_raft_snapshot_stats *out)
+{
+    *out = r->snap.stats;
+    out->running = r->snap.frozen != NULL;
 }
 
 uint64_t kr_raft_last_index(struct kr_raft *r)

@@ -96,6 +96,19 @@ bool kr_raft_started(struct kr_raft *r);
 bool kr_raft_is_leader(struct kr_raft *r);
 uint64_t kr_raft_last_applied(struct kr_raft *r);
 uint64_t kr_raft_last_index(struct kr_raft *r);
+
+/* This server's raft snapshots since it started: whether one is being
+ * written now, and the last one written (index 0: none yet). */
+struct kr_raft_snapshot_stats {
+    bool running;
+    uint64_t taken;
+    uint64_t last_index;
+    uint64_t last_bytes;
+    uint64_t last_loop_ms; /* the freeze, on the loop */
+    uint64_t last_ms;      /* from the freeze until raft stored it */
+};
+void kr_raft_snapshot_stats(struct kr_raft *r,
+                            struct kr_raft_snapshot_stats *out);
 /* The current raft term (0 before raft starts). */
 uint64_t kr_raft_term(struct kr_raft *r);
 uint64_t kr_raft_id(struct kr_raft *r);

@@ -72,6 +72,30 @@ static void restore_progress(json_t *j, const struct kr_state *state)
     json_object_set_new(j, "restore", r);
 }
 
+/* keyraft's raft section: where this server's state machine and its
+ * raft snapshots stand (not part of the check). */
+static void raft_progress(json_t *j, struct kr_raft *raft)
+{
+    struct kr_raft_snapshot_stats st;
+    json_t *r = json_object();
+
+    kr_raft_snapshot_stats(raft, &st);
+    json_object_set_new(r, "applied_index",
+                        json_integer((json_int_t)kr_raft_last_applied(raft)));
+    json_object_set_new(r, "snapshot_running", json_boolean(st.running));
+    json_object_set_new(r, "snapshots_taken",
+                        json_integer((json_int_t)st.taken));
+    json_object_set_new(r, "last_snapshot_index",
+                        json_integer((json_int_t)st.last_index));
+    json_object_set_new(r, "last_snapshot_bytes",
+                        json_integer((json_int_t)st.last_bytes));
+    json_object_set_new(r, "last_snapshot_loop_ms",
+                        json_integer((json_int_t)st.last_loop_ms));
+    json_object_set_new(r, "last_snapshot_ms",
+                        json_integer((json_int_t)st.last_ms));
+    json_object_set_new(j, "raft", r);
+}
+
 int kr_http_agent_health(struct kr_http_call *c)
 {
     struct kr_http *srv = c->srv;
@@ -114,6 +138,7 @@ int kr_http_agent_health(struct kr_http_call *c)
     json_object_set_new(j, "server", server);
     json_object_set_new(j, "keyring", kr);
     restore_progress(j, srv->deps.state);
+    raft_progress(j, srv->deps.raft);
     kr_http_reply_json(c->req, ok ? 200 : 500, j, 0);
     json_decref(j);
     return 0;

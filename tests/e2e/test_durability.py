@@ -336,6 +336,12 @@ def test_snapshot_interval_spaces_raft_snapshots(make_agent):
     time.sleep(interval + 0.5)      # the interval passes: the gate opens
     writes(a, "after", 10)
     assert settle(a, 3) == 3
+    # The health endpoint counts the same snapshots.
+    raft = a.api("GET", "/v1/agent/health").json()["raft"]
+    assert raft["snapshots_taken"] == 3 and not raft["snapshot_running"]
+    assert 0 < raft["last_snapshot_index"] <= raft["applied_index"]
+    assert raft["last_snapshot_bytes"] > 0
+    assert raft["last_snapshot_ms"] >= raft["last_snapshot_loop_ms"] >= 0
 
     b = make_agent('server {\n  raft_snapshot_threshold = 8\n'
                    '  raft_snapshot_interval = "0s"\n}\n', name="b")
