@@ -1,12 +1,14 @@
 """The CLI against a real agent: `keyraft var ...` and
 `keyraft operator root keyring ...`, their outputs and exit codes."""
 import json
+import os
 import re
+import subprocess
 import time
 
 import pytest
 
-from conftest import free_port
+from conftest import BIN, check_output_clean, free_port
 
 OK, ERROR, USAGE = 0, 1, 2
 
@@ -495,6 +497,45 @@ def test_keyring_rotate_full(agent):
     r = run(agent, "operator", "root", "keyring", "rotate", "-now", "-wait",
             rc=USAGE)
     assert "-wait requires -full" in err(r)
+
+
+def test_keyring_rotate_full_wait_draws_a_bar_on_a_terminal(agent):
+    """With stderr on a terminal (a real pty here), -wait redraws one
+    progress line in place with carriage returns and ends it at 100%."""
+    import pty
+    from concurrent.futures import ThreadPoolExecutor
+    # Enough Variables that the rekey is still running at the first poll
+    # (tens of batches), written from a few threads to keep the test short.
+    with ThreadPoolExecutor(8) as ex:
+        list(ex.map(lambda i: agent.put_var(f"cli/bar/{i}",
+                                            {"v": "x" * 200}), range(6000)))
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("KEYRAFT_")}
+    env["KEYRAFT_ADDR"] = agent.addr
+    p = subprocess.Popen([BIN, "operator", "root", "keyring", "rotate",
+                          "-full", "-now", "-wait"], stdout=subprocess.PIPE,
+                         stderr=slave, stdin=subprocess.DEVNULL, env=env)
+    os.close(slave)
+    tty = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:     # EIO: the CLI closed the terminal
+            break
+        if not chunk:
+            break
+        tty += chunk
+    os.close(master)
+    stdout = p.stdout.read().decode()
+    p.stdout.close()
+    assert p.wait(30) == 0, tty
+    text = tty.decode()
+    check_output_clean(text)
+    assert "\r" in text and "100%" in text, repr(text)
+    assert "rekey: done" in text, repr(text)
+    # stdout, not a terminal, keeps only the key table.
+    assert len(key_rows(stdout)) == 1 and "\r" not in stdout
 
 
 def test_keyring_rotate_errors(agent):

@@ -648,3 +648,48 @@ def test_cluster_sign_verify_and_failover(make_cluster):
     # Tokens of the old key verify on the survivors, and new ones sign.
     assert verify(followers[0], out["JWT"]).status == 200
     assert sign(new_leader)["KeyID"] != old
+
+
+def test_jwks_503_on_a_server_without_the_new_key(make_cluster):
+    """A server that cannot decrypt a key that JWKS lists answers 503
+    naming it (a verifier must not cache a JWKS with a key missing), and
+    so do its stale reads of a Variable under that key, while the other
+    servers serve both.  Here the key is wrapped only by `aead.x`, a
+    keyring block two of the three servers have."""
+    agents = make_cluster(3)
+    odd = agents[2]
+    for a in agents[:2]:
+        with open(a.config_path, "a") as f:
+            f.write('keyring "aead" {}\n'
+                    'keyring "aead" {\n  name   = "x"\n  active = true\n}\n')
+        a.stop()
+        a.start()
+    # The rotation must happen on a leader with aead.x active: take the
+    # odd server away while the two others elect one, then bring it back
+    # as a follower (pre-vote keeps it from unseating that leader).
+    odd.stop()
+    leader = cluster_leader(agents[:2])
+    odd.start()
+    assert cluster_leader(agents) is leader
+    new = leader.rotate()["KeyID"]
+    leader.put_var("jwks/under-x", {"k": "v"})
+    assert sign(leader)["KeyID"] == new
+
+    deadline = time.time() + 15 * SLOW
+    while time.time() < deadline:
+        r = odd.api("GET", JWKS)
+        if r.status == 503:
+            break
+        assert r.status == 200, r
+        time.sleep(0.1)
+    assert r.status == 503 and new in r.text, r
+    h = odd.api("GET", "/v1/agent/health")
+    assert h.status == 500 and h.json()["keyring"]["pending_keys"] == [new]
+    r = odd.api("GET", "/v1/var/jwks/under-x?stale")
+    assert r.status == 503 and new in r.text, r
+    # The others list the key and read the Variable; the odd server still
+    # forwards consistent reads to the leader, which can.
+    for a in agents[:2]:
+        kids = [k["kid"] for k in a.api("GET", JWKS).json()["keys"]]
+        assert any(kid.startswith(new) for kid in kids), kids
+    assert odd.get_var("jwks/under-x")["Items"] == {"k": "v"}
