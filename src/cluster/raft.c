@@ -362,6 +362,16 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[],
                               unsigned *n_bufs);
 
+/* On the loop: the worker found the state too large for a frame. */
+static void report_too_big(struct kr_raft *r)
+{
+    if (!r->snap.too_big)
+        return;
+    KR_ERROR("raft", "the state (%zu bytes) is too large for a raft snapshot",
+             kr_state_frozen_size(r->snap.frozen));
+    r->snap.too_big = false;
+}
+
 /* The same, for a disk backend without async work: all on the loop.
  * raft calls finalize only after a snapshot that succeeded. */
 static int fsm_snapshot_sync(struct raft_fsm *fsm, struct raft_buffer *bufs[],
@@ -373,6 +383,7 @@ static int fsm_snapshot_sync(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     if (rv == 0)
         rv = fsm_snapshot_async(fsm, bufs, n_bufs);
     if (rv != 0 && r->snap.frozen != NULL) {
+        report_too_big(r);
         kr_state_thaw(r->cfg.state, r->snap.frozen);
         r->snap.frozen = NULL;
     }
@@ -431,13 +442,7 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm,
     raft_free(*bufs);
     *bufs = NULL;
     *n_bufs = 0;
-    if (r->snap.too_big) {
-        KR_ERROR("raft",
-                 "the state (%zu bytes) is too large for a raft "
-                 "snapshot",
-                 kr_state_frozen_size(r->snap.frozen));
-        r->snap.too_big = false;
-    }
+    report_too_big(r);
     if (r->snap.frozen != NULL) {
         struct kr_raft_snapshot_stats *st = &r->snap.stats;
 

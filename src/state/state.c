@@ -68,16 +68,20 @@ struct kr_state {
     char *rekey_ns, *rekey_path; /* checkpoint; NULL: from the start */
     struct stage *stage;         /* a staged restore, or NULL */
     uint64_t restore_gen;
-    /* Frozen views alive (kr_state_freeze): while there is one, the
-     * namespace, path and data buffers that applies let go of wait in
-     * the graveyard, since a view may still be reading them. */
-    unsigned frozen;
-    void **graveyard;
-    size_t n_grave, cap_grave;
-    /* The array of the last view, kept for the next (kr_state_freeze). */
-    struct frozen_var *spare;
-    size_t spare_cap;
-    bool spare_asked; /* kr_state_spare_wanted said so; not given yet */
+    /* Memory for frozen views, which outlives the state's contents (a
+     * restore's install keeps it whole). */
+    struct {
+        /* Views alive (kr_state_freeze): while there is one, the
+         * namespace, path and data buffers that applies let go of wait in
+         * the graveyard, since a view may still be reading them. */
+        unsigned frozen;
+        void **graveyard;
+        size_t n_grave, cap_grave;
+        /* The array of the last view, kept for the next freeze. */
+        struct frozen_var *spare;
+        size_t spare_cap;
+        bool spare_asked; /* kr_state_spare_wanted said so; not given */
+    } mem;
 };
 
 static void stage_free(struct stage *st);
@@ -138,18 +142,18 @@ static void release(struct kr_state *s, void *p)
 {
     if (p == NULL)
         return;
-    if (s == NULL || s->frozen == 0) {
+    if (s == NULL || s->mem.frozen == 0) {
         free(p);
         return;
     }
-    if (s->n_grave == s->cap_grave) {
-        size_t cap = s->cap_grave ? 2 * s->cap_grave : 64;
-        void **g = realloc(s->graveyard, cap * sizeof(*g));
+    if (s->mem.n_grave == s->mem.cap_grave) {
+        size_t cap = s->mem.cap_grave ? 2 * s->mem.cap_grave : 64;
+        void **g = realloc(s->mem.graveyard, cap * sizeof(*g));
         KR_BUG_ON(g == NULL); /* apply cannot fail halfway */
-        s->graveyard = g;
-        s->cap_grave = cap;
+        s->mem.graveyard = g;
+        s->mem.cap_grave = cap;
     }
-    s->graveyard[s->n_grave++] = p;
+    s->mem.graveyard[s->mem.n_grave++] = p;
 }
 
 /* Frees a node of s's tree (s NULL: of a tree no view can see). */
@@ -198,11 +202,11 @@ void kr_state_free(struct kr_state *s)
 {
     if (s == NULL)
         return;
-    KR_BUG_ON(s->frozen != 0);
+    KR_BUG_ON(s->mem.frozen != 0);
     state_clear(s);
     stage_free(s->stage);
-    free(s->graveyard);
-    free(s->spare);
+    free(s->mem.graveyard);
+    free(s->mem.spare);
     free(s);
 }
 
@@ -1025,12 +1029,12 @@ int kr_state_freeze(struct kr_state *s, bool with_stage,
     kr_buf_free(&body);
     /* The last view's array, when big enough: its pages are already
      * there, and faulting in tens of MB is most of a freeze's cost. */
-    if (s->spare != NULL && s->spare_cap >= s->n_vars) {
-        f->vars = s->spare;
-        f->cap_vars = s->spare_cap;
-        s->spare = NULL;
-        s->spare_cap = 0;
-    } else if (s->n_vars > 0 && !oom) {
+    if (!oom && s->mem.spare != NULL && s->mem.spare_cap >= s->n_vars) {
+        f->vars = s->mem.spare;
+        f->cap_vars = s->mem.spare_cap;
+        s->mem.spare = NULL;
+        s->mem.spare_cap = 0;
+    } else if (!oom && s->n_vars > 0) {
         f->cap_vars = s->n_vars + s->n_vars / 4;
         f->vars = malloc(f->cap_vars * sizeof(*f->vars));
         oom = f->vars == NULL;
@@ -1058,7 +1062,7 @@ int kr_state_freeze(struct kr_state *s, bool with_stage,
         fv->modify_time = n->v.modify_time;
     }
     f->n_vars = i;
-    s->frozen++;
+    s->mem.frozen++;
     *out = f;
     return 0;
 }
@@ -1166,27 +1170,27 @@ struct kr_state_garbage *kr_state_thaw_deferred(struct kr_state *s,
 
     if (f == NULL)
         return NULL;
-    KR_BUG_ON(s->frozen == 0);
-    if (--s->frozen == 0 && s->n_grave > 0) {
+    KR_BUG_ON(s->mem.frozen == 0);
+    if (--s->mem.frozen == 0 && s->mem.n_grave > 0) {
         g = malloc(sizeof(*g));
         if (g != NULL) {
-            g->ptrs = s->graveyard;
-            g->n = s->n_grave;
-            s->graveyard = NULL;
-            s->n_grave = s->cap_grave = 0;
+            g->ptrs = s->mem.graveyard;
+            g->n = s->mem.n_grave;
+            s->mem.graveyard = NULL;
+            s->mem.n_grave = s->mem.cap_grave = 0;
         } else {
-            for (size_t i = 0; i < s->n_grave; i++)
-                free(s->graveyard[i]);
-            s->n_grave = 0;
+            for (size_t i = 0; i < s->mem.n_grave; i++)
+                free(s->mem.graveyard[i]);
+            s->mem.n_grave = 0;
         }
     }
     /* head holds the aead KEKs; kr_buf_free wipes it. */
     kr_buf_free(&f->head);
     /* The larger array stays for the next freeze. */
-    if (f->cap_vars > s->spare_cap) {
-        free(s->spare);
-        s->spare = f->vars;
-        s->spare_cap = f->cap_vars;
+    if (f->cap_vars > s->mem.spare_cap) {
+        free(s->mem.spare);
+        s->mem.spare = f->vars;
+        s->mem.spare_cap = f->cap_vars;
     } else {
         free(f->vars);
     }
@@ -1215,10 +1219,10 @@ void kr_state_thaw(struct kr_state *s, struct kr_state_frozen *f)
 
 size_t kr_state_spare_wanted(struct kr_state *s)
 {
-    if (s->spare_asked || s->frozen > 0 || s->n_vars < SPARE_MIN_VARS ||
-        s->spare_cap >= s->n_vars + s->n_vars / 16)
+    if (s->mem.spare_asked || s->mem.frozen > 0 || s->n_vars < SPARE_MIN_VARS ||
+        s->mem.spare_cap >= s->n_vars + s->n_vars / 16)
         return 0;
-    s->spare_asked = true;
+    s->mem.spare_asked = true;
     return s->n_vars + s->n_vars / 4;
 }
 
@@ -1234,16 +1238,16 @@ void *kr_state_spare_make(size_t n)
 
 void kr_state_spare_give(struct kr_state *s, void *spare, size_t n)
 {
-    s->spare_asked = false;
+    s->mem.spare_asked = false;
     if (spare == NULL)
         return;
-    if (s->frozen > 0 || n <= s->spare_cap) {
+    if (s->mem.frozen > 0 || n <= s->mem.spare_cap) {
         free(spare);
         return;
     }
-    free(s->spare);
-    s->spare = spare;
-    s->spare_cap = n;
+    free(s->mem.spare);
+    s->mem.spare = spare;
+    s->mem.spare_cap = n;
 }
 
 /* ---- reading it: the loader ---- */
@@ -1805,28 +1809,12 @@ static void install(struct kr_state *s, struct kr_state_loader *l)
     struct kr_state *fresh = l->st;
     uint64_t keys_gen = s->keys_gen, restore_gen = s->restore_gen;
 
-    unsigned frozen;
-    void **graveyard;
-    struct frozen_var *spare;
-    size_t n_grave, cap_grave, spare_cap;
-
     state_clear(s);
     stage_free(s->stage);
     /* Views of the old state may still read its buffers: the graveyard
-     * (grown by state_clear) stays. */
-    frozen = s->frozen;
-    graveyard = s->graveyard;
-    n_grave = s->n_grave;
-    cap_grave = s->cap_grave;
-    spare = s->spare;
-    spare_cap = s->spare_cap;
+     * (grown by state_clear) stays, and so does the rest of mem. */
+    fresh->mem = s->mem;
     *s = *fresh;
-    s->spare = spare;
-    s->spare_cap = spare_cap;
-    s->frozen = frozen;
-    s->graveyard = graveyard;
-    s->n_grave = n_grave;
-    s->cap_grave = cap_grave;
     s->stage = l->stage;
     s->keys_gen = keys_gen + 1;
     s->restore_gen = restore_gen + 1;
