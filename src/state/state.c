@@ -35,6 +35,9 @@ _Static_assert(sizeof(KR_SNAP_HEADER) == 6 && SNAP_VERSION == 1,
 
 struct var_node {
     RB_ENTRY(var_node) link;
+    /* The freeze that has this Variable in its view already (or that
+     * began after it was made); fills RB_ENTRY's padding. */
+    uint32_t epoch;
     struct kr_var v;
 };
 
@@ -62,6 +65,7 @@ struct kr_state {
     size_t cap_keys;
     struct var_tree vars;
     size_t n_vars;
+    size_t var_bytes; /* the Variables' records in an encoding, in all */
     uint64_t keys_index;
     uint64_t vars_index;
     uint64_t keys_gen;
@@ -81,10 +85,18 @@ struct kr_state {
         struct frozen_var *spare;
         size_t spare_cap;
         bool spare_asked; /* kr_state_spare_wanted said so; not given */
+        /* The view being filled in steps (kr_state_freeze_begin): the
+         * next node to copy, and the epoch its nodes are marked with. */
+        struct kr_state_frozen *filling;
+        struct var_node *fill_next;
+        uint32_t epoch;
     } mem;
 };
 
 static void stage_free(struct stage *st);
+static void fill_touch(struct kr_state *s, struct var_node *n);
+static size_t var_record_size(const struct kr_var *v);
+static void fill_finish(struct kr_state *s);
 
 static const char *const state_names[] = {"active", "inactive", "rekeying",
                                           "prepublished", "deprecated"};
@@ -170,6 +182,7 @@ static void state_clear(struct kr_state *s)
 {
     struct var_node *n, *next;
 
+    fill_finish(s);
     for (n = RB_MIN(var_tree, &s->vars); n != NULL; n = next) {
         next = RB_NEXT(var_tree, &s->vars, n);
         RB_REMOVE(var_tree, &s->vars, n);
@@ -181,6 +194,7 @@ static void state_clear(struct kr_state *s)
     s->keys = NULL;
     s->n_keys = s->cap_keys = 0;
     s->n_vars = 0;
+    s->var_bytes = 0;
     free(s->rekey_ns);
     free(s->rekey_path);
     s->rekey_ns = s->rekey_path = NULL;
@@ -367,7 +381,11 @@ static int apply_var(struct kr_state *s, uint64_t index,
     if (!write) {
         if (n == NULL)
             return 0;
+        fill_touch(s, n);
+        if (s->mem.fill_next == n)
+            s->mem.fill_next = RB_NEXT(var_tree, &s->vars, n);
         key_uses(s, n->v.key_id, -1);
+        s->var_bytes -= var_record_size(&n->v);
         RB_REMOVE(var_tree, &s->vars, n);
         var_node_free(s, n);
         s->n_vars--;
@@ -383,10 +401,14 @@ static int apply_var(struct kr_state *s, uint64_t index,
         n->v.path = xstrdup(e->path);
         n->v.create_index = index;
         n->v.create_time = e->now;
+        /* Not in a view being filled, which is of an earlier index. */
+        n->epoch = s->mem.epoch;
         RB_INSERT(var_tree, &s->vars, n);
         s->n_vars++;
     } else {
+        fill_touch(s, n);
         key_uses(s, n->v.key_id, -1);
+        s->var_bytes -= var_record_size(&n->v);
         release(s, n->v.data);
     }
     memcpy(n->v.key_id, e->key_id, sizeof(n->v.key_id));
@@ -397,6 +419,7 @@ static int apply_var(struct kr_state *s, uint64_t index,
     n->v.modify_index = index;
     n->v.modify_time = e->now;
     key_uses(s, n->v.key_id, +1);
+    s->var_bytes += var_record_size(&n->v);
     s->vars_index = index;
     return 0;
 }
@@ -459,12 +482,15 @@ static int apply_rekey(struct kr_state *s, uint64_t index,
         struct var_node *n = var_find(s, it->namespace, it->path);
         if (!rekey_applies(s, n, it))
             continue;
+        fill_touch(s, n);
         key_uses(s, n->v.key_id, -1);
+        s->var_bytes -= var_record_size(&n->v);
         release(s, n->v.data);
         memcpy(n->v.key_id, e->key_id, sizeof(n->v.key_id));
         n->v.data = it->data;
         n->v.data_len = it->data_len;
         it->data = NULL; /* moved */
+        s->var_bytes += var_record_size(&n->v);
         key_uses(s, n->v.key_id, +1);
     }
     set_cursor(s, e->after_ns, e->after_path);
@@ -917,7 +943,6 @@ int kr_state_snapshot(const struct kr_state *s, struct kr_buf *out)
 size_t kr_state_save_size(const struct kr_state *s)
 {
     struct kr_buf body;
-    struct var_node *n;
     size_t size = 5 + 5 + 16 + END_RECORD_SIZE;
 
     /* Keys and the checkpoint are few: encode them; Variables are many:
@@ -933,9 +958,7 @@ size_t kr_state_save_size(const struct kr_state *s)
     kr_buf_free(&body);
     if (s->rekey_ns != NULL)
         size += 5 + 4 + strlen(s->rekey_ns) + 4 + strlen(s->rekey_path);
-    RB_FOREACH(n, var_tree, (struct var_tree *)&s->vars)
-    size += var_record_size(&n->v);
-    return size;
+    return size + s->var_bytes;
 }
 
 int kr_state_save(const struct kr_state *s, struct kr_buf *out)
@@ -965,11 +988,17 @@ _Static_assert(KR_VAR_DATA_MAX <= UINT32_MAX, "data_len fits 32 bits");
 struct kr_state_frozen {
     struct kr_buf head; /* magic, INDEXES .. the records before VARs */
     uint64_t n_head;    /* records in head */
+    /* In path order, copied from the tree by kr_state_freeze_step. */
     struct frozen_var *vars;
     size_t n_vars, cap_vars;
+    /* Variables an apply changed or deleted before the step reached
+     * them, as they were; in path order once the view is filled. */
+    struct frozen_var *early;
+    size_t n_early, cap_early;
+    uint32_t key_hint; /* the last key index the steps found */
     char (*key_ids)[KR_UUID_LEN + 1];
     size_t n_key_ids, cap_key_ids;
-    size_t size; /* the whole encoding; 0 until computed */
+    size_t size; /* the whole encoding */
 };
 
 /* The index of key_id in f's table, added when new (a Variable may name a
@@ -1008,16 +1037,113 @@ static void frozen_var_get(const struct kr_state_frozen *f,
     v->modify_time = fv->modify_time;
 }
 
+/* fv := n's Variable as it is now. */
+static void frozen_copy(struct kr_state_frozen *f, struct frozen_var *fv,
+                        const struct var_node *n)
+{
+    f->key_hint = frozen_key(f, n->v.key_id, f->key_hint);
+    fv->ns = n->v.namespace;
+    fv->path = n->v.path;
+    fv->data = n->v.data;
+    fv->data_len = (uint32_t)n->v.data_len;
+    fv->key = f->key_hint;
+    fv->create_index = n->v.create_index;
+    fv->modify_index = n->v.modify_index;
+    fv->create_time = n->v.create_time;
+    fv->modify_time = n->v.modify_time;
+}
+
+static int frozen_cmp(const void *a, const void *b)
+{
+    const struct frozen_var *x = a, *y = b;
+    int c = strcmp(x->ns, y->ns);
+
+    return c != 0 ? c : strcmp(x->path, y->path);
+}
+
+/* Before an apply changes or deletes n: a view being filled that has not
+ * copied n yet takes it as it is now. */
+static void fill_touch(struct kr_state *s, struct var_node *n)
+{
+    struct kr_state_frozen *f = s->mem.filling;
+
+    if (f == NULL || n->epoch == s->mem.epoch)
+        return;
+    if (f->n_early == f->cap_early) {
+        size_t cap = f->cap_early ? 2 * f->cap_early : 256;
+        void *e = realloc(f->early, cap * sizeof(*f->early));
+        KR_BUG_ON(e == NULL); /* apply cannot fail halfway */
+        f->early = e;
+        f->cap_early = cap;
+    }
+    frozen_copy(f, &f->early[f->n_early++], n);
+    n->epoch = s->mem.epoch;
+}
+
+bool kr_state_freeze_step(struct kr_state *s, size_t budget)
+{
+    struct kr_state_frozen *f = s->mem.filling;
+    struct var_node *n;
+
+    if (f == NULL)
+        return true;
+    for (; budget > 0 && (n = s->mem.fill_next) != NULL; budget--) {
+        s->mem.fill_next = RB_NEXT(var_tree, &s->vars, n);
+        if (n->epoch == s->mem.epoch)
+            continue; /* made after the freeze, or taken early */
+        n->epoch = s->mem.epoch;
+        /* Each Variable of the freeze lands in vars or early once. */
+        KR_BUG_ON(f->n_vars == f->cap_vars);
+        frozen_copy(f, &f->vars[f->n_vars++], n);
+    }
+    if (s->mem.fill_next != NULL)
+        return false;
+    if (f->n_early > 1)
+        qsort(f->early, f->n_early, sizeof(*f->early), frozen_cmp);
+    s->mem.filling = NULL;
+    return true;
+}
+
+static void fill_finish(struct kr_state *s)
+{
+    (void)kr_state_freeze_step(s, SIZE_MAX);
+}
+
+/* A new epoch marks the nodes of the next view; on the (once in 2^32
+ * freezes) wrap every node is unmarked first. */
+static void next_epoch(struct kr_state *s)
+{
+    struct var_node *n;
+
+    if (++s->mem.epoch != 0)
+        return;
+    RB_FOREACH(n, var_tree, &s->vars)
+    {
+        n->epoch = 0;
+    }
+    s->mem.epoch = 1;
+}
+
 int kr_state_freeze(struct kr_state *s, bool with_stage,
                     struct kr_state_frozen **out)
 {
-    struct kr_state_frozen *f = calloc(1, sizeof(*f));
+    int rv = kr_state_freeze_begin(s, with_stage, out);
+
+    if (rv == 0)
+        fill_finish(s);
+    return rv;
+}
+
+int kr_state_freeze_begin(struct kr_state *s, bool with_stage,
+                          struct kr_state_frozen **out)
+{
+    struct kr_state_frozen *f;
     struct kr_buf body;
-    struct var_node *n;
-    size_t i = 0;
-    uint32_t key = 0;
     bool oom;
 
+    /* One view fills at a time. */
+    fill_finish(s);
+    f = calloc(1, sizeof(*f));
     if (f == NULL)
         return KR_ENOMEM;
     kr_buf_init(&f->head);
@@ -1046,38 +1172,35 @@ int kr_state_freeze(struct kr_state *s, bool with_stage,
     }
     for (size_t k = 0; k < s->n_keys; k++)
         frozen_key(f, s->keys[k].key_id, 0);
-    RB_FOREACH(n, var_tree, &s->vars)
-    {
-        struct frozen_var *fv = &f->vars[i++];
-
-        key = frozen_key(f, n->v.key_id, key);
-        fv->ns = n->v.namespace;
-        fv->path = n->v.path;
-        fv->data = n->v.data;
-        fv->data_len = (uint32_t)n->v.data_len;
-        fv->key = key;
-        fv->create_index = n->v.create_index;
-        fv->modify_index = n->v.modify_index;
-        fv->create_time = n->v.create_time;
-        fv->modify_time = n->v.modify_time;
-    }
-    f->n_vars = i;
+    /* The Variables' part is kept up to date by every apply. */
+    f->size = f->head.len + END_RECORD_SIZE + s->var_bytes;
+    next_epoch(s);
+    s->mem.filling = f;
+    s->mem.fill_next = RB_MIN(var_tree, &s->vars);
     s->mem.frozen++;
     *out = f;
     return 0;
 }
 
-size_t kr_state_frozen_size(struct kr_state_frozen *f)
-{
-    struct kr_var v;
+/* The view's Variables in path order: vars and early merged. */
+struct frozen_iter {
+    size_t i, j;
+};
 
-    if (f->size != 0)
-        return f->size;
-    f->size = f->head.len + END_RECORD_SIZE;
-    for (size_t i = 0; i < f->n_vars; i++) {
-        frozen_var_get(f, &f->vars[i], &v);
-        f->size += var_record_size(&v);
-    }
+static const struct frozen_var *frozen_next(const struct kr_state_frozen *f,
+                                            struct frozen_iter *it)
+{
+    if (it->j < f->n_early &&
+        (it->i == f->n_vars ||
+         frozen_cmp(&f->early[it->j], &f->vars[it->i]) < 0))
+        return &f->early[it->j++];
+    if (it->i < f->n_vars)
+        return &f->vars[it->i++];
+    return NULL;
+}
+
+size_t kr_state_frozen_size(const struct kr_state_frozen *f)
+{
     return f->size;
 }
 
@@ -1089,14 +1212,16 @@ size_t kr_state_frozen_head_size(const struct kr_state_frozen *f)
 void kr_state_frozen_write(const struct kr_state_frozen *f, uint8_t *dst)
 {
     uint8_t *p = dst + f->head.len;
+    struct frozen_iter it = {0};
+    const struct frozen_var *fv;
     struct kr_var v;
 
     memcpy(dst, f->head.data, f->head.len);
-    for (size_t i = 0; i < f->n_vars; i++) {
-        frozen_var_get(f, &f->vars[i], &v);
+    while ((fv = frozen_next(f, &it)) != NULL) {
+        frozen_var_get(f, fv, &v);
         p = put_var_at(p, &v);
     }
-    put_end_at(p, f->n_head + f->n_vars);
+    put_end_at(p, f->n_head + f->n_vars + f->n_early);
 }
 
 /* A record larger than the emit chunk, in a buffer of its own. */
@@ -1119,6 +1244,8 @@ int kr_state_frozen_emit(const struct kr_state_frozen *f, kr_state_emit_fn out,
 {
     enum { CHUNK = 1 << 20 };
     uint8_t *buf = NULL, *p;
+    struct frozen_iter it = {0};
+    const struct frozen_var *fv;
     struct kr_var v;
     int rv;
 
@@ -1129,10 +1256,10 @@ int kr_state_frozen_emit(const struct kr_state_frozen *f, kr_state_emit_fn out,
     if (buf == NULL)
         return kr_errf(errmsg, KR_ENOMEM, "out of memory");
     p = buf;
-    for (size_t i = 0; i < f->n_vars && rv == 0; i++) {
+    while (rv == 0 && (fv = frozen_next(f, &it)) != NULL) {
         size_t len;
 
-        frozen_var_get(f, &f->vars[i], &v);
+        frozen_var_get(f, fv, &v);
         len = var_record_size(&v);
         if ((size_t)(p - buf) + len > CHUNK) {
             rv = out(arg, buf, (size_t)(p - buf), errmsg);
@@ -1150,7 +1277,7 @@ int kr_state_frozen_emit(const struct kr_state_frozen *f, kr_state_emit_fn out,
             rv = out(arg, buf, (size_t)(p - buf), errmsg);
             p = buf;
         }
-        p = put_end_at(p, f->n_head + f->n_vars);
+        p = put_end_at(p, f->n_head + f->n_vars + f->n_early);
         if (rv == 0)
             rv = out(arg, buf, (size_t)(p - buf), errmsg);
     }
@@ -1171,6 +1298,10 @@ struct kr_state_garbage *kr_state_thaw_deferred(struct kr_state *s,
     if (f == NULL)
         return NULL;
     KR_BUG_ON(s->mem.frozen == 0);
+    if (s->mem.filling == f) { /* given up half filled */
+        s->mem.filling = NULL;
+        s->mem.fill_next = NULL;
+    }
     if (--s->mem.frozen == 0 && s->mem.n_grave > 0) {
         g = malloc(sizeof(*g));
         if (g != NULL) {
@@ -1194,6 +1325,7 @@ struct kr_state_garbage *kr_state_thaw_deferred(struct kr_state *s,
     } else {
         free(f->vars);
     }
+    free(f->early);
     free(f->key_ids);
     free(f);
     return g;
@@ -1500,6 +1632,7 @@ static bool load_var(struct kr_state_loader *l, struct kr_rd *r)
     }
     RB_INSERT(var_tree, &l->st->vars, n);
     l->st->n_vars++;
+    l->st->var_bytes += var_record_size(&n->v);
     l->last = n;
     key_uses(l->st, n->v.key_id, +1);
     return true;

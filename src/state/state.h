@@ -160,9 +160,10 @@ size_t kr_state_save_size(const struct kr_state *s);
  * buffer pointers, O(Variables) small copies; while a view is alive,
  * applies keep the buffers they let go of instead of freeing them, and
  * the state keeps the last view's array for the next freeze.
- * kr_state_frozen_size (any thread, one at a time per view; O(Variables)
- * the first time, so call it off the loop) is the encoding's length, and
- * kr_state_frozen_write (likewise) writes the whole encoding, exactly
+ * kr_state_frozen_size (any thread, O(1): the state keeps its
+ * Variables' encoded length up to date) is the encoding's length, and
+ * kr_state_frozen_write (any thread, one at a time per view) writes the
+ * whole encoding, exactly
  * that many bytes, into dst: the same
  * bytes kr_state_snapshot (with_stage) or kr_state_save (without) would
  * have written at the freeze.  Its first kr_state_frozen_head_size bytes
@@ -174,7 +175,22 @@ struct kr_state_frozen;
 
 int kr_state_freeze(struct kr_state *s, bool with_stage,
                     struct kr_state_frozen **out);
-size_t kr_state_frozen_size(struct kr_state_frozen *f);
+/*
+ * The same freeze spread over many loop turns, for a state too big to
+ * copy in one: kr_state_freeze_begin encodes the head records and
+ * returns a view with no Variables yet; kr_state_freeze_step (loop
+ * thread, between applies) copies up to budget more of them and returns
+ * true once the view is whole.  Until then the view must not be read,
+ * only thawed.  An apply that changes or deletes a Variable the steps
+ * have not reached first puts it in the view as it was, and Variables
+ * made after the freeze stay out of it, so the filled view is exactly
+ * the state at kr_state_freeze_begin.  One view fills at a time: a
+ * freeze, or a restore's install, finishes a view still filling first.
+ */
+int kr_state_freeze_begin(struct kr_state *s, bool with_stage,
+                          struct kr_state_frozen **out);
+bool kr_state_freeze_step(struct kr_state *s, size_t budget);
+size_t kr_state_frozen_size(const struct kr_state_frozen *f);
 size_t kr_state_frozen_head_size(const struct kr_state_frozen *f);
 void kr_state_frozen_write(const struct kr_state_frozen *f, uint8_t *dst);
 /* As kr_state_frozen_write, in pieces of at most about 1 MiB handed to

@@ -958,6 +958,88 @@ static void test_frozen_view_again(void **state)
     kr_buf_free(&bin);
 }
 
+/* One change of the mix below: an overwrite, a delete, or a new path
+ * before, between or after the existing ones, chosen by r. */
+static void churn(struct kr_state *s, unsigned r)
+{
+    static const char *const prefix[] = {"app/", "web/", "aaa/",
+                                         "mmm/", "zzz/", "app/1"};
+    char path[32];
+    unsigned which = r % 6, n = (r / 6) % 150;
+
+    snprintf(path, sizeof(path), "%s%03u", prefix[which], n);
+    if ((r / 900) % 3 == 0)
+        (void)del(s, path);
+    else
+        assert_int_equal(put(s, path, 2, (uint8_t)r), 0);
+}
+
+/* A freeze filled a few Variables per step, with applies between the
+ * steps that overwrite, delete and create Variables on both sides of the
+ * step's position (the node it would copy next among them), writes what
+ * kr_state_snapshot wrote at kr_state_freeze_begin. */
+static void test_freeze_in_steps(void **state)
+{
+    struct kr_state *s;
+    struct kr_state_frozen *f, *g;
+    struct kr_buf bin, want, want2, got;
+    unsigned r = 12345;
+
+    (void)state;
+    for (size_t budget = 1; budget <= 64; budget *= 4) {
+        next_index = 0;
+        s = source(&bin);
+        kr_buf_init(&want);
+        assert_int_equal(kr_state_snapshot(s, &want), 0);
+        assert_int_equal(kr_state_freeze_begin(s, true, &f), 0);
+        while (!kr_state_freeze_step(s, budget))
+            for (int i = 0; i < 5; i++) {
+                r = r * 1103515245u + 12345u;
+                churn(s, r >> 8);
+            }
+        /* Whole: later applies change nothing in it. */
+        for (int i = 0; i < 500; i++)
+            churn(s, (unsigned)i * 7919u);
+        write_frozen(f, &got);
+        assert_int_equal(got.len, want.len);
+        assert_memory_equal(got.data, want.data, want.len);
+        kr_buf_free(&got);
+        kr_state_thaw(s, f);
+        kr_buf_free(&want);
+
+        /* A view given up half filled, and one still filling when another
+         * freeze comes: that freeze finishes it first. */
+        assert_int_equal(kr_state_freeze_begin(s, false, &f), 0);
+        assert_false(kr_state_freeze_step(s, 3));
+        kr_state_thaw(s, f);
+        kr_buf_init(&want);
+        assert_int_equal(kr_state_save(s, &want), 0);
+        assert_int_equal(kr_state_freeze_begin(s, false, &f), 0);
+        assert_false(kr_state_freeze_step(s, 3));
+        churn(s, 0);           /* deletes app/000, copied already */
+        churn(s, 901);         /* overwrites web/000: */
+        churn(s, 6 * 149 + 1); /* web/149, not reached yet */
+        kr_buf_init(&want2);
+        assert_int_equal(kr_state_save(s, &want2), 0);
+        assert_int_equal(kr_state_freeze(s, false, &g), 0);
+        churn(s, 6 * 148 + 1);
+        write_frozen(f, &got);
+        assert_int_equal(got.len, want.len);
+        assert_memory_equal(got.data, want.data, want.len);
+        kr_buf_free(&got);
+        write_frozen(g, &got);
+        assert_int_equal(got.len, want2.len);
+        assert_memory_equal(got.data, want2.data, want2.len);
+        kr_buf_free(&got);
+        kr_state_thaw(s, g);
+        kr_state_thaw(s, f);
+        kr_buf_free(&want);
+        kr_buf_free(&want2);
+        kr_state_free(s);
+        kr_buf_free(&bin);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -974,6 +1056,7 @@ int main(void)
         cmocka_unit_test(test_redact_keeps_identity),
         cmocka_unit_test(test_frozen_view),
         cmocka_unit_test(test_frozen_view_again),
+        cmocka_unit_test(test_freeze_in_steps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
