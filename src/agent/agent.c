@@ -692,6 +692,8 @@ int kr_agent_main(int argc, char **argv)
         .snapshot_trailing = (unsigned)a.cfg->server.raft_trailing_logs,
         .snapshot_interval_ms =
             (uint64_t)(a.cfg->server.raft_snapshot_interval / KR_NS_PER_MS),
+        .snapshot_write_rate =
+            (uint64_t)a.cfg->server.raft_snapshot_write_rate * 1000000u,
         .after_apply = after_apply,
         .arg = &a,
     };

@@ -28,6 +28,7 @@
 
 #include "cluster/frame.h"
 #include "cluster/iodefer.h"
+#include "cluster/snapwrite.h"
 #include "cluster/rpc.h"
 #include "cluster/transport.h"
 #include "common/err.h"
@@ -103,12 +104,19 @@ struct kr_raft {
      * frozen from fsm_snapshot until fsm_snapshot_finalize. */
     struct {
         struct kr_state_frozen *frozen;
-        size_t head;         /* bytes of the frame holding aead KEKs */
-        uint64_t t0, t_loop; /* ms: frozen at t0, the loop's part took */
-        bool close_waits;    /* raft_close waits for finalize */
-        bool too_big;        /* the state exceeds a raft snapshot frame */
-        uv_timer_t gate;     /* reopens the threshold after the interval */
-        uint64_t index;      /* the last applied index at the freeze */
+        uint64_t t0;        /* ms: the freeze began */
+        uint64_t t_loop_us; /* the loop's part of it */
+        uint64_t t_filled;  /* ms from t0 until the view was whole */
+        /* Fills the view a step per loop turn; the worker waits for
+         * filled before it reads the view. */
+        uv_timer_t fill;
+        uv_mutex_t mu;
+        uv_cond_t cv;
+        bool filled;
+        bool close_waits; /* raft_close waits for finalize */
+        bool too_big;     /* the state exceeds a raft snapshot frame */
+        uv_timer_t gate;  /* reopens the threshold after the interval */
+        uint64_t index;   /* the last applied index at the freeze */
         struct kr_raft_snapshot_stats stats;
     } snap;
     void (*close_cb)(void *arg);
@@ -298,15 +306,13 @@ static void free_later(struct kr_raft *r, struct kr_state_garbage *g)
     if (g == NULL)
         return;
     j = calloc(1, sizeof(*j));
-    if (j == NULL) {
-        kr_state_garbage_free(g);
-        return;
-    }
-    j->garbage = g;
-    if (!mem_queue(r, j)) {
-        kr_state_garbage_free(g);
+    if (j != NULL) {
+        j->garbage = g;
+        if (mem_queue(r, j))
+            return;
         free(j);
     }
+    kr_state_garbage_free(g);
 }
 
 /* Called from the agent's tick: a bigger spare array when the state has
@@ -342,6 +348,52 @@ static void grow_spare(struct kr_raft *r)
  * a big leader from answering heartbeats.  raft takes one snapshot at a
  * time, so one set of fields holds it.
  */
+/*
+ * Filling a view: a freeze of a million Variables is 100-250 ms of
+ * copying, which in one piece stopped the server that long.  A timer
+ * copies for at most FILL_SLICE_US each millisecond instead, so the loop
+ * goes on applying entries and answering requests at about half speed
+ * until the view is whole (half a second or so at a million).
+ */
+#define FILL_SLICE_US 500u
+#define FILL_CHUNK 256u /* Variables between looks at the clock */
+
+static void fill_done(struct kr_raft *r)
+{
+    uv_timer_stop(&r->snap.fill);
+    r->snap.t_filled = kr_time_mono_ms() - r->snap.t0;
+    uv_mutex_lock(&r->snap.mu);
+    r->snap.filled = true;
+    uv_cond_signal(&r->snap.cv);
+    uv_mutex_unlock(&r->snap.mu);
+}
+
+static void fill_step(uv_timer_t *h)
+{
+    struct kr_raft *r = h->data;
+    uint64_t t0 = kr_time_mono_us();
+    bool done;
+
+    do
+        done = kr_state_freeze_step(r->cfg.state, FILL_CHUNK);
+    while (!done && kr_time_mono_us() - t0 < FILL_SLICE_US);
+    r->snap.t_loop_us += kr_time_mono_us() - t0;
+    if (done)
+        fill_done(r);
+}
+
+/* The view whole now, in one piece (closing, or no async worker). */
+static void fill_now(struct kr_raft *r)
+{
+    if (r->snap.frozen == NULL || !uv_is_active((uv_handle_t *)&r->snap.fill))
+        return;
+    uint64_t t = kr_time_mono_us();
+
+    (void)kr_state_freeze_step(r->cfg.state, SIZE_MAX);
+    r->snap.t_loop_us += kr_time_mono_us() - t;
+    fill_done(r);
+}
+
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
                         unsigned *n_bufs)
 {
@@ -349,11 +401,13 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     uint64_t t0 = kr_time_mono_ms();
 
     KR_BUG_ON(r->snap.frozen != NULL);
-    if (kr_state_freeze(r->cfg.state, true, &r->snap.frozen) != 0)
+    if (kr_state_freeze_begin(r->cfg.state, true, &r->snap.frozen) != 0)
         return RAFT_NOMEM;
     r->snap.t0 = t0;
-    r->snap.t_loop = kr_time_mono_ms() - t0;
+    r->snap.t_loop_us = (kr_time_mono_ms() - t0) * 1000u;
     r->snap.index = raft_last_applied(&r->raft);
+    r->snap.filled = false;
+    uv_timer_start(&r->snap.fill, fill_step, 0, 1);
     *bufs = NULL;
     *n_bufs = 0;
     return 0;
@@ -380,8 +434,10 @@ static int fsm_snapshot_sync(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     struct kr_raft *r = fsm->data;
     int rv = fsm_snapshot(fsm, bufs, n_bufs);
 
-    if (rv == 0)
+    if (rv == 0) {
+        fill_now(r);
         rv = fsm_snapshot_async(fsm, bufs, n_bufs);
+    }
     if (rv != 0 && r->snap.frozen != NULL) {
         report_too_big(r);
         kr_state_thaw(r->cfg.state, r->snap.frozen);
@@ -390,76 +446,109 @@ static int fsm_snapshot_sync(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     return rv;
 }
 
-/* Worker thread: reads only the frozen view, which the loop leaves
- * alone until finalize. */
+/* snapwrite's source, on libraft's write thread: the frame around the
+ * view's encoding, streamed.  The loop leaves the view alone until
+ * finalize. */
+static int emit_piece(void *arg, const void *p, size_t n, char *errmsg)
+{
+    (void)errmsg;
+    return kr_snapwrite_put(arg, p, n) == 0 ? 0 : KR_EIO;
+}
+
+static int produce(void *arg, struct kr_snapwrite_sink *sink)
+{
+    struct kr_raft *r = arg;
+    size_t len = kr_state_frozen_size(r->snap.frozen);
+    uint8_t head[KR_FRAME_HEADER] = {(uint8_t)len, (uint8_t)(len >> 8),
+                                     (uint8_t)(len >> 16),
+                                     (uint8_t)(len >> 24)};
+    static const uint8_t zeros[8];
+    size_t pad = kr_frame_size(len) - KR_FRAME_HEADER - len;
+    /* Encoding hundreds of MB must not starve the loop. */
+    int prio = kr_thread_background();
+    int rv = kr_snapwrite_put(sink, head, sizeof(head));
+
+    if (rv == 0)
+        rv = kr_state_frozen_emit(r->snap.frozen, emit_piece, sink, NULL) == 0
+                 ? 0
+                 : -1;
+    if (rv == 0)
+        rv = kr_snapwrite_put(sink, zeros, pad);
+    kr_thread_foreground(prio);
+    return rv;
+}
+
+/* Worker thread: waits for the view to be whole, and hands raft a
+ * placeholder that snapwrite fills as raft writes it (snapwrite.h). */
 static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[],
                               unsigned *n_bufs)
 {
     struct kr_raft *r = fsm->data;
-    size_t len = kr_state_frozen_size(r->snap.frozen);
-    struct raft_buffer *out = raft_malloc(sizeof(*out));
-    int prio;
+    struct raft_buffer *out;
+    size_t len;
 
-    if (out == NULL)
-        return RAFT_NOMEM;
+    uv_mutex_lock(&r->snap.mu);
+    while (!r->snap.filled)
+        uv_cond_wait(&r->snap.cv, &r->snap.mu);
+    uv_mutex_unlock(&r->snap.mu);
+    len = kr_state_frozen_size(r->snap.frozen);
     if (len > KR_FRAME_PAYLOAD_MAX) {
         /* Logged on the loop, in finalize. */
         r->snap.too_big = true;
-        raft_free(out);
         return RAFT_NOMEM;
     }
-    /* Allocating and filling hundreds of MB must not starve the loop. */
-    prio = kr_thread_background();
+    out = raft_malloc(sizeof(*out));
+    if (out == NULL)
+        return RAFT_NOMEM;
     out->len = kr_frame_size(len);
-    out->base = raft_malloc(out->len);
+    out->base =
+        kr_snapwrite_arm(out->len, r->cfg.snapshot_write_rate, produce, r);
     if (out->base == NULL) {
-        kr_thread_foreground(prio);
         raft_free(out);
         return RAFT_NOMEM;
     }
-    kr_state_frozen_write(r->snap.frozen, kr_frame_begin(out->base, len));
-    kr_thread_foreground(prio);
-    r->snap.head = KR_FRAME_HEADER + kr_state_frozen_head_size(r->snap.frozen);
     *bufs = out;
     *n_bufs = 1;
     return 0;
 }
 
-/* Version 2+ contract: the buffers stay ours and are freed here. */
+/* Version 2+ contract: the buffers stay ours and are released here. */
 static int fsm_snapshot_finalize(struct raft_fsm *fsm,
                                  struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     struct kr_raft *r = fsm->data;
     size_t len = *n_bufs > 0 ? (*bufs)[0].len : 0;
+    uint64_t write_ms = 0;
+    struct kr_state_garbage *garbage = NULL;
 
-    for (unsigned i = 0; i < *n_bufs; i++) {
-        /* The head records carry the aead KEKs in the clear. */
-        explicit_bzero((*bufs)[i].base, r->snap.head < (*bufs)[i].len
-                                            ? r->snap.head
-                                            : (*bufs)[i].len);
-        raft_free((*bufs)[i].base);
-    }
+    for (unsigned i = 0; i < *n_bufs; i++)
+        write_ms += kr_snapwrite_release((*bufs)[i].base, (*bufs)[i].len);
     raft_free(*bufs);
     *bufs = NULL;
     *n_bufs = 0;
     report_too_big(r);
+    uv_timer_stop(&r->snap.fill);
     if (r->snap.frozen != NULL) {
         struct kr_raft_snapshot_stats *st = &r->snap.stats;
 
         st->taken++;
         st->last_index = r->snap.index;
         st->last_bytes = len;
-        st->last_loop_ms = r->snap.t_loop;
+        st->last_loop_ms = r->snap.t_loop_us / 1000u;
+        st->last_write_ms = write_ms;
         st->last_ms = kr_time_mono_ms() - r->snap.t0;
         KR_DEBUG("raft",
-                 "snapshot of %zu bytes: %llu ms on the loop, %llu ms in all",
+                 "snapshot of %zu bytes: %llu ms on the loop (over %llu ms), "
+                 "%llu ms encoding and writing, %llu ms in all",
                  len, (unsigned long long)st->last_loop_ms,
+                 (unsigned long long)r->snap.t_filled,
+                 (unsigned long long)st->last_write_ms,
                  (unsigned long long)st->last_ms);
-        free_later(r, kr_state_thaw_deferred(r->cfg.state, r->snap.frozen));
+        garbage = kr_state_thaw_deferred(r->cfg.state, r->snap.frozen);
         r->snap.frozen = NULL;
-        r->snap.head = 0;
         close_gate(r);
     }
+    free_later(r, garbage);
     if (r->snap.close_waits) {
         r->snap.close_waits = false;
         raft_close(&r->raft, raft_closed);
@@ -1000,6 +1089,8 @@ static void component_closed(struct kr_raft *r)
     free(r->raft_dir);
     free(r->address);
     kr_buf_free(&r->batch);
+    uv_cond_destroy(&r->snap.cv);
+    uv_mutex_destroy(&r->snap.mu);
     free(r);
     if (cb != NULL)
         cb(arg);
@@ -1024,6 +1115,8 @@ static void free_partial(struct kr_raft *r)
     }
     free(r->raft_dir);
     free(r->address);
+    uv_cond_destroy(&r->snap.cv);
+    uv_mutex_destroy(&r->snap.mu);
     free(r);
 }
 
@@ -1040,6 +1133,15 @@ int kr_raft_start(struct kr_raft **out, const struct kr_raft_config *cfg,
     r = calloc(1, sizeof(*r));
     if (r == NULL)
         return kr_errf(errmsg, KR_ENOMEM, "out of memory");
+    if (uv_mutex_init(&r->snap.mu) != 0) {
+        free(r);
+        return kr_errf(errmsg, KR_ENOMEM, "out of memory");
+    }
+    if (uv_cond_init(&r->snap.cv) != 0) {
+        uv_mutex_destroy(&r->snap.mu);
+        free(r);
+        return kr_errf(errmsg, KR_ENOMEM, "out of memory");
+    }
     r->cfg = *cfg;
     n = strlen(cfg->data_dir) + sizeof("/raft");
     r->raft_dir = malloc(n);
@@ -1125,6 +1227,8 @@ int kr_raft_start(struct kr_raft **out, const struct kr_raft_config *cfg,
     r->tick.data = r;
     uv_timer_init(cfg->loop, &r->snap.gate);
     r->snap.gate.data = r;
+    uv_timer_init(cfg->loop, &r->snap.fill);
+    r->snap.fill.data = r;
     uv_check_init(cfg->loop, &r->flush);
     r->flush.data = r;
     uv_idle_init(cfg->loop, &r->flush_idle);
@@ -1177,9 +1281,10 @@ fail_after_init:
         if (r->rpc != NULL) {
             kr_rpc_close(r->rpc);
             r->rpc = NULL;
-            r->closing += 4;
+            r->closing += 5;
             uv_close((uv_handle_t *)&r->tick, handle_closed);
             uv_close((uv_handle_t *)&r->snap.gate, handle_closed);
+            uv_close((uv_handle_t *)&r->snap.fill, handle_closed);
             uv_close((uv_handle_t *)&r->flush, handle_closed);
             uv_close((uv_handle_t *)&r->flush_idle, handle_closed);
         }
@@ -1491,7 +1596,8 @@ void kr_raft_close(struct kr_raft *r, void (*cb)(void *arg), void *arg)
              (unsigned long long)kr_iodefer_count());
     r->close_cb = cb;
     r->close_arg = arg;
-    r->closing = 5; /* two timers, the two flush handles and raft */
+    /* two timers, the fill and two flush handles, and raft */
+    r->closing = 6;
     if (r->calls_out > 0) {
         /* Membership calls in flight still point at r. */
         r->closing++;
@@ -1501,6 +1607,9 @@ void kr_raft_close(struct kr_raft *r, void (*cb)(void *arg), void *arg)
     uv_close((uv_handle_t *)&r->tick, handle_closed);
     uv_timer_stop(&r->snap.gate);
     uv_close((uv_handle_t *)&r->snap.gate, handle_closed);
+    /* A worker may be waiting for the view. */
+    fill_now(r);
+    uv_close((uv_handle_t *)&r->snap.fill, handle_closed);
     /* Entries not yet proposed never will be. */
     if (r->batch_n > 0) {
         unsigned n = r->batch_n;

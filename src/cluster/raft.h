@@ -51,6 +51,9 @@ struct kr_raft_config {
     /* Minimum time between snapshots unless GATE_FACTOR (8) times
      * snapshot_threshold entries pile up; 0: every snapshot_threshold. */
     uint64_t snapshot_interval_ms;
+    /* Bytes per second our snapshots are written to disk at (0: as fast
+     * as the disk takes them, still in slices); see snapwrite.h. */
+    uint64_t snapshot_write_rate;
     void (*after_apply)(void *arg);
     /* A connection forwarded to us over the RPC port, speaking HTTP; the
      * callee takes the stream (NULL: such connections are refused). */
@@ -104,8 +107,9 @@ struct kr_raft_snapshot_stats {
     uint64_t taken;
     uint64_t last_index;
     uint64_t last_bytes;
-    uint64_t last_loop_ms; /* the freeze, on the loop */
-    uint64_t last_ms;      /* from the freeze until raft stored it */
+    uint64_t last_loop_ms;  /* the freeze, on the loop (in steps) */
+    uint64_t last_write_ms; /* encoding and paced write (snapwrite.h) */
+    uint64_t last_ms;       /* from the freeze until raft stored it */
 };
 void kr_raft_snapshot_stats(struct kr_raft *r,
                             struct kr_raft_snapshot_stats *out);

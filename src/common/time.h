@@ -16,6 +16,8 @@
 int64_t kr_time_now_ns(void);
 /* Monotonic clock in milliseconds, for timeouts. */
 uint64_t kr_time_mono_ms(void);
+/* The same clock in microseconds. */
+uint64_t kr_time_mono_us(void);
 
 /*
  * Parses a Go duration ("720h", "1h30m", "1.5s", "250ms", "0") into

@@ -1,0 +1,63 @@
+/*
+ * Writes our raft snapshots to disk as they are encoded, at a paced rate.
+ *
+ * libraft stores a snapshot by writing the buffers the FSM hands it, in
+ * one pwrite(2), then one fsync.  At a million Variables that buffer is
+ * 400 MB: filling it cost a second of page faults on a VM, it doubled the
+ * server's memory, and the flush of 400 MB at once (on every server at
+ * about the same moment) held every raft log fsync on the disk for
+ * hundreds of milliseconds.
+ *
+ * Instead the FSM hands libraft a placeholder: an address range of the
+ * snapshot's length with no memory behind it (PROT_NONE), armed here
+ * with a source that produces the bytes.  This module defines pwrite64()
+ * in the executable, which the dynamic linker binds ahead of libc's for
+ * every library (libuv makes libraft's file writes through it).  A call
+ * whose buffer and length are the armed placeholder's runs the source,
+ * which hands its bytes in pieces to kr_snapwrite_put: each piece is
+ * written at the next offset, every few MiB are pushed to the disk
+ * (sync_file_range, waiting for it) and dropped from the page cache, and
+ * the writer sleeps as needed to stay under the armed rate.  Every other
+ * call goes to libc's pwrite64 unchanged.  libraft never reads a
+ * snapshot's buffers itself (compression is off); if anything did, the
+ * placeholder would fault, loudly, instead of writing a wrong snapshot,
+ * and a write of it that does not come through here fails with EFAULT.
+ *
+ * After a snapshot libraft removes the log segments it no longer needs,
+ * tens of 8 MiB files in a row; on a busy disk each removal took 1-8 ms
+ * of the file system's journal, and every raft log fsync waited behind
+ * the burst.  This module also defines unlink(): a removal of a closed
+ * segment (a name of two 16-digit indexes) is followed by a rest three
+ * times as long as it took, on the libraft thread that made it, so the
+ * removals are spread out.  Every other unlink is passed on unchanged.
+ *
+ * Any thread.
+ */
+#ifndef KR_CLUSTER_SNAPWRITE_H
+#define KR_CLUSTER_SNAPWRITE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct kr_snapwrite_sink;
+
+/* Produces the whole snapshot through kr_snapwrite_put, in order.
+ * Returns 0, or -1 after a failed put. */
+typedef int (*kr_snapwrite_source_fn)(void *arg, struct kr_snapwrite_sink *s);
+
+/* Writes p[0..n) next.  0, or -1 with errno set (the write failed, or
+ * would go past the armed length). */
+int kr_snapwrite_put(struct kr_snapwrite_sink *s, const void *p, size_t n);
+
+/* A placeholder of len bytes whose write runs source(arg) at up to
+ * bytes_per_sec (0: no limit, still in synced slices); NULL when the
+ * range cannot be reserved.  One placeholder is armed at a time: arming
+ * another replaces it. */
+void *kr_snapwrite_arm(size_t len, uint64_t bytes_per_sec,
+                       kr_snapwrite_source_fn source, void *arg);
+
+/* Disarms and unmaps a placeholder (NULL: nothing).  Returns the
+ * milliseconds its write took, 0 if it was never written. */
+uint64_t kr_snapwrite_release(void *base, size_t len);
+
+#endif

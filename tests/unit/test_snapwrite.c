@@ -1,0 +1,227 @@
+/*
+ * Unit tests for src/cluster/snapwrite.c: a write of the armed
+ * placeholder writes exactly what its source produces, at no more than
+ * the armed rate; every other pwrite64 and unlink passes through with its
+ * result and errno; a source that fails or overflows makes the write
+ * short, as libraft expects of a failed write.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cluster/snapwrite.h"
+
+/* Byte i of the test stream. */
+static uint8_t pattern(size_t i)
+{
+    return (uint8_t)(i * 131u + (i >> 12));
+}
+
+struct src {
+    size_t len;   /* bytes to produce */
+    size_t piece; /* in pieces of this size */
+    int fail_at;  /* fail after this many pieces (-1: never) */
+};
+
+static int produce(void *arg, struct kr_snapwrite_sink *s)
+{
+    struct src *c = arg;
+    uint8_t *buf = malloc(c->piece);
+    int rv = 0, n = 0;
+
+    assert_non_null(buf);
+    for (size_t off = 0; off < c->len && rv == 0; off += c->piece, n++) {
+        size_t k = c->len - off < c->piece ? c->len - off : c->piece;
+
+        if (n == c->fail_at) {
+            rv = -1;
+            break;
+        }
+        for (size_t i = 0; i < k; i++)
+            buf[i] = pattern(off + i);
+        rv = kr_snapwrite_put(s, buf, k);
+    }
+    free(buf);
+    return rv;
+}
+
+static int temp_file(char *path)
+{
+    int fd;
+
+    strcpy(path, "/var/tmp/kr-snapwrite-XXXXXX");
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    return fd;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void check_file(int fd, size_t len)
+{
+    uint8_t *got = malloc(len);
+    struct stat st;
+
+    assert_non_null(got);
+    assert_int_equal(fstat(fd, &st), 0);
+    assert_int_equal((size_t)st.st_size, len);
+    assert_int_equal(pread(fd, got, len, 0), (ssize_t)len);
+    for (size_t i = 0; i < len; i++)
+        if (got[i] != pattern(i))
+            fail_msg("byte %zu is %u, not %u", i, got[i], pattern(i));
+    free(got);
+}
+
+/* Sizes around the 4 MiB slice and the 4 KiB page of O_DIRECT. */
+static void test_placeholder_is_produced(void **state)
+{
+    static const size_t lens[] = {1, 4095, 4096, (4u << 20) - 1, 4u << 20,
+                                  (10u << 20) + 123};
+    char path[64];
+
+    (void)state;
+    for (size_t t = 0; t < sizeof(lens) / sizeof(lens[0]); t++) {
+        struct src c = {.len = lens[t], .piece = 7777, .fail_at = -1};
+        int fd = temp_file(path);
+        void *base = kr_snapwrite_arm(c.len, 0, produce, &c);
+
+        assert_non_null(base);
+        assert_int_equal(pwrite64(fd, base, c.len, 0), (ssize_t)c.len);
+        /* Disarmed by the write: the placeholder itself is unreadable. */
+        errno = 0;
+        assert_int_equal(pwrite64(fd, base, c.len, 0), -1);
+        assert_int_equal(errno, EFAULT);
+        (void)kr_snapwrite_release(base, c.len);
+        check_file(fd, c.len);
+        close(fd);
+        unlink(path);
+    }
+}
+
+static void test_rate_is_kept(void **state)
+{
+    struct src c = {.len = 2u << 20, .piece = 65536, .fail_at = -1};
+    char path[64];
+    int fd = temp_file(path);
+    void *base;
+    double t0;
+    uint64_t ms;
+
+    (void)state;
+    base = kr_snapwrite_arm(c.len, 4000000, produce, &c); /* 4 MB/s */
+    assert_non_null(base);
+    t0 = now_s();
+    assert_int_equal(pwrite64(fd, base, c.len, 0), (ssize_t)c.len);
+    assert_true(now_s() - t0 >= 0.95 * (double)c.len / 4e6);
+    ms = kr_snapwrite_release(base, c.len);
+    assert_true(ms >= 500);
+    check_file(fd, c.len);
+    close(fd);
+    unlink(path);
+}
+
+static void test_other_writes_pass_through(void **state)
+{
+    struct src c = {.len = 8192, .piece = 1000, .fail_at = -1};
+    char path[64];
+    int fd = temp_file(path);
+    uint8_t buf[8192];
+    void *base;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(buf); i++)
+        buf[i] = pattern(i);
+    base = kr_snapwrite_arm(c.len, 0, produce, &c);
+    /* Another buffer, and the placeholder with another length. */
+    assert_int_equal(pwrite64(fd, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+    errno = 0;
+    assert_int_equal(pwrite64(fd, base, c.len - 1, 0), -1);
+    assert_int_equal(errno, EFAULT);
+    errno = 0;
+    assert_int_equal(pwrite64(-1, buf, 1, 0), -1);
+    assert_int_equal(errno, EBADF);
+    assert_int_equal(kr_snapwrite_release(base, c.len), 0); /* never written */
+    check_file(fd, sizeof(buf));
+    close(fd);
+    unlink(path);
+}
+
+static void test_failing_source_makes_a_short_write(void **state)
+{
+    struct src fails = {.len = 6u << 20, .piece = 1u << 20, .fail_at = 5};
+    struct src over = {.len = 4096, .piece = 4096, .fail_at = -1};
+    char path[64];
+    int fd = temp_file(path);
+    void *base;
+    ssize_t n;
+
+    (void)state;
+    base = kr_snapwrite_arm(fails.len, 0, produce, &fails);
+    n = pwrite64(fd, base, fails.len, 0);
+    assert_true(n >= 0 && (size_t)n < fails.len);
+    (void)kr_snapwrite_release(base, fails.len);
+    /* A source producing more than the placeholder's length. */
+    base = kr_snapwrite_arm(over.len - 1, 0, produce, &over);
+    n = pwrite64(fd, base, over.len - 1, 0);
+    assert_true(n < (ssize_t)over.len - 1);
+    (void)kr_snapwrite_release(base, over.len - 1);
+    close(fd);
+    unlink(path);
+}
+
+static void test_unlink(void **state)
+{
+    char dir[] = "/var/tmp/kr-unlink-XXXXXX";
+    char seg[128], other[128];
+    int fd;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(seg, sizeof(seg), "%s/0000000000000001-0000000000000042", dir);
+    snprintf(other, sizeof(other), "%s/open-1", dir);
+    fd = open(seg, O_CREAT | O_WRONLY, 0600);
+    close(fd);
+    fd = open(other, O_CREAT | O_WRONLY, 0600);
+    close(fd);
+    assert_int_equal(unlink(seg), 0);
+    assert_int_equal(unlink(other), 0);
+    assert_int_equal(access(seg, F_OK), -1);
+    assert_int_equal(access(other, F_OK), -1);
+    errno = 0;
+    assert_int_equal(unlink(seg), -1);
+    assert_int_equal(errno, ENOENT);
+    errno = 0;
+    assert_int_equal(unlink(other), -1);
+    assert_int_equal(errno, ENOENT);
+    assert_int_equal(rmdir(dir), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_placeholder_is_produced),
+        cmocka_unit_test(test_rate_is_kept),
+        cmocka_unit_test(test_other_writes_pass_through),
+        cmocka_unit_test(test_failing_source_makes_a_short_write),
+        cmocka_unit_test(test_unlink),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
