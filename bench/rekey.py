@@ -8,10 +8,11 @@ in bench/cluster.py (whose start-up and wrk helpers this reuses), TLS off:
 1. Load: the Variables bench/rekey/<0000000..> are PUT through the leader
    with HTTP/1.1 pipelining over 64 keep-alive connections (16 requests in
    flight on each), from one Python thread.
-2. Foreground baseline: wrk, 8 clients (one thread and connection each,
-   client i to server i mod 3), BENCH_SECONDS (default 5) of
-   PUT /v1/var/bench/fg/<n> with a 256-byte value over 1000 paths, after a
-   2 s warm-up.
+2. Foreground baseline, once every follower has caught up and the raft
+   snapshots the load set off are written: wrk, 8 clients (one thread and
+   connection each, client i to server i mod 3), BENCH_SECONDS (default
+   5) of PUT /v1/var/bench/fg/<n> with a 256-byte value over 1000 paths,
+   after a 2 s warm-up.
 3. PUT /v1/operator/keyring/rotate?full=true on the leader, and at once the
    same wrk load again, in runs of BENCH_SECONDS one after another until
    the rekey is done.  The rekey time runs from the rotate call until
@@ -31,6 +32,9 @@ Environment:
                        raft_snapshot_threshold for the servers (default:
                        the server's, 8192); a large value keeps raft
                        snapshots of the whole state out of the measurement
+  BENCH_REKEY_WRITE_RATE
+                       raft_snapshot_write_rate (MB/s) for the servers
+                       (default: the server's)
   BENCH_FORM_TIMEOUT   seconds to wait for the cluster (default 30)
   BENCH_DIR            parent of the temp dir (default: the system temp dir)
 
@@ -56,6 +60,8 @@ import cluster  # noqa: E402  bench/cluster.py: start-up and wrk helpers
 NVARS = int(os.environ.get("BENCH_REKEY_VARS", "1000000"))
 # raft_snapshot_threshold for the servers; unset = the server's default.
 SNAP = os.environ.get("BENCH_REKEY_SNAPSHOT_THRESHOLD", "")
+# raft_snapshot_write_rate (MB/s) for the servers; unset = the default.
+RATE = os.environ.get("BENCH_REKEY_WRITE_RATE", "")
 SECS = cluster.SECS
 CLIENTS = 8
 VALUE = "v" * 256
@@ -237,6 +243,29 @@ def settle(servers, leader, timeout=600):
     return time.time() - start
 
 
+def snapshots_done(servers, timeout=120):
+    """Waits until no server is writing a raft snapshot (two polls 0.5 s
+    apart agree): the load ends with one on every server, which belongs
+    to neither the baseline nor the rekey.  Returns the seconds waited."""
+    start = time.time()
+    quiet = 0
+    while quiet < 2:
+        if time.time() - start > timeout:
+            raise SystemExit(f"bench: raft snapshots still running after "
+                             f"{timeout}s")
+        busy = False
+        for s in servers:
+            st, body = cluster.http("GET", s["base"] + "/v1/agent/health")
+            try:
+                busy |= st == 200 and json.loads(body)["raft"][
+                    "snapshot_running"]
+            except (ValueError, KeyError):
+                busy = True
+        quiet = 0 if busy else quiet + 1
+        time.sleep(0.5)
+    return time.time() - start
+
+
 def rekey_status(leader):
     st, body = cluster.http("GET", leader["base"] +
                             "/v1/operator/keyring/rekey", timeout=10)
@@ -264,14 +293,14 @@ def keys(base):
     return {k["KeyID"]: k for k in json.loads(body)}
 
 
-def with_snapshot_threshold(n):
+def with_server_keys(keys):
     """bench/cluster.py writes the server configurations; this appends
-    a raft_snapshot_threshold to each of them."""
+    server {} keys (name: value) to each of them."""
     base = cluster.keyraft_config
+    lines = "".join(f"  {k} = {v}\n" for k, v in keys.items())
 
     def config(*args):
-        return (base(*args) +
-                f"server {{\n  raft_snapshot_threshold = {n}\n}}\n")
+        return base(*args) + f"server {{\n{lines}}}\n"
 
     cluster.keyraft_config = config
 
@@ -361,8 +390,13 @@ def run(work, binary, out):
     """The whole measurement; fills out with the figures as they come."""
     procs = cluster.Procs()
     watch = None
+    extra = {}
     if SNAP:
-        with_snapshot_threshold(int(SNAP))
+        extra["raft_snapshot_threshold"] = int(SNAP)
+    if RATE:
+        extra["raft_snapshot_write_rate"] = int(RATE)
+    if extra:
+        with_server_keys(extra)
     try:
         servers = cluster.keyraft_start(procs, work, 3, binary)
         cluster.keyraft_check(servers)
@@ -371,6 +405,7 @@ def run(work, binary, out):
         t_load = time.time()
         out["load_s"], out["load_503"] = load(leader, NVARS)
         out["settle_s"] = settle(servers, leader)
+        out["quiet_s"] = snapshots_done(servers)
         out["load_elections"] = watch.elections(t_load, time.time())
 
         script = cluster.write_lua(work, "fg", [s["addr"] for s in servers],
@@ -492,11 +527,14 @@ def main():
     print(f"\nFull rekey on a 3-server keyraft cluster, {NVARS:,} Variables "
           f"of 256 B, {os.cpu_count()} cores (servers, loader and wrk on the "
           "same machine), raft_snapshot_threshold "
-          f"{SNAP or 'default'}")
+          f"{SNAP or 'default'}, raft_snapshot_write_rate "
+          f"{RATE or 'default'}")
     print(f"load:      {NVARS:,} Variables in {r['load_s']:.1f} s "
           f"({NVARS / r['load_s']:.0f}/s), pipelined PUTs to the leader; "
           f"{r['load_503']} answered 503 and were sent again; "
-          f"followers caught up {r['settle_s']:.1f} s later")
+          f"followers caught up {r['settle_s']:.1f} s later; the raft "
+          f"snapshots the load set off were done {r['quiet_s']:.1f} s "
+          "after that")
     print(f"rekey:     {r['total']:,} Variables in {r['rekey_s']:.1f} s = "
           f"{r['total'] / r['rekey_s']:.0f} Variables/s (rotate?full=true "
           "until the rekey status says Running false; 50 ms polling)")
@@ -558,6 +596,8 @@ def main():
         print("status polls without a leader in the answer (server, "
               f"seconds): {r['unanswered']}")
     snap = f"BENCH_REKEY_SNAPSHOT_THRESHOLD={SNAP} " if SNAP else ""
+    if RATE:
+        snap += f"BENCH_REKEY_WRITE_RATE={RATE} "
     print(f"reproduce: KEYRAFT_BIN={binary} BENCH_REKEY_VARS={NVARS} "
           f"{snap}BENCH_SECONDS={SECS} /usr/bin/python3 bench/rekey.py")
     if failed:
