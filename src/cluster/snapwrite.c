@@ -99,8 +99,8 @@ void *kr_snapwrite_arm(size_t len, uint64_t bytes_per_sec,
 
     if (len == 0)
         return NULL;
-    base = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                -1, 0);
+    base = mmap(NULL, len, PROT_NONE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (base == MAP_FAILED)
         return NULL;
     pthread_mutex_lock(&arm.mu);

@@ -62,7 +62,7 @@ struct kr_config_server {
     int raft_snapshot_threshold;         /* entries between snapshots, 8192 */
     int raft_trailing_logs;         /* entries kept after a snapshot, 10240 */
     int64_t raft_snapshot_interval; /* ns between snapshots, 120 s */
-    int raft_snapshot_write_rate;   /* MB/s a snapshot is written at, 100 */
+    int raft_snapshot_write_rate;   /* MB/s a snapshot is written at, 50 */
     struct kr_config_server_join server_join;
 };
 

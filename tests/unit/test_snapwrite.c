@@ -93,8 +93,8 @@ static void check_file(int fd, size_t len)
 /* Sizes around the 4 MiB slice and the 4 KiB page of O_DIRECT. */
 static void test_placeholder_is_produced(void **state)
 {
-    static const size_t lens[] = {1, 4095, 4096, (4u << 20) - 1, 4u << 20,
-                                  (10u << 20) + 123};
+    static const size_t lens[] = {
+        1, 4095, 4096, (4u << 20) - 1, 4u << 20, (10u << 20) + 123};
     char path[64];
 
     (void)state;
