@@ -578,9 +578,10 @@ def main():
         print("p99 during / without, worst window without a raft "
               "snapshot: " + (f"{ratio(quiet):.2f}x" if quiet else
                               "- (every window held one)"))
-        print("  (a raft snapshot: every server writes its whole state to "
-              "the one disk they share here; see docs/operations.md, the "
-              "rekey benchmark)")
+        print("  (a raft snapshot: a server encodes its whole state and "
+              "writes it, at raft_snapshot_write_rate, to the disk all "
+              "three share here; see docs/operations.md, the rekey "
+              "benchmark)")
     print("leadership changes seen (/v1/status/leader every 250 ms): "
           f"{r['load_elections']} while loading, {r['base_elections']} "
           f"without rekey, {r['rekey_elections']} during the rekey")
