@@ -404,7 +404,7 @@ static void fill_step(uv_timer_t *h)
     bool done;
 
     do
-        done = kr_state_freeze_step(r->cfg.state, FILL_CHUNK);
+        done = kr_state_freeze_step(r->cfg.state, r->snap.frozen, FILL_CHUNK);
     while (!done && kr_time_mono_us() - t0 < FILL_SLICE_US);
     r->snap.t_loop_us += kr_time_mono_us() - t0;
     if (done)
@@ -418,7 +418,7 @@ static void fill_now(struct kr_raft *r)
         return;
     uint64_t t = kr_time_mono_us();
 
-    (void)kr_state_freeze_step(r->cfg.state, SIZE_MAX);
+    (void)kr_state_freeze_step(r->cfg.state, r->snap.frozen, SIZE_MAX);
     r->snap.t_loop_us += kr_time_mono_us() - t;
     fill_done(r);
 }

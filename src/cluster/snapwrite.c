@@ -243,6 +243,8 @@ ssize_t pwrite64(int fd, const void *buf, size_t n, off64_t off)
             rv = write_out(&s);
         if (s.direct)
             (void)fcntl(fd, F_SETFL, s.flags);
+        /* It held the head records, which carry the aead KEKs. */
+        explicit_bzero(s.stage, SLICE);
         free(s.stage);
     }
     pthread_mutex_lock(&arm.mu);

@@ -31,6 +31,9 @@
  * times as long as it took, on the libraft thread that made it, so the
  * removals are spread out.  Every other unlink is passed on unchanged.
  *
+ * The staging buffer is wiped before it is freed: a raft snapshot's head
+ * records carry the aead KEKs.
+ *
  * Any thread.
  */
 #ifndef KR_CLUSTER_SNAPWRITE_H

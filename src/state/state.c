@@ -1080,13 +1080,14 @@ static void fill_touch(struct kr_state *s, struct var_node *n)
     n->epoch = s->mem.epoch;
 }
 
-bool kr_state_freeze_step(struct kr_state *s, size_t budget)
+bool kr_state_freeze_step(struct kr_state *s, struct kr_state_frozen *view,
+                          size_t budget)
 {
     struct kr_state_frozen *f = s->mem.filling;
     struct var_node *n;
 
-    if (f == NULL)
-        return true;
+    if (f == NULL || (view != NULL && f != view))
+        return true; /* view is whole (another may be filling) */
     for (; budget > 0 && (n = s->mem.fill_next) != NULL; budget--) {
         s->mem.fill_next = RB_NEXT(var_tree, &s->vars, n);
         if (n->epoch == s->mem.epoch)
@@ -1106,7 +1107,7 @@ bool kr_state_freeze_step(struct kr_state *s, size_t budget)
 
 static void fill_finish(struct kr_state *s)
 {
-    (void)kr_state_freeze_step(s, SIZE_MAX);
+    (void)kr_state_freeze_step(s, NULL, SIZE_MAX);
 }
 
 /* A new epoch marks the nodes of the next view; on the (once in 2^32

@@ -179,17 +179,18 @@ int kr_state_freeze(struct kr_state *s, bool with_stage,
  * The same freeze spread over many loop turns, for a state too big to
  * copy in one: kr_state_freeze_begin encodes the head records and
  * returns a view with no Variables yet; kr_state_freeze_step (loop
- * thread, between applies) copies up to budget more of them and returns
- * true once the view is whole.  Until then the view must not be read,
- * only thawed.  An apply that changes or deletes a Variable the steps
- * have not reached first puts it in the view as it was, and Variables
- * made after the freeze stay out of it, so the filled view is exactly
- * the state at kr_state_freeze_begin.  One view fills at a time: a
+ * thread, between applies) copies up to budget more of view's and
+ * returns true once view is whole (view NULL: whichever is filling).  Until
+ * then the view must not be read, only thawed.  An apply that changes or
+ * deletes a Variable the steps have not reached first puts it in the view as it
+ * was, and Variables made after the freeze stay out of it, so the filled view
+ * is exactly the state at kr_state_freeze_begin.  One view fills at a time: a
  * freeze, or a restore's install, finishes a view still filling first.
  */
 int kr_state_freeze_begin(struct kr_state *s, bool with_stage,
                           struct kr_state_frozen **out);
-bool kr_state_freeze_step(struct kr_state *s, size_t budget);
+bool kr_state_freeze_step(struct kr_state *s, struct kr_state_frozen *view,
+                          size_t budget);
 size_t kr_state_frozen_size(const struct kr_state_frozen *f);
 size_t kr_state_frozen_head_size(const struct kr_state_frozen *f);
 void kr_state_frozen_write(const struct kr_state_frozen *f, uint8_t *dst);

@@ -19,7 +19,7 @@ import zlib
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from conftest import SLOW, cluster_leader
+from conftest import SANITIZED, SLOW, cluster_leader
 
 SNAP = "/v1/operator/snapshot"
 
@@ -267,6 +267,77 @@ def encodings(b):
 def found(haystack, secrets):
     return {(name, enc) for name, s in secrets for enc, e in encodings(s)
             if e in haystack}
+
+
+def test_save_while_clients_write_is_one_index(make_agent, tmp_path):
+    """A save of a state big enough that its freeze takes many loop turns
+    (the copy runs in 0.2 ms slices), while a client creates, overwrites
+    and deletes Variables that sort after all the others (the copy
+    reaches them last): the archive is the state at one index, so the
+    creations form a prefix that agrees with the counter, and so do the
+    deletions."""
+    from test_lifecycle import pipeline, var_body
+    a = make_agent()
+    n_bulk = 20_000 if SANITIZED else 60_000
+    reqs = [("PUT", f"/v1/var/bulk/{i:06d}", var_body(f"b{i}"))
+            for i in range(n_bulk)]
+    reqs += [("PUT", f"/v1/var/del/{i:05d}", var_body("d")) for i in range(500)]
+    assert all(st == 200 for st, _ in pipeline(a.http_port, reqs))
+
+    stop = threading.Event()
+    done = []
+
+    def writer():
+        c = http.client.HTTPConnection("127.0.0.1", a.http_port,
+                                       timeout=30 * SLOW)
+
+        def call(method, path, items=None):
+            body = json.dumps({"Items": items}) if items else None
+            c.request(method, "/v1/var/" + path, body=body)
+            r = c.getresponse()
+            r.read()
+            assert r.status in (200, 204), (method, path, r.status)
+
+        i = 0
+        while not stop.is_set() and i < 500:
+            call("PUT", f"seq/{i:05d}", {"v": str(i)})
+            call("PUT", "counter", {"v": str(i)})
+            call("DELETE", f"del/{i:05d}")
+            call("PUT", "delcount", {"v": str(i)})
+            i += 1
+        done.append(i)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    time.sleep(0.2)
+    save(a, tmp_path / "busy.snap")
+    stop.set()
+    t.join()
+    assert done and done[0] > 0
+
+    b = make_agent(name="fresh")
+    r = b.cli("operator", "snapshot", "restore", str(tmp_path / "busy.snap"))
+    assert r.returncode == 0, r.stderr
+
+    def paths(prefix):
+        r = b.api("GET", f"/v1/vars?prefix={prefix}")
+        assert r.status == 200, r
+        return sorted(m["Path"] for m in r.json())
+
+    def counter(name):
+        r = b.api("GET", f"/v1/var/{name}")
+        return int(r.json()["Items"]["v"]) if r.status == 200 else -1
+
+    assert len(paths("bulk/")) == n_bulk
+    c, d = counter("counter"), counter("delcount")
+    seq = paths("seq/")
+    # seq/i comes before counter = i; del/i goes before delcount = i.
+    assert seq == [f"seq/{i:05d}" for i in range(len(seq))], seq[:5]
+    assert len(seq) - 1 in (c, c + 1), (len(seq), c)
+    left = paths("del/")
+    first = 500 - len(left)
+    assert left == [f"del/{i:05d}" for i in range(first, 500)]
+    assert first in (d + 1, d + 2), (first, d)
 
 
 def test_redacted_snapshot_has_no_key_material(make_agent, tmp_path):

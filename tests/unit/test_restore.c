@@ -992,7 +992,7 @@ static void test_freeze_in_steps(void **state)
         kr_buf_init(&want);
         assert_int_equal(kr_state_snapshot(s, &want), 0);
         assert_int_equal(kr_state_freeze_begin(s, true, &f), 0);
-        while (!kr_state_freeze_step(s, budget))
+        while (!kr_state_freeze_step(s, f, budget))
             for (int i = 0; i < 5; i++) {
                 r = r * 1103515245u + 12345u;
                 churn(s, r >> 8);
@@ -1010,18 +1010,19 @@ static void test_freeze_in_steps(void **state)
         /* A view given up half filled, and one still filling when another
          * freeze comes: that freeze finishes it first. */
         assert_int_equal(kr_state_freeze_begin(s, false, &f), 0);
-        assert_false(kr_state_freeze_step(s, 3));
+        assert_false(kr_state_freeze_step(s, f, 3));
         kr_state_thaw(s, f);
         kr_buf_init(&want);
         assert_int_equal(kr_state_save(s, &want), 0);
         assert_int_equal(kr_state_freeze_begin(s, false, &f), 0);
-        assert_false(kr_state_freeze_step(s, 3));
+        assert_false(kr_state_freeze_step(s, f, 3));
         churn(s, 0);           /* deletes app/000, copied already */
         churn(s, 901);         /* overwrites web/000: */
         churn(s, 6 * 149 + 1); /* web/149, not reached yet */
         kr_buf_init(&want2);
         assert_int_equal(kr_state_save(s, &want2), 0);
         assert_int_equal(kr_state_freeze(s, false, &g), 0);
+        assert_true(kr_state_freeze_step(s, f, 1)); /* whole now */
         churn(s, 6 * 148 + 1);
         write_frozen(f, &got);
         assert_int_equal(got.len, want.len);
