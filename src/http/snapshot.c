@@ -34,6 +34,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/slice.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/thread.h"
@@ -83,6 +84,7 @@ struct save {
     uv_work_t work;
     uv_timer_t fill; /* steps the freeze; closed before s is freed */
     bool fill_open;
+    uint64_t idle_mark; /* kr_slice_us's */
     int rv;
     char err[KR_ERRMSG_SIZE];
     /* streaming */
@@ -350,6 +352,7 @@ static void save_servers(struct kr_http *srv, struct kr_snap_meta *m)
 }
 
 #define FILL_SLICE_US 200u
+#define FILL_SLICE_MAX_US 900u
 #define FILL_CHUNK 256u
 
 /* Loop: a slice of the freeze each millisecond; once the view is whole,
@@ -359,11 +362,13 @@ static void save_fill(uv_timer_t *t)
     struct save *s = t->data;
     struct kr_state *st = s->p.srv->deps.state;
     uint64_t t0 = kr_time_mono_us();
+    uint64_t slice = kr_slice_us(s->p.srv->deps.loop, &s->idle_mark,
+                                 FILL_SLICE_US, FILL_SLICE_MAX_US);
     bool done;
 
     do
         done = kr_state_freeze_step(st, s->frozen, FILL_CHUNK);
-    while (!done && kr_time_mono_us() - t0 < FILL_SLICE_US);
+    while (!done && kr_time_mono_us() - t0 < slice);
     if (!done)
         return;
     uv_timer_stop(t);
