@@ -6,7 +6,6 @@
  */
 #include "cluster/iodefer.h"
 
-#include <dlfcn.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -14,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+
+#include "cluster/libcnext.h"
 
 #define QUEUE_LEN 64
 
@@ -33,16 +34,7 @@ static struct {
 
 static void resolve(void)
 {
-    void *sym = dlsym(RTLD_NEXT, "syscall");
-
-    /* POSIX guarantees that dlsym's object pointer can hold a function
-     * pointer; copy it bytewise, as ISO C has no cast between the two. */
-    memcpy(&libc_syscall, &sym, sizeof(libc_syscall));
-    if (libc_syscall == NULL) {
-        /* Nothing could make a system call through us: stop loudly. */
-        fputs("keyraft: cannot find libc's syscall()\n", stderr);
-        abort();
-    }
+    kr_libc_next("syscall", &libc_syscall, sizeof(libc_syscall));
 }
 
 static void *worker(void *arg)

@@ -6,7 +6,6 @@
  */
 #include "cluster/snapwrite.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -18,6 +17,8 @@
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "cluster/libcnext.h"
 
 /* Written bytes pushed to the disk at a time: at ~1 GB/s a few
  * milliseconds of disk time, which is as long as a raft log fsync can
@@ -61,14 +62,7 @@ struct kr_snapwrite_sink {
 
 static void resolve(void)
 {
-    void *sym = dlsym(RTLD_NEXT, "pwrite64");
-
-    /* As in iodefer.c: copied bytewise, ISO C has no cast for it. */
-    memcpy(&libc_pwrite, &sym, sizeof(libc_pwrite));
-    if (libc_pwrite == NULL) {
-        fputs("keyraft: cannot find libc's pwrite64()\n", stderr);
-        abort();
-    }
+    kr_libc_next("pwrite64", &libc_pwrite, sizeof(libc_pwrite));
 }
 
 static uint64_t now_ns(void)
@@ -279,13 +273,7 @@ static unlink_fn libc_unlink;
 
 static void resolve_unlink(void)
 {
-    void *sym = dlsym(RTLD_NEXT, "unlink");
-
-    memcpy(&libc_unlink, &sym, sizeof(libc_unlink));
-    if (libc_unlink == NULL) {
-        fputs("keyraft: cannot find libc's unlink()\n", stderr);
-        abort();
-    }
+    kr_libc_next("unlink", &libc_unlink, sizeof(libc_unlink));
 }
 
 /* Replaces libc's unlink for the whole process (see snapwrite.h). */
