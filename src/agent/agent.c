@@ -34,7 +34,7 @@
 
 #include "cluster/raft.h"
 #include "cluster/rpc.h"
-#include "common/slice.h"
+#include "cluster/slice.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/time.h"

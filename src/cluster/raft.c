@@ -31,7 +31,7 @@
 #include "cluster/snapwrite.h"
 #include "cluster/rpc.h"
 #include "cluster/transport.h"
-#include "common/slice.h"
+#include "cluster/slice.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/thread.h"
@@ -385,7 +385,7 @@ static void grow_spare(struct kr_raft *r)
  * goes on applying entries and answering requests at four fifths of its
  * speed until the view is whole (about a second at a million; at half
  * speed for half a second, foreground p99 still tripled).  A slice grows
- * by the time the loop was idle since the last one (common/slice.h), so
+ * by the time the loop was idle since the last one (cluster/slice.h), so
  * an idle server fills at nearly full speed.
  */
 #define FILL_SLICE_US 200u

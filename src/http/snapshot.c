@@ -34,7 +34,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/slice.h"
+#include "cluster/slice.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/thread.h"

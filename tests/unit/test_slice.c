@@ -1,5 +1,5 @@
 /*
- * Unit tests for src/common/slice.c: a slice is the base under load (no
+ * Unit tests for src/cluster/slice.c: a slice is the base under load (no
  * idle time since the last one), grows by the loop's idle time, is
  * capped, and stays the base on a loop without idle-time accounting.
  */
@@ -12,7 +12,7 @@
 
 #include <uv.h>
 
-#include "common/slice.h"
+#include "cluster/slice.h"
 
 static void on_timer(uv_timer_t *t)
 {

@@ -1,5 +1,5 @@
 /* See slice.h. */
-#include "common/slice.h"
+#include "cluster/slice.h"
 
 void kr_slice_enable(uv_loop_t *loop)
 {

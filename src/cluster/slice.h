@@ -7,8 +7,8 @@
  * UV_METRICS_IDLE_TIME (kr_slice_enable); otherwise slices stay short.
  * Loop thread.
  */
-#ifndef KR_COMMON_SLICE_H
-#define KR_COMMON_SLICE_H
+#ifndef KR_CLUSTER_SLICE_H
+#define KR_CLUSTER_SLICE_H
 
 #include <stdint.h>
 
