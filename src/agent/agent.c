@@ -34,7 +34,7 @@
 
 #include "cluster/raft.h"
 #include "cluster/rpc.h"
-#include "cluster/slice.h"
+#include "cluster/freeze.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/time.h"
@@ -653,7 +653,7 @@ int kr_agent_main(int argc, char **argv)
         return 1;
     }
     uv_loop_init(&a.loop);
-    kr_slice_enable(&a.loop);
+    kr_freeze_enable(&a.loop);
     rv = kr_keyring_new(&a.keyring, &a.loop, a.providers, a.n_providers,
                         a.state);
     if (rv != 0) {

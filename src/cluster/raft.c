@@ -31,7 +31,7 @@
 #include "cluster/snapwrite.h"
 #include "cluster/rpc.h"
 #include "cluster/transport.h"
-#include "cluster/slice.h"
+#include "cluster/freeze.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/thread.h"
@@ -119,7 +119,7 @@ struct kr_raft {
         uv_timer_t gate;    /* reopens the threshold after the interval */
         uint64_t index;     /* the last applied index at the freeze */
         uint64_t rng;       /* jitter()'s state */
-        uint64_t idle_mark; /* kr_slice_us's */
+        uint64_t idle_mark; /* kr_freeze_fill's */
         struct kr_raft_snapshot_stats stats;
     } snap;
     void (*close_cb)(void *arg);
@@ -287,62 +287,33 @@ static void close_gate(struct kr_raft *r)
 }
 
 /*
- * Memory work for snapshots, on libuv's thread pool: freeing what a frozen
- * view kept alive, and making the next freeze's array.  The jobs hold the
- * state, not r: the state outlives the loop, and the loop runs until its
- * jobs are done.
+ * Making the next freeze's array, on libuv's thread pool.  The jobs hold
+ * the state, not r: the state outlives the loop, and the loop runs until
+ * its jobs are done.
  */
-struct mem_job {
+struct spare_job {
     uv_work_t work;
     struct kr_state *state;
-    struct kr_state_garbage *garbage;
     void *spare;
-    size_t n; /* > 0: make a spare array of n entries */
+    size_t n; /* entries */
 };
 
-static void mem_work(uv_work_t *w)
+static void spare_work(uv_work_t *w)
 {
-    struct mem_job *j = w->data;
+    struct spare_job *j = w->data;
     int prio = kr_thread_background();
 
-    kr_state_garbage_free(j->garbage);
-    if (j->n > 0)
-        j->spare = kr_state_spare_make(j->n);
+    j->spare = kr_state_spare_make(j->n);
     kr_thread_foreground(prio);
 }
 
-static void mem_done(uv_work_t *w, int status)
+static void spare_done(uv_work_t *w, int status)
 {
-    struct mem_job *j = w->data;
+    struct spare_job *j = w->data;
 
     (void)status;
-    if (j->n > 0)
-        kr_state_spare_give(j->state, j->spare, j->n);
+    kr_state_spare_give(j->state, j->spare, j->n);
     free(j);
-}
-
-static bool mem_queue(struct kr_raft *r, struct mem_job *j)
-{
-    j->work.data = j;
-    j->state = r->cfg.state;
-    return uv_queue_work(r->cfg.loop, &j->work, mem_work, mem_done) == 0;
-}
-
-/* Frees g on a worker (here when that cannot be arranged). */
-static void free_later(struct kr_raft *r, struct kr_state_garbage *g)
-{
-    struct mem_job *j;
-
-    if (g == NULL)
-        return;
-    j = calloc(1, sizeof(*j));
-    if (j != NULL) {
-        j->garbage = g;
-        if (mem_queue(r, j))
-            return;
-        free(j);
-    }
-    kr_state_garbage_free(g);
 }
 
 /* Called from the agent's tick: a bigger spare array when the state has
@@ -350,7 +321,7 @@ static void free_later(struct kr_raft *r, struct kr_state_garbage *g)
 static void grow_spare(struct kr_raft *r)
 {
     size_t n;
-    struct mem_job *j;
+    struct spare_job *j;
 
     if (r->closing)
         return;
@@ -359,8 +330,10 @@ static void grow_spare(struct kr_raft *r)
         return;
     j = calloc(1, sizeof(*j));
     if (j != NULL) {
+        j->work.data = j;
+        j->state = r->cfg.state;
         j->n = n;
-        if (mem_queue(r, j))
+        if (uv_queue_work(r->cfg.loop, &j->work, spare_work, spare_done) == 0)
             return;
         free(j);
     }
@@ -378,20 +351,7 @@ static void grow_spare(struct kr_raft *r)
  * a big leader from answering heartbeats.  raft takes one snapshot at a
  * time, so one set of fields holds it.
  */
-/*
- * Filling a view: a freeze of a million Variables is 100-250 ms of
- * copying, which in one piece stopped the server that long.  A timer
- * copies for at most FILL_SLICE_US each millisecond instead, so the loop
- * goes on applying entries and answering requests at four fifths of its
- * speed until the view is whole (about a second at a million; at half
- * speed for half a second, foreground p99 still tripled).  A slice grows
- * by the time the loop was idle since the last one (cluster/slice.h), so
- * an idle server fills at nearly full speed.
- */
-#define FILL_SLICE_US 200u
-#define FILL_SLICE_MAX_US 900u /* when the loop has nothing else to do */
-#define FILL_CHUNK 256u        /* Variables between looks at the clock */
-
+/* The view is filled in slices from a 1 ms timer: see cluster/freeze.h. */
 static void fill_done(struct kr_raft *r)
 {
     uv_timer_stop(&r->snap.fill);
@@ -405,16 +365,9 @@ static void fill_done(struct kr_raft *r)
 static void fill_step(uv_timer_t *h)
 {
     struct kr_raft *r = h->data;
-    uint64_t t0 = kr_time_mono_us();
-    uint64_t slice = kr_slice_us(r->cfg.loop, &r->snap.idle_mark, FILL_SLICE_US,
-                                 FILL_SLICE_MAX_US);
-    bool done;
 
-    do
-        done = kr_state_freeze_step(r->cfg.state, r->snap.frozen, FILL_CHUNK);
-    while (!done && kr_time_mono_us() - t0 < slice);
-    r->snap.t_loop_us += kr_time_mono_us() - t0;
-    if (done)
+    if (kr_freeze_fill(r->cfg.loop, &r->snap.idle_mark, r->cfg.state,
+                       r->snap.frozen, &r->snap.t_loop_us))
         fill_done(r);
 }
 
@@ -585,7 +538,7 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm,
         r->snap.frozen = NULL;
         close_gate(r);
     }
-    free_later(r, garbage);
+    kr_freeze_garbage_later(r->cfg.loop, garbage);
     if (r->snap.close_waits) {
         r->snap.close_waits = false;
         raft_close(&r->raft, raft_closed);

@@ -11,8 +11,8 @@
  *
  * A save freezes the state on the loop (the state is consistent only
  * there, and the freeze copies just the key records and each Variable's
- * metadata, a slice of at most 0.2 ms per millisecond, as raft snapshots
- * do: kr_state_freeze_begin/step), then a worker encodes state.bin from the
+ * metadata, in slices from a 1 ms timer, as raft snapshots do:
+ * cluster/freeze.h), then a worker encodes state.bin from the
  * frozen view, about 1 MiB at a time, and writes the archive to an
  * unnamed temporary file in data_dir while hashing it, since the Digest
  * header must precede the body, and the loop streams the file out with
@@ -34,7 +34,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cluster/slice.h"
+#include "cluster/freeze.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/thread.h"
@@ -84,7 +84,7 @@ struct save {
     uv_work_t work;
     uv_timer_t fill; /* steps the freeze; closed before s is freed */
     bool fill_open;
-    uint64_t idle_mark; /* kr_slice_us's */
+    uint64_t idle_mark; /* kr_freeze_fill's */
     int rv;
     char err[KR_ERRMSG_SIZE];
     /* streaming */
@@ -97,45 +97,10 @@ struct save {
     uint64_t t_start, t_encoded, t_written;
 };
 
-/* The buffers a view kept alive, freed on a worker: after a save under
- * a heavy write load there may be hundreds of thousands. */
-struct garbage_job {
-    uv_work_t work;
-    struct kr_state_garbage *g;
-};
-
-static void garbage_work(uv_work_t *w)
-{
-    struct garbage_job *j = w->data;
-    int prio = kr_thread_background();
-
-    kr_state_garbage_free(j->g);
-    kr_thread_foreground(prio);
-}
-
-static void garbage_done(uv_work_t *w, int status)
-{
-    (void)status;
-    free(w->data);
-}
-
 static void thaw(struct kr_http *srv, struct kr_state_frozen *f)
 {
-    struct kr_state_garbage *g = kr_state_thaw_deferred(srv->deps.state, f);
-    struct garbage_job *j;
-
-    if (g == NULL)
-        return;
-    j = malloc(sizeof(*j));
-    if (j != NULL) {
-        j->g = g;
-        j->work.data = j;
-        if (uv_queue_work(srv->deps.loop, &j->work, garbage_work,
-                          garbage_done) == 0)
-            return;
-        free(j);
-    }
-    kr_state_garbage_free(g);
+    kr_freeze_garbage_later(srv->deps.loop,
+                            kr_state_thaw_deferred(srv->deps.state, f));
 }
 
 static void save_release(struct save *s)
@@ -351,25 +316,15 @@ static void save_servers(struct kr_http *srv, struct kr_snap_meta *m)
     m->n_servers = n < KR_SNAP_SERVERS_MAX ? n : KR_SNAP_SERVERS_MAX;
 }
 
-#define FILL_SLICE_US 200u
-#define FILL_SLICE_MAX_US 900u
-#define FILL_CHUNK 256u
-
 /* Loop: a slice of the freeze each millisecond; once the view is whole,
  * the worker writes the archive. */
 static void save_fill(uv_timer_t *t)
 {
     struct save *s = t->data;
-    struct kr_state *st = s->p.srv->deps.state;
-    uint64_t t0 = kr_time_mono_us();
-    uint64_t slice = kr_slice_us(s->p.srv->deps.loop, &s->idle_mark,
-                                 FILL_SLICE_US, FILL_SLICE_MAX_US);
-    bool done;
+    uint64_t spent_us = 0;
 
-    do
-        done = kr_state_freeze_step(st, s->frozen, FILL_CHUNK);
-    while (!done && kr_time_mono_us() - t0 < slice);
-    if (!done)
+    if (!kr_freeze_fill(s->p.srv->deps.loop, &s->idle_mark,
+                        s->p.srv->deps.state, s->frozen, &spent_us))
         return;
     uv_timer_stop(t);
     if (s->p.req == NULL) { /* the client went away */

@@ -367,6 +367,22 @@ static void key_uses(struct kr_state *s, const char *key_id, int delta)
         k->n_vars++;
 }
 
+/* Before an apply changes n or removes it: the view being filled gets
+ * its old contents, and n leaves its key's count and the encoded length.
+ * var_attach puts the changed n back in both. */
+static void var_detach(struct kr_state *s, struct var_node *n)
+{
+    fill_touch(s, n);
+    key_uses(s, n->v.key_id, -1);
+    s->var_bytes -= var_record_size(&n->v);
+}
+
+static void var_attach(struct kr_state *s, struct var_node *n)
+{
+    key_uses(s, n->v.key_id, +1);
+    s->var_bytes += var_record_size(&n->v);
+}
+
 static int apply_var(struct kr_state *s, uint64_t index,
                      struct kr_entry_var_apply *e)
 {
@@ -381,11 +397,9 @@ static int apply_var(struct kr_state *s, uint64_t index,
     if (!write) {
         if (n == NULL)
             return 0;
-        fill_touch(s, n);
+        var_detach(s, n);
         if (s->mem.fill_next == n)
             s->mem.fill_next = RB_NEXT(var_tree, &s->vars, n);
-        key_uses(s, n->v.key_id, -1);
-        s->var_bytes -= var_record_size(&n->v);
         RB_REMOVE(var_tree, &s->vars, n);
         var_node_free(s, n);
         s->n_vars--;
@@ -406,9 +420,7 @@ static int apply_var(struct kr_state *s, uint64_t index,
         RB_INSERT(var_tree, &s->vars, n);
         s->n_vars++;
     } else {
-        fill_touch(s, n);
-        key_uses(s, n->v.key_id, -1);
-        s->var_bytes -= var_record_size(&n->v);
+        var_detach(s, n);
         release(s, n->v.data);
     }
     memcpy(n->v.key_id, e->key_id, sizeof(n->v.key_id));
@@ -418,8 +430,7 @@ static int apply_var(struct kr_state *s, uint64_t index,
     e->data_len = 0;
     n->v.modify_index = index;
     n->v.modify_time = e->now;
-    key_uses(s, n->v.key_id, +1);
-    s->var_bytes += var_record_size(&n->v);
+    var_attach(s, n);
     s->vars_index = index;
     return 0;
 }
@@ -482,16 +493,13 @@ static int apply_rekey(struct kr_state *s, uint64_t index,
         struct var_node *n = var_find(s, it->namespace, it->path);
         if (!rekey_applies(s, n, it))
             continue;
-        fill_touch(s, n);
-        key_uses(s, n->v.key_id, -1);
-        s->var_bytes -= var_record_size(&n->v);
+        var_detach(s, n);
         release(s, n->v.data);
         memcpy(n->v.key_id, e->key_id, sizeof(n->v.key_id));
         n->v.data = it->data;
         n->v.data_len = it->data_len;
         it->data = NULL; /* moved */
-        s->var_bytes += var_record_size(&n->v);
-        key_uses(s, n->v.key_id, +1);
+        var_attach(s, n);
     }
     set_cursor(s, e->after_ns, e->after_path);
     finish_rekeyed(s, index);
@@ -1210,21 +1218,6 @@ size_t kr_state_frozen_head_size(const struct kr_state_frozen *f)
     return f->head.len;
 }
 
-void kr_state_frozen_write(const struct kr_state_frozen *f, uint8_t *dst)
-{
-    uint8_t *p = dst + f->head.len;
-    struct frozen_iter it = {0};
-    const struct frozen_var *fv;
-    struct kr_var v;
-
-    memcpy(dst, f->head.data, f->head.len);
-    while ((fv = frozen_next(f, &it)) != NULL) {
-        frozen_var_get(f, fv, &v);
-        p = put_var_at(p, &v);
-    }
-    put_end_at(p, f->n_head + f->n_vars + f->n_early);
-}
-
 /* A record larger than the emit chunk, in a buffer of its own. */
 static int emit_big(const struct kr_var *v, size_t len, kr_state_emit_fn out,
                     void *arg, char *errmsg)
@@ -1633,9 +1626,8 @@ static bool load_var(struct kr_state_loader *l, struct kr_rd *r)
     }
     RB_INSERT(var_tree, &l->st->vars, n);
     l->st->n_vars++;
-    l->st->var_bytes += var_record_size(&n->v);
     l->last = n;
-    key_uses(l->st, n->v.key_id, +1);
+    var_attach(l->st, n);
     return true;
 }
 

@@ -162,12 +162,11 @@ size_t kr_state_save_size(const struct kr_state *s);
  * the state keeps the last view's array for the next freeze.
  * kr_state_frozen_size (any thread, O(1): the state keeps its
  * Variables' encoded length up to date) is the encoding's length, and
- * kr_state_frozen_write (any thread, one at a time per view) writes the
- * whole encoding, exactly
- * that many bytes, into dst: the same
- * bytes kr_state_snapshot (with_stage) or kr_state_save (without) would
- * have written at the freeze.  Its first kr_state_frozen_head_size bytes
- * hold the aead KEKs: wipe them before freeing dst.  kr_state_thaw (loop
+ * kr_state_frozen_emit (any thread, one at a time per view) hands out the
+ * whole encoding, exactly that many bytes: the same bytes
+ * kr_state_snapshot (with_stage) or kr_state_save (without) would have
+ * written at the freeze.  Its first kr_state_frozen_head_size bytes hold
+ * the aead KEKs: wipe any copy of them.  kr_state_thaw (loop
  * thread) releases the view; every view must be thawed before
  * kr_state_free.
  */
@@ -193,10 +192,9 @@ bool kr_state_freeze_step(struct kr_state *s, struct kr_state_frozen *view,
                           size_t budget);
 size_t kr_state_frozen_size(const struct kr_state_frozen *f);
 size_t kr_state_frozen_head_size(const struct kr_state_frozen *f);
-void kr_state_frozen_write(const struct kr_state_frozen *f, uint8_t *dst);
-/* As kr_state_frozen_write, in pieces of at most about 1 MiB handed to
- * out (the first holds the head records, so out must not keep or log the
- * aead KEKs in it).  Returns 0, out's error, or KR_ENOMEM. */
+/* In pieces of at most about 1 MiB handed to out (the first holds the
+ * head records, so out must not keep or log the aead KEKs in it).
+ * Returns 0, out's error, or KR_ENOMEM. */
 typedef int (*kr_state_emit_fn)(void *arg, const void *p, size_t n,
                                 char *errmsg);
 int kr_state_frozen_emit(const struct kr_state_frozen *f, kr_state_emit_fn out,

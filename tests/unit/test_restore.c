@@ -846,13 +846,12 @@ static int emit_to_buf(void *arg, const void *p, size_t n, char *errmsg)
     return 0;
 }
 
-/* Writes a frozen view into a buffer of exactly its size. */
+/* A frozen view's encoding, emitted into a buffer; exactly its size. */
 static void write_frozen(struct kr_state_frozen *f, struct kr_buf *out)
 {
     kr_buf_init(out);
-    assert_int_equal(kr_buf_reserve(out, kr_state_frozen_size(f)), 0);
-    kr_state_frozen_write(f, out->data);
-    out->len = kr_state_frozen_size(f);
+    assert_int_equal(kr_state_frozen_emit(f, emit_to_buf, out, NULL), 0);
+    assert_int_equal(out->len, kr_state_frozen_size(f));
 }
 
 /* A frozen view writes what kr_state_snapshot / kr_state_save would have

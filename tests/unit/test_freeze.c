@@ -1,6 +1,6 @@
 /*
- * Unit tests for src/cluster/slice.c: a slice is the base under load (no
- * idle time since the last one), grows by the loop's idle time, is
+ * Unit tests for src/cluster/freeze.c's slice length: a slice is the base under
+ * load (no idle time since the last one), grows by the loop's idle time, is
  * capped, and stays the base on a loop without idle-time accounting.
  */
 #include <setjmp.h>
@@ -12,7 +12,7 @@
 
 #include <uv.h>
 
-#include "cluster/slice.h"
+#include "cluster/freeze.h"
 
 static void on_timer(uv_timer_t *t)
 {
@@ -38,18 +38,18 @@ static void test_slices(void **state)
 
     (void)state;
     uv_loop_init(&loop);
-    kr_slice_enable(&loop);
+    kr_freeze_enable(&loop);
     idle_for(&loop, 5);
-    assert_int_equal(kr_slice_us(&loop, &mark, 200, 100000), 200);
+    assert_int_equal(kr_freeze_slice_us(&loop, &mark, 200, 100000), 200);
     /* Busy: no idle time since. */
-    assert_int_equal(kr_slice_us(&loop, &mark, 200, 100000), 200);
+    assert_int_equal(kr_freeze_slice_us(&loop, &mark, 200, 100000), 200);
     idle_for(&loop, 30);
     {
-        uint64_t s = kr_slice_us(&loop, &mark, 200, 100000);
+        uint64_t s = kr_freeze_slice_us(&loop, &mark, 200, 100000);
         assert_true(s >= 200 + 20000 && s < 100000);
     }
     idle_for(&loop, 30);
-    assert_int_equal(kr_slice_us(&loop, &mark, 200, 900), 900);
+    assert_int_equal(kr_freeze_slice_us(&loop, &mark, 200, 900), 900);
     uv_loop_close(&loop);
 }
 
@@ -61,9 +61,9 @@ static void test_without_accounting(void **state)
     (void)state;
     uv_loop_init(&loop);
     idle_for(&loop, 20);
-    assert_int_equal(kr_slice_us(&loop, &mark, 200, 900), 200);
+    assert_int_equal(kr_freeze_slice_us(&loop, &mark, 200, 900), 200);
     idle_for(&loop, 20);
-    assert_int_equal(kr_slice_us(&loop, &mark, 200, 900), 200);
+    assert_int_equal(kr_freeze_slice_us(&loop, &mark, 200, 900), 200);
     uv_loop_close(&loop);
 }
 
