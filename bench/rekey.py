@@ -35,6 +35,8 @@ Environment:
   BENCH_REKEY_WRITE_RATE
                        raft_snapshot_write_rate (MB/s) for the servers
                        (default: the server's)
+  BENCH_REKEY_RATE     root_key_rekey_rate (Variables/s) for the servers
+                       (default: the server's)
   BENCH_FORM_TIMEOUT   seconds to wait for the cluster (default 30)
   BENCH_DIR            parent of the temp dir (default: the system temp dir)
 
@@ -62,6 +64,8 @@ NVARS = int(os.environ.get("BENCH_REKEY_VARS", "1000000"))
 SNAP = os.environ.get("BENCH_REKEY_SNAPSHOT_THRESHOLD", "")
 # raft_snapshot_write_rate (MB/s) for the servers; unset = the default.
 RATE = os.environ.get("BENCH_REKEY_WRITE_RATE", "")
+# root_key_rekey_rate (Variables/s) for the servers; unset = the default.
+REKEY_RATE = os.environ.get("BENCH_REKEY_RATE", "")
 SECS = cluster.SECS
 CLIENTS = 8
 VALUE = "v" * 256
@@ -395,6 +399,8 @@ def run(work, binary, out):
         extra["raft_snapshot_threshold"] = int(SNAP)
     if RATE:
         extra["raft_snapshot_write_rate"] = int(RATE)
+    if REKEY_RATE:
+        extra["root_key_rekey_rate"] = int(REKEY_RATE)
     if extra:
         with_server_keys(extra)
     try:
@@ -528,7 +534,8 @@ def main():
           f"of 256 B, {os.cpu_count()} cores (servers, loader and wrk on the "
           "same machine), raft_snapshot_threshold "
           f"{SNAP or 'default'}, raft_snapshot_write_rate "
-          f"{RATE or 'default'}")
+          f"{RATE or 'default'}, root_key_rekey_rate "
+          f"{REKEY_RATE or 'default'}")
     print(f"load:      {NVARS:,} Variables in {r['load_s']:.1f} s "
           f"({NVARS / r['load_s']:.0f}/s), pipelined PUTs to the leader; "
           f"{r['load_503']} answered 503 and were sent again; "
@@ -599,6 +606,8 @@ def main():
     snap = f"BENCH_REKEY_SNAPSHOT_THRESHOLD={SNAP} " if SNAP else ""
     if RATE:
         snap += f"BENCH_REKEY_WRITE_RATE={RATE} "
+    if REKEY_RATE:
+        snap += f"BENCH_REKEY_RATE={REKEY_RATE} "
     print(f"reproduce: KEYRAFT_BIN={binary} BENCH_REKEY_VARS={NVARS} "
           f"{snap}BENCH_SECONDS={SECS} /usr/bin/python3 bench/rekey.py")
     if failed:

@@ -715,6 +715,7 @@ int kr_agent_main(int argc, char **argv)
             .rotation_threshold = a.cfg->server.root_key_rotation_threshold,
             .gc_interval = a.cfg->server.root_key_gc_interval,
             .gc_threshold = a.cfg->server.root_key_gc_threshold,
+            .rekey_rate = (uint64_t)a.cfg->server.root_key_rekey_rate,
         };
         struct kr_restore_config rsc = {
             .loop = &a.loop,

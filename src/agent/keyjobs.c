@@ -39,12 +39,17 @@ struct rekey {
     uint64_t retry_at_ms;
     unsigned backoff_ms;
     char error[512];
+    /* root_key_rekey_rate: pace_done Variables went into batches since
+     * pace_t0_ms; the next batch waits until that is within the rate. */
+    uint64_t pace_t0_ms;
+    uint64_t pace_done;
 };
 
 struct kr_keyjobs {
     struct kr_keyjobs_config cfg;
     uv_idle_t idle;
-    unsigned refs; /* the idle handle, proposals, generations */
+    uv_timer_t pace; /* kicks a batch the rate held back */
+    unsigned refs;   /* the two handles, proposals, generations */
     bool closing;
     bool leader;         /* raft says we lead */
     bool caught_up;      /* and we applied what the term started with */
@@ -365,6 +370,7 @@ static void propose_batch(struct kr_keyjobs *j)
     if (rv == 0)
         rv = kr_raft_apply(j->cfg.raft, &b, rekey_applied, j);
     kr_buf_free(&b);
+    rk->pace_done += rk->n;
     batch_clear(rk);
     if (rv != 0) {
         set_error(rk, "cannot propose a batch: %s", kr_strerror(rv));
@@ -504,14 +510,49 @@ static void on_idle(uv_idle_t *h)
         propose_batch(j);
 }
 
+static void pace_due(uv_timer_t *t)
+{
+    struct kr_keyjobs *j = t->data;
+
+    if (!j->closing)
+        rekey_kick(j);
+}
+
+/*
+ * Whether root_key_rekey_rate lets the next batch start now; if not, the
+ * pace timer kicks it when it may.  The rate is an average from the
+ * first batch of a run: a run that fell more than a second behind it (a
+ * retry, a slow disk) starts counting afresh rather than catching up in
+ * a burst.
+ */
+static bool paced(struct kr_keyjobs *j, uint64_t now)
+{
+    struct rekey *rk = &j->rk;
+    uint64_t rate = j->cfg.rekey_rate, due;
+
+    if (rate == 0)
+        return true;
+    due = rk->pace_t0_ms + rk->pace_done * 1000u / rate;
+    if (rk->pace_t0_ms == 0 || now > due + 1000u) {
+        rk->pace_t0_ms = now;
+        rk->pace_done = 0;
+        return true;
+    }
+    if (now >= due)
+        return true;
+    uv_timer_start(&j->pace, pace_due, due - now, 0);
+    return false;
+}
+
 /* Starts a batch when a key is rekeying and nothing is in flight. */
 static void rekey_kick(struct kr_keyjobs *j)
 {
     struct rekey *rk = &j->rk;
     const struct kr_root_key *active;
     const char *ns, *path;
+    uint64_t now = kr_time_mono_ms();
 
-    if (rk->building || rk->proposing || kr_time_mono_ms() < rk->retry_at_ms)
+    if (rk->building || rk->proposing || now < rk->retry_at_ms)
         return;
     if (!any_rekeying(j->cfg.state)) {
         rk->error[0] = '\0';
@@ -538,6 +579,8 @@ static void rekey_kick(struct kr_keyjobs *j)
     snprintf(rk->path, sizeof(rk->path), "%s", path != NULL ? path : "");
     if (ns == NULL)
         rk->pass_found = false;
+    if (!paced(j, now))
+        return;
     rk->building = true;
     uv_idle_start(&j->idle, on_idle);
 }
@@ -553,7 +596,9 @@ int kr_keyjobs_new(struct kr_keyjobs **out, const struct kr_keyjobs_config *cfg)
     j->cfg = *cfg;
     uv_idle_init(cfg->loop, &j->idle);
     j->idle.data = j;
-    j->refs = 1;
+    uv_timer_init(cfg->loop, &j->pace);
+    j->pace.data = j;
+    j->refs = 2;
     *out = j;
     return 0;
 }
@@ -591,7 +636,7 @@ void kr_keyjobs_tick(struct kr_keyjobs *j)
     rekey_kick(j);
 }
 
-static void idle_closed(uv_handle_t *h)
+static void handle_closed(uv_handle_t *h)
 {
     release(h->data);
 }
@@ -606,7 +651,9 @@ void kr_keyjobs_close(struct kr_keyjobs *j)
     j->rk.items = NULL;
     j->rk.cap = 0;
     uv_idle_stop(&j->idle);
-    uv_close((uv_handle_t *)&j->idle, idle_closed);
+    uv_close((uv_handle_t *)&j->idle, handle_closed);
+    uv_timer_stop(&j->pace);
+    uv_close((uv_handle_t *)&j->pace, handle_closed);
 }
 
 const char *kr_keyjobs_rekey_error(const struct kr_keyjobs *j)

@@ -19,12 +19,13 @@
  * Rekey job, whenever a key is rekeying: walks the Variables in (namespace,
  * path) order from the replicated checkpoint, re-encrypts those under a
  * rekeying key with the active key, and proposes them in batches of up to
- * 2048 Variables or 1 MiB per raft entry (KR_ENTRY_VAR_REKEY).  Each item
+ * 128 Variables or 1 MiB per raft entry (KR_ENTRY_VAR_REKEY).  Each item
  * carries the ModifyIndex it was read at, so the state machine skips a
  * Variable a client rewrote meanwhile; each batch moves the checkpoint,
  * so a new leader resumes where the last batch left off.  The work is cut
  * into slices of at most 256 re-encryptions per loop iteration so
- * foreground requests keep flowing.  A key whose material this server
+ * foreground requests keep flowing, and paced at root_key_rekey_rate
+ * Variables per second.  A key whose material this server
  * cannot use stops the walk at its first Variable; the job reports the
  * key and why (kr_keyjobs_rekey_error) and retries with backoff, and the
  * key stays rekeying.  A key restored from a redacted snapshot is such a
@@ -56,6 +57,7 @@ struct kr_keyjobs_config {
     int64_t rotation_threshold; /* ns */
     int64_t gc_interval;        /* ns */
     int64_t gc_threshold;       /* ns */
+    uint64_t rekey_rate;        /* Variables/s a rekey proposes; 0: any */
 };
 
 /* cfg is copied. */

@@ -461,6 +461,44 @@ def test_rotate_now_always_works(make_agent):
     assert p in key_map(a)
 
 
+def test_rekey_is_paced_at_root_key_rekey_rate(make_agent):
+    """root_key_rekey_rate caps how fast a full rekey re-encrypts: with
+    2,000/s, 10,000 Variables take about 5 s, and the progress seen on the
+    way never runs ahead of the rate by more than a batch.  The same
+    rekey with the rate off (0) is not held back."""
+    n, rate = 10_000, 2_000
+    a = make_agent("server {\n  root_key_rekey_rate = %d\n}\n" % rate)
+    want = load_vars(a, 0, n)
+    a.rotate("?full=true")
+    t0 = time.time()
+    ahead = []
+    while True:
+        st = rekey_status(a)
+        elapsed = time.time() - t0
+        done = sum(k["Total"] - k["Remaining"] for k in st["Keys"])
+        # One batch (128) may start at once; allow another for polling.
+        if done > rate * elapsed + 2 * 128:
+            ahead.append((round(elapsed, 2), done))
+        if not st["Running"]:
+            break
+        assert elapsed < 60 * SLOW, f"rekey stuck: {st}"
+        time.sleep(0.05)
+    took = time.time() - t0
+    assert not ahead, f"the rekey ran ahead of {rate}/s: {ahead[:5]}"
+    assert took >= (n - 128) / rate * 0.9, f"{n} Variables in {took:.2f}s"
+    assert took < 4 * n / rate * SLOW, f"{n} Variables in {took:.2f}s"
+    check_vars(a, want)
+
+    b = make_agent("server {\n  root_key_rekey_rate = 0\n}\n", name="b")
+    load_vars(b, 0, n)
+    b.rotate("?full=true")
+    t0 = time.time()
+    wait_rekey_done(b, 60)
+    unpaced = time.time() - t0
+    assert unpaced < took / 2, (unpaced, took)
+    print(f"{n} Variables: {took:.2f}s at {rate}/s, {unpaced:.2f}s unpaced")
+
+
 # ------------------------------------------------------------ 3. rekey
 
 def test_full_rekey_of_100k_while_clients_write(make_cluster):

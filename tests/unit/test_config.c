@@ -98,6 +98,7 @@ static void test_defaults(void **state)
     assert_true(cfg->server.root_key_rotation_threshold == 720 * 3600 * SEC);
     assert_true(cfg->server.root_key_gc_interval == 600 * SEC);
     assert_true(cfg->server.root_key_gc_threshold == 3600 * SEC);
+    assert_int_equal(cfg->server.root_key_rekey_rate, 25000);
     assert_true(cfg->server.start_timeout == 30 * SEC);
     assert_string_equal(cfg->server.oidc_issuer, "");
     assert_int_equal(cfg->n_keyrings, 0);
@@ -173,6 +174,7 @@ static const char every_key_hcl[] =
     "  root_key_rotation_threshold = \"1h30m\"\n"
     "  root_key_gc_interval = \"1.5s\"\n"
     "  root_key_gc_threshold = \"250ms\"\n"
+    "  root_key_rekey_rate = 0\n"
     "  start_timeout = \"2m\"\n"
     "  oidc_issuer = \"https://issuer.example\"\n"
     "}\n"
@@ -200,6 +202,7 @@ static const char every_key_json[] =
     "    \"root_key_rotation_threshold\": \"1h30m\",\n"
     "    \"root_key_gc_interval\": \"1.5s\",\n"
     "    \"root_key_gc_threshold\": \"250ms\",\n"
+    "    \"root_key_rekey_rate\": 0,\n"
     "    \"start_timeout\": \"2m\",\n"
     "    \"oidc_issuer\": \"https://issuer.example\"\n"
     "  },\n"
@@ -233,6 +236,7 @@ static void check_every_key(const char *name, const char *text,
     assert_true(cfg->server.root_key_rotation_threshold == 5400 * SEC);
     assert_true(cfg->server.root_key_gc_interval == 1500 * KR_NS_PER_MS);
     assert_true(cfg->server.root_key_gc_threshold == 250 * KR_NS_PER_MS);
+    assert_int_equal(cfg->server.root_key_rekey_rate, 0);
     assert_true(cfg->server.start_timeout == 120 * SEC);
     assert_string_equal(cfg->server.oidc_issuer, "https://issuer.example");
     assert_int_equal(cfg->n_keyrings, 2);
@@ -258,8 +262,8 @@ static void check_every_key(const char *name, const char *text,
 static void test_every_key(void **state)
 {
     (void)state;
-    check_every_key("agent.hcl", every_key_hcl, "agent.hcl:22");
-    check_every_key("agent.json", every_key_json, "agent.json:20");
+    check_every_key("agent.hcl", every_key_hcl, "agent.hcl:23");
+    check_every_key("agent.json", every_key_json, "agent.json:21");
 }
 
 static void test_unknown_key(void **state)
