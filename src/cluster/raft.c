@@ -120,7 +120,16 @@ struct kr_raft {
         uint64_t index;     /* the last applied index at the freeze */
         uint64_t rng;       /* jitter()'s state */
         uint64_t idle_mark; /* kr_freeze_fill's */
+        bool unpaced;       /* a restore is staged: write at disk speed */
         struct kr_raft_snapshot_stats stats;
+        /* The log in bytes (see log_note): applied since the freeze, in
+         * all, and (index, all after it) for the last entries applied. */
+        uint64_t log_bytes, log_total;
+        bool forced; /* the threshold is down to 1 for log_bytes */
+        struct log_mark {
+            uint64_t index, total;
+        } * marks;
+        size_t n_marks, cap_marks, first_mark;
     } snap;
     void (*close_cb)(void *arg);
     void *close_arg;
@@ -191,6 +200,75 @@ static struct apply_req *inflight_at(struct kr_raft *r, uint64_t index)
 }
 
 /*
+ * The log libraft keeps in memory, in bytes.  libraft counts its snapshot
+ * threshold and trailing logs in entries, but an entry may be a few
+ * hundred bytes or a restore's 1 MiB chunk: the 400 chunks of a
+ * million-Variable restore stayed in memory, next to the state they
+ * built, until another raft_trailing_logs entries came.  So a snapshot
+ * is also due once the entries applied since the last one add up to the
+ * state's encoded size (at least LOG_BYTES_MIN), which keeps the log in
+ * memory under about the state's size (half of it while a restore is
+ * staged, whose snapshots are written at disk speed), and a snapshot
+ * keeps at most TRAILING_BYTES of trailing entries (and never more than
+ * raft_trailing_logs of them).
+ */
+#define LOG_BYTES_MIN (64u << 20)
+#define TRAILING_BYTES (32u << 20)
+
+static void log_note(struct kr_raft *r, uint64_t index, size_t len)
+{
+    uint64_t due = kr_state_var_bytes(r->cfg.state);
+
+    /* While a restore is staged its chunks are in memory twice, raw in
+     * the log and decoded in the stage: snapshot twice as often. */
+    if (kr_state_stage_info(r->cfg.state, NULL, NULL, NULL))
+        due /= 2;
+
+    r->snap.log_bytes += len;
+    r->snap.log_total += len;
+    if (r->snap.cap_marks > 0) {
+        size_t at = (r->snap.first_mark + r->snap.n_marks) % r->snap.cap_marks;
+
+        r->snap.marks[at] =
+            (struct log_mark){.index = index, .total = r->snap.log_total};
+        if (r->snap.n_marks < r->snap.cap_marks)
+            r->snap.n_marks++;
+        else
+            r->snap.first_mark = (r->snap.first_mark + 1) % r->snap.cap_marks;
+    }
+    if (due < LOG_BYTES_MIN)
+        due = LOG_BYTES_MIN;
+    if (!r->snap.forced && r->snap.frozen == NULL && r->snap.log_bytes >= due) {
+        /* libraft checks the threshold right after this apply batch. */
+        r->snap.forced = true;
+        raft_set_snapshot_threshold(&r->raft, 1);
+    }
+}
+
+/* The trailing entries a snapshot at index (the last applied) keeps:
+ * as many of the last raft_trailing_logs as fit in TRAILING_BYTES. */
+static unsigned trailing_for(struct kr_raft *r, uint64_t index)
+{
+    uint64_t t = 0;
+    size_t k;
+
+    for (k = r->snap.n_marks; k-- > 0;) {
+        const struct log_mark *m =
+            &r->snap.marks[(r->snap.first_mark + k) % r->snap.cap_marks];
+        if (m->index > index)
+            continue;
+        if (r->snap.log_total - m->total > TRAILING_BYTES)
+            break;
+        t = index - m->index;
+    }
+    /* Every mark fit: the oldest is about raft_trailing_logs back. */
+    if (k == SIZE_MAX && r->snap.n_marks == r->snap.cap_marks)
+        t = r->cfg.snapshot_trailing;
+    return t < r->cfg.snapshot_trailing ? (unsigned)t
+                                        : r->cfg.snapshot_trailing;
+}
+
+/*
  * Applies every entry of the frame at the same index.  Outcomes go to the
  * proposer's request when this server proposed the entry; raft's result
  * pointer is not used, so batches need no per-entry allocation.
@@ -222,6 +300,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     if (a != NULL)
         a->applied = true;
     *result = NULL;
+    log_note(r, index, buf->len);
     if (r->cfg.after_apply != NULL)
         r->cfg.after_apply(r->cfg.arg);
     return 0;
@@ -395,6 +474,15 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     r->snap.t0 = t0;
     r->snap.t_loop_us = (kr_time_mono_ms() - t0) * 1000u;
     r->snap.index = raft_last_applied(&r->raft);
+    r->snap.unpaced = kr_state_stage_info(r->cfg.state, NULL, NULL, NULL);
+    raft_set_snapshot_trailing(&r->raft, trailing_for(r, r->snap.index));
+    r->snap.log_bytes = 0;
+    if (r->snap.forced) {
+        /* No other snapshot starts before finalize, which sets the
+         * threshold for the next one (close_gate). */
+        r->snap.forced = false;
+        raft_set_snapshot_threshold(&r->raft, r->cfg.snapshot_threshold);
+    }
     r->snap.filled = false;
     r->snap.idle_mark = 0;
     uv_timer_start(&r->snap.fill, fill_step, 0, 1);
@@ -491,8 +579,8 @@ static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     if (out == NULL)
         return RAFT_NOMEM;
     out->len = kr_frame_size(len);
-    out->base =
-        kr_snapwrite_arm(out->len, r->cfg.snapshot_write_rate, produce, r);
+    out->base = kr_snapwrite_arm(
+        out->len, r->snap.unpaced ? 0 : r->cfg.snapshot_write_rate, produce, r);
     if (out->base == NULL) {
         raft_free(out);
         return RAFT_NOMEM;
@@ -555,6 +643,10 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     int rv = payload == NULL
                  ? KR_ECORRUPT
                  : kr_state_restore(r->cfg.state, payload, len, errmsg);
+
+    /* The log starts over after the snapshot's index. */
+    r->snap.n_marks = 0;
+    r->snap.log_bytes = 0;
 
     if (rv != 0) {
         KR_ERROR("raft", "snapshot restore failed: %s", errmsg);
@@ -1078,6 +1170,7 @@ static void component_closed(struct kr_raft *r)
     free(r->retry_join);
     free(r->raft_dir);
     free(r->address);
+    free(r->snap.marks);
     kr_buf_free(&r->batch);
     uv_cond_destroy(&r->snap.cv);
     uv_mutex_destroy(&r->snap.mu);
@@ -1105,6 +1198,7 @@ static void free_partial(struct kr_raft *r)
     }
     free(r->raft_dir);
     free(r->address);
+    free(r->snap.marks);
     uv_cond_destroy(&r->snap.cv);
     uv_mutex_destroy(&r->snap.mu);
     free(r);
@@ -1137,7 +1231,11 @@ int kr_raft_start(struct kr_raft **out, const struct kr_raft_config *cfg,
     r->raft_dir = malloc(n);
     r->address = strdup(cfg->address);
     r->retry_join = calloc(cfg->n_retry_join + 1, sizeof(char *));
-    if (r->raft_dir == NULL || r->address == NULL || r->retry_join == NULL)
+    r->snap.cap_marks = cfg->snapshot_trailing;
+    if (r->snap.cap_marks > 0)
+        r->snap.marks = calloc(r->snap.cap_marks, sizeof(*r->snap.marks));
+    if (r->raft_dir == NULL || r->address == NULL || r->retry_join == NULL ||
+        (r->snap.cap_marks > 0 && r->snap.marks == NULL))
         goto oom;
     for (size_t i = 0; i < cfg->n_retry_join; i++) {
         r->retry_join[i] = strdup(cfg->retry_join[i]);

@@ -94,6 +94,7 @@ struct kr_state {
 };
 
 static void stage_free(struct stage *st);
+static void stage_drop(struct kr_state *s, struct stage *st);
 static void fill_touch(struct kr_state *s, struct var_node *n);
 static size_t var_record_size(const struct kr_var *v);
 static void fill_finish(struct kr_state *s);
@@ -1006,6 +1007,12 @@ struct kr_state_frozen {
     uint32_t key_hint; /* the last key index the steps found */
     char (*key_ids)[KR_UUID_LEN + 1];
     size_t n_key_ids, cap_key_ids;
+    /* A staged restore's Variables (with_stage), copied at the freeze.
+     * They sit inside the STAGE record, whose start ends head, and
+     * stage_tail (the nested END, a cut record) follows them. */
+    struct frozen_var *stage_vars;
+    size_t n_stage_vars;
+    struct kr_buf stage_tail;
     size_t size; /* the whole encoding */
 };
 
@@ -1143,6 +1150,12 @@ int kr_state_freeze(struct kr_state *s, bool with_stage,
     return rv;
 }
 
+static bool put_stage_split(struct kr_buf *head, struct kr_buf *tail,
+                            const struct stage *st);
+static bool freeze_stage_vars(struct kr_state_frozen *f,
+                              const struct stage *st);
+static size_t stage_var_bytes(const struct stage *st);
+
 int kr_state_freeze_begin(struct kr_state *s, bool with_stage,
                           struct kr_state_frozen **out)
 {
@@ -1156,12 +1169,18 @@ int kr_state_freeze_begin(struct kr_state *s, bool with_stage,
     if (f == NULL)
         return KR_ENOMEM;
     kr_buf_init(&f->head);
+    kr_buf_init(&f->stage_tail);
     kr_buf_init(&body);
     kr_buf_append(&f->head, SNAP_MAGIC, 4);
     kr_buf_u8(&f->head, SNAP_VERSION);
-    f->n_head = put_head_records(s, with_stage, &f->head, &body);
+    f->n_head = put_head_records(s, false, &f->head, &body);
     oom = body.oom || f->head.oom;
     kr_buf_free(&body);
+    if (!oom && with_stage && s->stage != NULL) {
+        oom = !put_stage_split(&f->head, &f->stage_tail, s->stage) ||
+              !freeze_stage_vars(f, s->stage);
+        f->n_head++;
+    }
     /* The last view's array, when big enough: its pages are already
      * there, and faulting in tens of MB is most of a freeze's cost. */
     if (!oom && s->mem.spare != NULL && s->mem.spare_cap >= s->n_vars) {
@@ -1176,6 +1195,9 @@ int kr_state_freeze_begin(struct kr_state *s, bool with_stage,
     }
     if (oom) {
         kr_buf_free(&f->head);
+        kr_buf_free(&f->stage_tail);
+        free(f->stage_vars);
+        free(f->key_ids);
         free(f);
         return KR_ENOMEM;
     }
@@ -1183,6 +1205,8 @@ int kr_state_freeze_begin(struct kr_state *s, bool with_stage,
         frozen_key(f, s->keys[k].key_id, 0);
     /* The Variables' part is kept up to date by every apply. */
     f->size = f->head.len + END_RECORD_SIZE + s->var_bytes;
+    if (with_stage && s->stage != NULL)
+        f->size += f->stage_tail.len + stage_var_bytes(s->stage);
     next_epoch(s);
     s->mem.filling = f;
     s->mem.fill_next = RB_MIN(var_tree, &s->vars);
@@ -1233,14 +1257,39 @@ static int emit_big(const struct kr_var *v, size_t len, kr_state_emit_fn out,
     return rv;
 }
 
+enum { EMIT_CHUNK = 1 << 20 };
+
+/* Appends fv's record to buf (at *p), handing buf to out first when it
+ * would not fit. */
+static int emit_var(const struct kr_state_frozen *f,
+                    const struct frozen_var *fv, uint8_t *buf, uint8_t **p,
+                    kr_state_emit_fn out, void *arg, char *errmsg)
+{
+    struct kr_var v;
+    size_t len;
+    int rv = 0;
+
+    frozen_var_get(f, fv, &v);
+    len = var_record_size(&v);
+    if ((size_t)(*p - buf) + len > EMIT_CHUNK) {
+        rv = out(arg, buf, (size_t)(*p - buf), errmsg);
+        *p = buf;
+    }
+    if (rv != 0)
+        return rv;
+    if (len > EMIT_CHUNK) /* one Variable near the 1 MiB cap */
+        return emit_big(&v, len, out, arg, errmsg);
+    *p = put_var_at(*p, &v);
+    return 0;
+}
+
 int kr_state_frozen_emit(const struct kr_state_frozen *f, kr_state_emit_fn out,
                          void *arg, char *errmsg)
 {
-    enum { CHUNK = 1 << 20 };
+    enum { CHUNK = EMIT_CHUNK };
     uint8_t *buf = NULL, *p;
     struct frozen_iter it = {0};
     const struct frozen_var *fv;
-    struct kr_var v;
     int rv;
 
     rv = out(arg, f->head.data, f->head.len, errmsg);
@@ -1250,22 +1299,16 @@ int kr_state_frozen_emit(const struct kr_state_frozen *f, kr_state_emit_fn out,
     if (buf == NULL)
         return kr_errf(errmsg, KR_ENOMEM, "out of memory");
     p = buf;
-    while (rv == 0 && (fv = frozen_next(f, &it)) != NULL) {
-        size_t len;
-
-        frozen_var_get(f, fv, &v);
-        len = var_record_size(&v);
-        if ((size_t)(p - buf) + len > CHUNK) {
-            rv = out(arg, buf, (size_t)(p - buf), errmsg);
-            p = buf;
-        }
-        if (rv != 0)
-            break;
-        if (len > CHUNK) /* one Variable near the 1 MiB cap */
-            rv = emit_big(&v, len, out, arg, errmsg);
-        else
-            p = put_var_at(p, &v);
+    for (size_t i = 0; rv == 0 && i < f->n_stage_vars; i++)
+        rv = emit_var(f, &f->stage_vars[i], buf, &p, out, arg, errmsg);
+    if (rv == 0 && f->stage_tail.len > 0) {
+        rv = out(arg, buf, (size_t)(p - buf), errmsg);
+        p = buf;
+        if (rv == 0)
+            rv = out(arg, f->stage_tail.data, f->stage_tail.len, errmsg);
     }
+    while (rv == 0 && (fv = frozen_next(f, &it)) != NULL)
+        rv = emit_var(f, fv, buf, &p, out, arg, errmsg);
     if (rv == 0) {
         if ((size_t)(p - buf) + END_RECORD_SIZE > CHUNK) {
             rv = out(arg, buf, (size_t)(p - buf), errmsg);
@@ -1309,8 +1352,11 @@ struct kr_state_garbage *kr_state_thaw_deferred(struct kr_state *s,
             s->mem.n_grave = 0;
         }
     }
-    /* head holds the aead KEKs; kr_buf_free wipes it. */
+    /* head holds the aead KEKs (and stage_tail may hold some of a cut
+     * record); kr_buf_free wipes them. */
     kr_buf_free(&f->head);
+    kr_buf_free(&f->stage_tail);
+    free(f->stage_vars);
     /* The larger array stays for the next freeze. */
     if (f->cap_vars > s->mem.spare_cap) {
         free(s->mem.spare);
@@ -1936,7 +1982,7 @@ static void install(struct kr_state *s, struct kr_state_loader *l)
     uint64_t keys_gen = s->keys_gen, restore_gen = s->restore_gen;
 
     state_clear(s);
-    stage_free(s->stage);
+    stage_drop(s, s->stage);
     /* Views of the old state may still read its buffers: the graveyard
      * (grown by state_clear) stays, and so does the rest of mem. */
     fresh->mem = s->mem;
@@ -2027,9 +2073,105 @@ static void put_stage(struct kr_buf *out, const struct stage *st)
     kr_buf_free(&body);
 }
 
+/* The staged Variables' records, in all. */
+static size_t stage_var_bytes(const struct stage *st)
+{
+    return st->loader->phase > PH_INDEXES ? st->loader->st->var_bytes : 0;
+}
+
+/*
+ * A staged restore's Variables, copied at once: they only grow (each
+ * chunk appends in path order) and the loop may free them only through
+ * stage_drop or, once committed, the graveyard, so the copies stay good
+ * for the view's life.
+ */
+static bool freeze_stage_vars(struct kr_state_frozen *f, const struct stage *st)
+{
+    const struct kr_state *ls = st->loader->st;
+    struct var_node *n;
+    size_t i = 0;
+
+    if (stage_var_bytes(st) == 0)
+        return true;
+    f->stage_vars = malloc(ls->n_vars * sizeof(*f->stage_vars));
+    if (f->stage_vars == NULL)
+        return false;
+    RB_FOREACH(n, var_tree, (struct var_tree *)&ls->vars)
+    {
+        frozen_copy(f, &f->stage_vars[i++], n);
+    }
+    f->n_stage_vars = i;
+    return true;
+}
+
+/*
+ * put_stage's bytes in two parts around the staged Variables' records,
+ * which a view emits from its copies: head gets the record up to the
+ * first of them, tail what follows the last.  Returns false when the
+ * record would not fit its 32-bit lengths.
+ */
+static bool put_stage_split(struct kr_buf *head, struct kr_buf *tail,
+                            const struct stage *st)
+{
+    const struct kr_state_loader *l = st->loader;
+    size_t vars = stage_var_bytes(st);
+    struct kr_buf pre, body;
+    size_t nested;
+
+    kr_buf_init(&pre);
+    kr_buf_init(&body);
+    if (l->phase != PH_MAGIC) {
+        kr_buf_append(&pre, SNAP_MAGIC, 4);
+        kr_buf_u8(&pre, SNAP_VERSION);
+    }
+    if (l->phase > PH_INDEXES)
+        (void)put_head_records(l->st, false, &pre, &body);
+    if (l->phase == PH_ENDED) {
+        body.len = 0;
+        kr_buf_u64(&body, l->n_records - 1);
+        put_record(tail, KR_SNAP_REC_END, &body);
+    }
+    kr_buf_append(tail, l->pending.data, l->pending.len);
+    nested = pre.len + vars + tail->len;
+    if (nested > UINT32_MAX - 28 || pre.oom || body.oom)
+        head->oom = true;
+    kr_buf_u8(head, KR_SNAP_REC_STAGE);
+    kr_buf_u32(head, (uint32_t)(24 + 4 + nested));
+    kr_buf_u64(head, st->id);
+    kr_buf_u64(head, st->total);
+    kr_buf_u64(head, st->received);
+    kr_buf_u32(head, (uint32_t)nested);
+    kr_buf_append(head, pre.data, pre.len);
+    kr_buf_free(&pre);
+    kr_buf_free(&body);
+    return !head->oom && !tail->oom;
+}
+
+/* Frees st.  Views still alive may hold its Variables' buffers (a raft
+ * snapshot taken while it was staged): those go to s's graveyard. */
+static void stage_drop(struct kr_state *s, struct stage *st)
+{
+    struct kr_state *ls;
+    struct var_node *n;
+
+    if (st == NULL)
+        return;
+    ls = st->loader->st;
+    if (s->mem.frozen > 0 && ls != NULL) {
+        while ((n = RB_MIN(var_tree, &ls->vars)) != NULL) {
+            RB_REMOVE(var_tree, &ls->vars, n);
+            var_node_free(s, n);
+        }
+        ls->n_vars = 0;
+        ls->var_bytes = 0;
+        st->loader->last = NULL;
+    }
+    stage_free(st);
+}
+
 static void drop_stage(struct kr_state *s)
 {
-    stage_free(s->stage);
+    stage_drop(s, s->stage);
     s->stage = NULL;
 }
 
@@ -2129,6 +2271,11 @@ bool kr_state_stage_info(const struct kr_state *s, uint64_t *id,
     if (total != NULL)
         *total = s->stage->total;
     return true;
+}
+
+size_t kr_state_var_bytes(const struct kr_state *s)
+{
+    return s->var_bytes + (s->stage != NULL ? stage_var_bytes(s->stage) : 0);
 }
 
 uint64_t kr_state_restore_generation(const struct kr_state *s)

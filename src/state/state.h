@@ -166,7 +166,10 @@ size_t kr_state_save_size(const struct kr_state *s);
  * whole encoding, exactly that many bytes: the same bytes
  * kr_state_snapshot (with_stage) or kr_state_save (without) would have
  * written at the freeze.  Its first kr_state_frozen_head_size bytes hold
- * the aead KEKs: wipe any copy of them.  kr_state_thaw (loop
+ * the aead KEKs (and a staged restore's, but for a key record a chunk
+ * cut, which comes after the staged Variables): wipe any copy of the
+ * view's bytes.  A staged restore's Variables are copied by the freeze
+ * itself, in one piece.  kr_state_thaw (loop
  * thread) releases the view; every view must be thawed before
  * kr_state_free.
  */
@@ -290,6 +293,10 @@ int kr_state_record_redact(const uint8_t *rec, size_t len, struct kr_buf *out);
  * when nothing is staged. */
 bool kr_state_stage_info(const struct kr_state *s, uint64_t *id,
                          uint64_t *received, uint64_t *total);
+
+/* The Variables' records in an encoding, a staged restore's included:
+ * nearly all of a raft snapshot's length.  O(1). */
+size_t kr_state_var_bytes(const struct kr_state *s);
 
 /* Bumped whenever the whole state is replaced (a raft snapshot installed
  * or a restore committed): key material may have changed under a KeyID,

@@ -922,6 +922,65 @@ static void test_frozen_view(void **state)
     kr_buf_free(&want_save);
 }
 
+/*
+ * A view frozen while a restore is staged writes the stage as
+ * kr_state_snapshot did at the freeze (its Variables emitted from the
+ * view's copies, a record cut by the last chunk after them), whatever
+ * comes next: more chunks, and then the restore's abort (view a) or its
+ * commit followed by writes to the restored Variables (view b).  Under
+ * ASan this proves the staged buffers outlive the stage while a view
+ * reads them.
+ */
+static void test_frozen_view_of_a_stage(void **state)
+{
+    struct kr_state *src, *s;
+    struct kr_state_frozen *f;
+    struct kr_buf bin, want, got;
+
+    (void)state;
+    src = source(&bin);
+    for (int round = 0; round < 2; round++) {
+        uint64_t id = 20 + (uint64_t)round;
+        size_t cut = bin.len / 2 + 7; /* inside a Variable's record */
+
+        assert_int_equal(kr_state_new(&s), 0);
+        assert_int_equal(upsert(s, 9, KR_KEY_ACTIVE), 0);
+        assert_int_equal(put(s, "live", 9, 1), 0);
+        assert_int_equal(
+            restore_entry(s, KR_ENTRY_RESTORE_BEGIN, id, bin.len, NULL, 0), 0);
+        stage_chunks(s, id, &bin, 0, cut, 500);
+        kr_buf_init(&want);
+        assert_int_equal(kr_state_snapshot(s, &want), 0);
+        assert_true(kr_state_var_bytes(s) > bin.len / 3);
+        assert_int_equal(kr_state_freeze(s, true, &f), 0);
+        assert_int_equal(kr_state_frozen_size(f), want.len);
+
+        stage_chunks(s, id, &bin, cut, bin.len - 100, 500);
+        if (round == 0) {
+            assert_int_equal(
+                restore_entry(s, KR_ENTRY_RESTORE_ABORT, id, 0, NULL, 0), 0);
+            assert_false(kr_state_stage_info(s, NULL, NULL, NULL));
+        } else {
+            stage_chunks(s, id, &bin, bin.len - 100, bin.len, 500);
+            assert_int_equal(
+                restore_entry(s, KR_ENTRY_RESTORE_COMMIT, id, 0, NULL, 0), 0);
+            assert_same_content(src, s);
+            /* Overwrite and delete what the view copied from the stage. */
+            assert_int_equal(put(s, "app/000", 2, 0xcc), 0);
+            assert_int_equal(del(s, "web/000"), 0);
+        }
+        write_frozen(f, &got);
+        assert_int_equal(got.len, want.len);
+        assert_memory_equal(got.data, want.data, want.len);
+        kr_buf_free(&got);
+        kr_state_thaw(s, f);
+        kr_buf_free(&want);
+        kr_state_free(s);
+    }
+    kr_state_free(src);
+    kr_buf_free(&bin);
+}
+
 /* A Variable whose key was removed with force still writes its KeyID,
  * and a second freeze (which reuses the first view's array) writes the
  * state as it is then. */
@@ -1055,6 +1114,7 @@ int main(void)
         cmocka_unit_test(test_stage_cut_in_keys),
         cmocka_unit_test(test_redact_keeps_identity),
         cmocka_unit_test(test_frozen_view),
+        cmocka_unit_test(test_frozen_view_of_a_stage),
         cmocka_unit_test(test_frozen_view_again),
         cmocka_unit_test(test_freeze_in_steps),
     };
