@@ -125,7 +125,8 @@ struct kr_raft {
         /* The log in bytes (see log_note): applied since the freeze, in
          * all, and (index, all after it) for the last entries applied. */
         uint64_t log_bytes, log_total;
-        bool forced; /* the threshold is down to 1 for log_bytes */
+        bool forced;       /* the threshold is down to 1 for log_bytes */
+        double log_factor; /* this server's 1 to 1.5 of the state's size */
         struct log_mark {
             uint64_t index, total;
         } * marks;
@@ -220,9 +221,14 @@ static void log_note(struct kr_raft *r, uint64_t index, size_t len)
     uint64_t due = kr_state_var_bytes(r->cfg.state);
 
     /* While a restore is staged its chunks are in memory twice, raw in
-     * the log and decoded in the stage: snapshot twice as often. */
+     * the log and decoded in the stage: snapshot twice as often.
+     * Otherwise each server draws its own share of the state's size
+     * (close_gate), since they all apply the same entries and would
+     * otherwise all write their snapshots at the same moment. */
     if (kr_state_stage_info(r->cfg.state, NULL, NULL, NULL))
         due /= 2;
+    else
+        due = (uint64_t)((double)due * r->snap.log_factor);
 
     r->snap.log_bytes += len;
     r->snap.log_total += len;
@@ -358,6 +364,7 @@ static void close_gate(struct kr_raft *r)
         (double)r->cfg.snapshot_threshold * GATE_FACTOR * (1.0 + jitter(r) / 2);
     double ms = (double)r->cfg.snapshot_interval_ms * (1.0 + jitter(r) / 2);
 
+    r->snap.log_factor = 1.0 + jitter(r) / 2;
     if (r->cfg.snapshot_interval_ms == 0 || r->closing)
         return;
     raft_set_snapshot_threshold(&r->raft,
@@ -1253,6 +1260,7 @@ int kr_raft_start(struct kr_raft **out, const struct kr_raft_config *cfg,
         free_partial(r);
         return rv;
     }
+    r->snap.log_factor = 1.0 + jitter(r) / 2;
     r->had_state = raft_dir_has_state(r->raft_dir);
 
     r->fsm.version = 3;
