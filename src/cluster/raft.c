@@ -659,6 +659,18 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         KR_ERROR("raft", "snapshot restore failed: %s", errmsg);
         return RAFT_CORRUPT;
     }
+    {
+        uint64_t got = 0, total = 0;
+
+        if (kr_state_stage_info(r->cfg.state, NULL, &got, &total))
+            KR_INFO("raft",
+                    "state restored from a raft snapshot of %zu bytes, with "
+                    "a restore staged in it (%llu of %llu bytes)",
+                    len, (unsigned long long)got, (unsigned long long)total);
+        else
+            KR_INFO("raft", "state restored from a raft snapshot of %zu bytes",
+                    len);
+    }
     /* On success the FSM owns the buffer. */
     raft_free(buf->base);
     if (r->cfg.after_apply != NULL)

@@ -451,6 +451,31 @@ def vm_hwm_kb(a):
     return 0
 
 
+BIG_N, BIG_SIZE = 4200, 48 * 1024
+
+
+def big_snapshot(a, tmp_path):
+    """Loads BIG_N Variables of BIG_SIZE random hex into a and saves them:
+    about 200 MB of state.bin.  Returns the file's path and that size."""
+    from test_lifecycle import pipeline
+    reqs = [("PUT", f"/v1/var/big/{i:05d}",
+             json.dumps({"Items": {"v": os.urandom(BIG_SIZE // 2).hex()}})
+             .encode()) for i in range(BIG_N)]
+    assert all(st == 200 for st, _ in pipeline(a.http_port, reqs,
+                                               conns=8, window=4))
+    path = tmp_path / "big.snap"
+    save(a, path)
+    state_bin = inspect(a, path)["Meta"]["Size"]
+    assert state_bin > 190 << 20, state_bin
+    return path, state_bin
+
+
+def health(a):
+    r = a.api("GET", "/v1/agent/health")
+    assert r.status in (200, 429, 503), r
+    return r.json()
+
+
 def health_raft(a):
     r = a.api("GET", "/v1/agent/health")
     assert r.status in (200, 429, 503), r
@@ -467,18 +492,9 @@ def test_restore_does_not_keep_its_chunks_in_memory(make_agent, tmp_path):
     chunks go, and the server's peak RSS stays well under the state.bin
     in the log plus the state built from it.  Before, all of state.bin
     stayed in libraft's log next to that state."""
-    from test_lifecycle import pipeline
     a = make_agent()
-    n, size = 4200, 48 * 1024
-    reqs = [("PUT", f"/v1/var/big/{i:05d}",
-             json.dumps({"Items": {"v": os.urandom(size // 2).hex()}})
-             .encode()) for i in range(n)]
-    assert all(st == 200 for st, _ in pipeline(a.http_port, reqs,
-                                               conns=8, window=4))
-    path = tmp_path / "big.snap"
-    save(a, path)
-    state_bin = inspect(a, path)["Meta"]["Size"]
-    assert state_bin > 190 << 20, state_bin
+    n, size = BIG_N, BIG_SIZE
+    path, state_bin = big_snapshot(a, tmp_path)
 
     b = make_agent(name="b")
     taken = health_raft(b)["snapshots_taken"]
@@ -498,6 +514,63 @@ def test_restore_does_not_keep_its_chunks_in_memory(make_agent, tmp_path):
     print(f"restore of {state_bin >> 20} MiB of state.bin: peak RSS "
           f"{peak >> 20} MiB = {peak / state_bin:.2f}x, "
           f"{raft['snapshots_taken'] - taken} raft snapshots")
+
+
+@pytest.mark.skipif(SANITIZED, reason="200 MB through three ASan "
+                    "servers is too slow; test_restore.c covers the views "
+                    "of a stage under ASan")
+def test_follower_catches_up_from_a_raft_snapshot_of_a_stage(
+        make_agent, make_cluster, tmp_path):
+    """A follower that is down while a big restore is staged comes back
+    before the commit.  The leader has snapshotted the stage and kept
+    only 32 MiB of log behind it, so the follower gets that raft snapshot
+    (streamed from the stage's Variables), then the remaining chunks and
+    the commit from the log, and ends with exactly the restored state."""
+    src = make_agent(name="src")
+    path, state_bin = big_snapshot(src, tmp_path)
+    want = {p: src.get_var(f"big/{p:05d}")["Items"]
+            for p in range(0, BIG_N, 97)}
+    src.stop()
+    agents = make_cluster(3)
+    leader, (late, _) = follower(agents)
+    late.stop()
+    body = open(path, "rb").read()
+    taken = health_raft(leader)["snapshots_taken"]
+    result = {}
+
+    def put():
+        c = http.client.HTTPConnection("127.0.0.1", leader.http_port,
+                                       timeout=120 * SLOW)
+        c.request("PUT", SNAP, body=body)
+        r = c.getresponse()
+        result["status"], result["body"] = r.status, r.read()
+
+    t = threading.Thread(target=put)
+    t.start()
+    deadline = time.time() + 60 * SLOW
+    while True:
+        h = health(leader)
+        r = h.get("restore")
+        if (r and r["received_bytes"] > r["total_bytes"] * 0.6 and
+                h["raft"]["snapshots_taken"] >= taken + 2):
+            break
+        assert t.is_alive() and time.time() < deadline, (
+            "the restore ended before the follower could come back", h)
+        time.sleep(0.01)
+    late.start(wait=False)
+    t.join()
+    assert result["status"] == 200, result
+    late.wait_ready(timeout=60 * SLOW)
+    assert "with a restore staged in it" in late.log(), late.log()[-3000:]
+    deadline = time.time() + 30 * SLOW
+    while True:
+        r = late.api("GET", "/v1/vars?prefix=big&stale")
+        if r.status == 200 and len(r.json()) == BIG_N:
+            break
+        assert time.time() < deadline, (r.status, len(r.json() or []))
+        time.sleep(0.2)
+    for p, items in want.items():
+        assert late.get_var(f"big/{p:05d}", "?stale")["Items"] == items, p
 
 
 def test_bad_archives_change_nothing(make_cluster, tmp_path):
