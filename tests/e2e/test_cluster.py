@@ -250,3 +250,50 @@ def test_join_config_errors(make_agent):
                        capture_output=True, text=True, timeout=30 * SLOW)
     assert r.returncode == 1
     assert '"db.example:4657" is not an IPv4 host:port' in r.stderr
+
+
+def test_servers_take_raft_snapshots_in_turn(make_cluster):
+    """Every server applies the same entries, so each waits its own
+    multiple of the gate before its next raft snapshot: 1x for the voter
+    with the lowest ID, 1.25x, 1.5x for the highest (8 x
+    raft_snapshot_threshold = 400 entries here, with an interval that
+    never opens the gate).  Their snapshots then never line up, as they
+    would all start at the same index otherwise."""
+    agents = make_cluster(3, 'server {\n  raft_snapshot_threshold = 50\n'
+                             '  raft_snapshot_interval = "1h"\n}\n')
+    leader = cluster_leader(agents)
+    ids = {s["Address"]: s["ID"] for s in peers(leader)}
+    order = sorted(agents, key=lambda a: ids[f"127.0.0.1:{a.rpc_port}"])
+    seen = {a.rpc_port: [] for a in agents}
+    stop = threading.Event()
+
+    def writer():
+        i = 0
+        while not stop.is_set():
+            r = leader.api("PUT", f"/v1/var/turn/{i % 50}",
+                           {"Items": {"k": str(i)}})
+            assert r.status == 200, r
+            i += 1
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        deadline = time.time() + 60 * SLOW
+        while min(len(v) for v in seen.values()) < 4:
+            assert time.time() < deadline, seen
+            for a in agents:
+                idx = a.api("GET", "/v1/agent/health").json()["raft"][
+                    "last_snapshot_index"]
+                if idx and (not seen[a.rpc_port] or
+                            seen[a.rpc_port][-1] != idx):
+                    seen[a.rpc_port].append(idx)
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        t.join()
+    for rank, a in enumerate(order):
+        got = seen[a.rpc_port]
+        gaps = [y - x for x, y in zip(got[1:], got[2:])]
+        want = 400 * (1 + rank / 4)
+        # A snapshot starts after the apply batch that crossed the gate.
+        assert all(want <= g <= want + 20 for g in gaps), (rank, got, gaps)

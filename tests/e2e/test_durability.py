@@ -347,9 +347,10 @@ def test_large_escaped_variable_survives_snapshot_restart(make_agent):
 
 def test_snapshot_interval_spaces_raft_snapshots(make_agent):
     """raft_snapshot_interval: after a snapshot, the next waits for the
-    interval (up to 1.5 times it: servers draw their own), unless 8 to 12
-    x raft_snapshot_threshold entries pile up first; with 0s every
-    threshold entries snapshot."""
+    interval (up to 1.5 times it: servers draw their own), unless 8 x
+    raft_snapshot_threshold entries pile up first (up to 12 x in a
+    cluster, by rank: test_cluster.py); with 0s every threshold entries
+    snapshot."""
     def snapshots(a):
         return a.log().count("raft: snapshot of ")
 
