@@ -57,6 +57,7 @@ struct apply_item {
     kr_raft_apply_cb cb;
     void *arg;
     int outcome;
+    uint64_t key; /* kr_raft_apply_keyed's, 0 for none */
 };
 
 /* One raft entry in flight: a single entry or a batch. */
@@ -1536,12 +1537,28 @@ static void on_flush_idle(uv_idle_t *h)
 int kr_raft_apply(struct kr_raft *r, const struct kr_buf *entry,
                   kr_raft_apply_cb cb, void *arg)
 {
+    return kr_raft_apply_keyed(r, entry, 0, cb, arg);
+}
+
+/* Whether an entry with key waits in the batch. */
+static bool batch_has_key(const struct kr_raft *r, uint64_t key)
+{
+    for (unsigned i = 0; key != 0 && i < r->batch_n; i++)
+        if (r->batch_items[i].key == key)
+            return true;
+    return false;
+}
+
+int kr_raft_apply_keyed(struct kr_raft *r, const struct kr_buf *entry,
+                        uint64_t key, kr_raft_apply_cb cb, void *arg)
+{
     if (!kr_raft_is_leader(r) || r->closing)
         return r->closing ? KR_ESHUTDOWN : KR_ENOLEADER;
     if (entry->len > KR_FRAME_PAYLOAD_MAX - 8)
         return KR_ETOOBIG;
     if (r->batch_n == KR_FRAME_BATCH_MAX ||
-        (r->batch_n > 0 && r->batch.len + 4 + entry->len > BATCH_BYTES))
+        (r->batch_n > 0 && r->batch.len + 4 + entry->len > BATCH_BYTES) ||
+        batch_has_key(r, key))
         flush_batch(r);
     if (kr_buf_reserve(&r->batch, 4 + entry->len) != 0) {
         /* What the batch holds so far is intact: propose it, and start
@@ -1553,7 +1570,7 @@ int kr_raft_apply(struct kr_raft *r, const struct kr_buf *entry,
     }
     kr_buf_u32(&r->batch, (uint32_t)entry->len);
     kr_buf_append(&r->batch, entry->data, entry->len);
-    r->batch_items[r->batch_n++] = (struct apply_item){cb, arg, KR_EIO};
+    r->batch_items[r->batch_n++] = (struct apply_item){cb, arg, KR_EIO, key};
     if (r->batch_n == 1) {
         uv_check_start(&r->flush, on_flush);
         uv_idle_start(&r->flush_idle, on_flush_idle);

@@ -85,6 +85,14 @@ int kr_raft_start(struct kr_raft **out, const struct kr_raft_config *cfg,
 int kr_raft_apply(struct kr_raft *r, const struct kr_buf *entry,
                   kr_raft_apply_cb cb, void *arg);
 
+/* As kr_raft_apply, for an entry that changes one thing named by key (a
+ * hash of a Variable's namespace and path; 0: none): an entry with the
+ * same key already waiting in this iteration's batch is proposed first,
+ * so two changes of one Variable never share an index and a ModifyIndex
+ * names one version of it (what a check-and-set relies on). */
+int kr_raft_apply_keyed(struct kr_raft *r, const struct kr_buf *entry,
+                        uint64_t key, kr_raft_apply_cb cb, void *arg);
+
 /* As kr_raft_apply, but the entry travels alone in its raft entry: no
  * other entry is applied at its index, so an index tells which side of
  * it a write landed on. */

@@ -320,6 +320,22 @@ out:
     op_free(o);
 }
 
+/* FNV-1a of namespace NUL path, never 0: kr_raft_apply_keyed's key.  A
+ * collision only costs a raft entry of its own. */
+static uint64_t var_key(const char *ns, const char *path)
+{
+    uint64_t h = UINT64_C(14695981039346656037);
+
+    for (const char *p = ns;; p++) {
+        h = (h ^ (uint8_t)*p) * UINT64_C(1099511628211);
+        if (*p == '\0')
+            break;
+    }
+    for (const char *p = path; *p != '\0'; p++)
+        h = (h ^ (uint8_t)*p) * UINT64_C(1099511628211);
+    return h | 1u;
+}
+
 static void propose(struct var_op *o, const uint8_t *data, size_t len)
 {
     struct kr_http *srv = o->p.srv;
@@ -340,7 +356,8 @@ static void propose(struct var_op *o, const uint8_t *data, size_t len)
     kr_buf_init(&b);
     rv = kr_entry_encode(&e, &b);
     if (rv == 0)
-        rv = kr_raft_apply(srv->deps.raft, &b, applied, o);
+        rv = kr_raft_apply_keyed(srv->deps.raft, &b, var_key(o->ns, o->path),
+                                 applied, o);
     kr_buf_free(&b);
     if (rv != 0) {
         kr_http_reply_error(o->p.req, kr_err_http_status(rv), "%s",

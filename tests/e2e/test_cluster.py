@@ -262,7 +262,7 @@ def test_servers_take_raft_snapshots_in_turn(make_cluster):
     agents = make_cluster(3, 'server {\n  raft_snapshot_threshold = 50\n'
                              '  raft_snapshot_interval = "1h"\n}\n')
     leader = cluster_leader(agents)
-    ids = {s["Address"]: s["ID"] for s in peers(leader)}
+    ids = {s["Address"]: int(s["ID"]) for s in peers(leader)}
     order = sorted(agents, key=lambda a: ids[f"127.0.0.1:{a.rpc_port}"])
     seen = {a.rpc_port: [] for a in agents}
     stop = threading.Event()

@@ -5,6 +5,7 @@ unredacted snapshot has them all (the control); bad archives are refused
 with clear messages and change nothing; a restore while clients write
 leaves exactly the snapshot plus the writes acknowledged after it."""
 import base64
+import collections
 import gzip
 import hashlib
 import http.client
@@ -734,6 +735,11 @@ def test_restore_while_clients_write(make_cluster, tmp_path):
     assert any(i < restore_index for i, _, _ in acks)
     assert any(i > restore_index for i, _, _ in acks), "no write after"
     assert not [a for a in acks if a[0] == restore_index]
+    # Two writes of one Variable never share an index (the leader's batch
+    # sends the second in a raft entry of its own), so the order below is
+    # the order they were applied in.
+    same = collections.Counter((i, key) for i, key, _ in acks)
+    assert not [k for k, c in same.items() if c > 1], same.most_common(3)
     for idx, key, items in sorted(acks, key=lambda a: a[0]):
         if idx > restore_index:
             expected[key] = items
