@@ -2044,33 +2044,19 @@ int kr_state_record_redact(const uint8_t *rec, size_t len, struct kr_buf *out)
  * then the bytes of a record cut by the last chunk. */
 static void put_stage(struct kr_buf *out, const struct stage *st)
 {
-    const struct kr_state_loader *l = st->loader;
-    struct kr_buf nested, body;
+    struct kr_buf tail;
+    struct var_node *n;
 
-    kr_buf_init(&nested);
-    kr_buf_init(&body);
-    if (l->phase != PH_MAGIC) {
-        kr_buf_append(&nested, SNAP_MAGIC, 4);
-        kr_buf_u8(&nested, SNAP_VERSION);
-    }
-    if (l->phase > PH_INDEXES)
-        put_records(l->st, false, &nested, &body);
-    if (l->phase == PH_ENDED) {
-        body.len = 0;
-        kr_buf_u64(&body, l->n_records - 1);
-        put_record(&nested, KR_SNAP_REC_END, &body);
-    }
-    kr_buf_append(&nested, l->pending.data, l->pending.len);
-    body.len = 0;
-    kr_buf_u64(&body, st->id);
-    kr_buf_u64(&body, st->total);
-    kr_buf_u64(&body, st->received);
-    kr_buf_bytes(&body, nested.data, nested.len);
-    put_record(out, KR_SNAP_REC_STAGE, &body);
-    if (nested.oom || body.oom)
+    kr_buf_init(&tail);
+    if (!put_stage_split(out, &tail, st))
         out->oom = true;
-    kr_buf_free(&nested);
-    kr_buf_free(&body);
+    if (stage_var_bytes(st) > 0)
+        RB_FOREACH(n, var_tree, &st->loader->st->vars)
+        {
+            put_var_record(out, &n->v);
+        }
+    kr_buf_append(out, tail.data, tail.len);
+    kr_buf_free(&tail);
 }
 
 /* The staged Variables' records, in all. */

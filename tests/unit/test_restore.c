@@ -854,6 +854,18 @@ static void write_frozen(struct kr_state_frozen *f, struct kr_buf *out)
     assert_int_equal(out->len, kr_state_frozen_size(f));
 }
 
+/* f's encoding is exactly want's bytes. */
+static void assert_frozen_writes(struct kr_state_frozen *f,
+                                 const struct kr_buf *want)
+{
+    struct kr_buf got;
+
+    write_frozen(f, &got);
+    assert_int_equal(got.len, want->len);
+    assert_memory_equal(got.data, want->data, want->len);
+    kr_buf_free(&got);
+}
+
 /* A frozen view writes what kr_state_snapshot / kr_state_save would have
  * written at the freeze, whatever is applied meanwhile: overwrites,
  * deletes, inserts, a staged restore and its commit, which replaces the
@@ -935,7 +947,7 @@ static void test_frozen_view_of_a_stage(void **state)
 {
     struct kr_state *src, *s;
     struct kr_state_frozen *f;
-    struct kr_buf bin, want, got;
+    struct kr_buf bin, want;
 
     (void)state;
     src = source(&bin);
@@ -969,10 +981,7 @@ static void test_frozen_view_of_a_stage(void **state)
             assert_int_equal(put(s, "app/000", 2, 0xcc), 0);
             assert_int_equal(del(s, "web/000"), 0);
         }
-        write_frozen(f, &got);
-        assert_int_equal(got.len, want.len);
-        assert_memory_equal(got.data, want.data, want.len);
-        kr_buf_free(&got);
+        assert_frozen_writes(f, &want);
         kr_state_thaw(s, f);
         kr_buf_free(&want);
         kr_state_free(s);
@@ -1058,10 +1067,7 @@ static void test_freeze_in_steps(void **state)
         /* Whole: later applies change nothing in it. */
         for (int i = 0; i < 500; i++)
             churn(s, (unsigned)i * 7919u);
-        write_frozen(f, &got);
-        assert_int_equal(got.len, want.len);
-        assert_memory_equal(got.data, want.data, want.len);
-        kr_buf_free(&got);
+        assert_frozen_writes(f, &want);
         kr_state_thaw(s, f);
         kr_buf_free(&want);
 
