@@ -1007,13 +1007,11 @@ struct kr_state_frozen {
     uint32_t key_hint; /* the last key index the steps found */
     char (*key_ids)[KR_UUID_LEN + 1];
     size_t n_key_ids, cap_key_ids;
-    /* A staged restore's Variables (with_stage), copied by the steps
-     * after the live ones: the first stage_left more from stage_next.
+    /* A staged restore's Variables (with_stage), copied at the freeze.
      * They sit inside the STAGE record, whose start ends head, and
      * stage_tail (the nested END, a cut record) follows them. */
     struct frozen_var *stage_vars;
-    size_t n_stage_vars, stage_left;
-    struct var_node *stage_next;
+    size_t n_stage_vars;
     struct kr_buf stage_tail;
     size_t size; /* the whole encoding */
 };
@@ -1115,18 +1113,6 @@ bool kr_state_freeze_step(struct kr_state *s, struct kr_state_frozen *view,
         frozen_copy(f, &f->vars[f->n_vars++], n);
     }
     if (s->mem.fill_next != NULL)
-        return false;
-    /* The stage only grows, at its end (chunks append in path order),
-     * and drop_stage and install finish the fill first: the nodes there
-     * at the freeze are the first stage_left from where the steps are. */
-    for (; budget > 0 && f->stage_left > 0; budget--, f->stage_left--) {
-        n = f->stage_next;
-        /* (RB_NEXT reads only the node: the stage may be off s already,
-         * on its way to install.) */
-        f->stage_next = RB_NEXT(var_tree, NULL, n);
-        frozen_copy(f, &f->stage_vars[f->n_stage_vars++], n);
-    }
-    if (f->stage_left > 0)
         return false;
     if (f->n_early > 1)
         qsort(f->early, f->n_early, sizeof(*f->early), frozen_cmp);
@@ -2080,21 +2066,27 @@ static size_t stage_var_bytes(const struct stage *st)
 }
 
 /*
- * Room for a staged restore's Variables in f, which the steps copy (the
- * loop frees their buffers only through stage_drop or, once committed,
- * the graveyard, so the copies stay good for the view's life).
+ * A staged restore's Variables, copied at once: they only grow (each
+ * chunk appends in path order) and the loop may free them only through
+ * stage_drop or, once committed, the graveyard, so the copies stay good
+ * for the view's life.
  */
 static bool freeze_stage_vars(struct kr_state_frozen *f, const struct stage *st)
 {
     const struct kr_state *ls = st->loader->st;
+    struct var_node *n;
+    size_t i = 0;
 
-    if (stage_var_bytes(st) == 0 || ls->n_vars == 0)
+    if (stage_var_bytes(st) == 0)
         return true;
     f->stage_vars = malloc(ls->n_vars * sizeof(*f->stage_vars));
     if (f->stage_vars == NULL)
         return false;
-    f->stage_left = ls->n_vars;
-    f->stage_next = RB_MIN(var_tree, (struct var_tree *)&ls->vars);
+    RB_FOREACH(n, var_tree, (struct var_tree *)&ls->vars)
+    {
+        frozen_copy(f, &f->stage_vars[i++], n);
+    }
+    f->n_stage_vars = i;
     return true;
 }
 
@@ -2165,7 +2157,6 @@ static void stage_drop(struct kr_state *s, struct stage *st)
 
 static void drop_stage(struct kr_state *s)
 {
-    fill_finish(s); /* a view filling may be copying the stage */
     stage_drop(s, s->stage);
     s->stage = NULL;
 }

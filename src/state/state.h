@@ -168,9 +168,8 @@ size_t kr_state_save_size(const struct kr_state *s);
  * written at the freeze.  Its first kr_state_frozen_head_size bytes hold
  * the aead KEKs (and a staged restore's, but for a key record a chunk
  * cut, which comes after the staged Variables): wipe any copy of the
- * view's bytes.  A staged restore's Variables are copied by the same
- * steps, after the live ones; aborting or committing the restore
- * finishes a view still filling first.  kr_state_thaw (loop
+ * view's bytes.  A staged restore's Variables are copied by the freeze
+ * itself, in one piece.  kr_state_thaw (loop
  * thread) releases the view; every view must be thawed before
  * kr_state_free.
  */
