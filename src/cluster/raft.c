@@ -123,11 +123,12 @@ struct kr_raft {
         uint64_t idle_mark; /* kr_freeze_fill's */
         bool unpaced;       /* a restore is staged: write at disk speed */
         struct kr_raft_snapshot_stats stats;
-        /* The log in bytes (see log_note): applied since the freeze, in
-         * all, and (index, all after it) for the last entries applied. */
-        uint64_t log_bytes, log_total;
-        bool forced;     /* the threshold is down to 1 for log_bytes */
-        double log_slot; /* where in its slot this server's share lies */
+        /* The log in bytes (see log_note): applied in all, the same at
+         * the last freeze, and (index, in all after it) for the last
+         * entries applied. */
+        uint64_t log_total, log_at_freeze;
+        bool forced;     /* the threshold is down to 1 for the log's size */
+        double log_slot; /* a non-voter's rank_factor, drawn per snapshot */
         struct log_mark {
             uint64_t index, total;
         } * marks;
@@ -247,19 +248,8 @@ static double rank_factor(struct kr_raft *r)
 
 static void log_note(struct kr_raft *r, uint64_t index, size_t len)
 {
-    uint64_t due = kr_state_var_bytes(r->cfg.state);
+    uint64_t since, due;
 
-    /* While a restore is staged its chunks are in memory twice, raw in
-     * the log and decoded in the stage: snapshot twice as often.
-     * Otherwise each server draws its own share of the state's size
-     * (close_gate), since they all apply the same entries and would
-     * otherwise all write their snapshots at the same moment. */
-    if (kr_state_stage_info(r->cfg.state, NULL, NULL, NULL))
-        due /= 2;
-    else
-        due = (uint64_t)((double)due * rank_factor(r));
-
-    r->snap.log_bytes += len;
     r->snap.log_total += len;
     if (r->snap.cap_marks > 0) {
         size_t at = (r->snap.first_mark + r->snap.n_marks) % r->snap.cap_marks;
@@ -271,9 +261,18 @@ static void log_note(struct kr_raft *r, uint64_t index, size_t len)
         else
             r->snap.first_mark = (r->snap.first_mark + 1) % r->snap.cap_marks;
     }
-    if (due < LOG_BYTES_MIN)
-        due = LOG_BYTES_MIN;
-    if (!r->snap.forced && r->snap.frozen == NULL && r->snap.log_bytes >= due) {
+    since = r->snap.log_total - r->snap.log_at_freeze;
+    if (since < LOG_BYTES_MIN || r->snap.forced || r->snap.frozen != NULL)
+        return;
+    /* While a restore is staged its chunks are in memory twice, raw in
+     * the log and decoded in the stage: snapshot twice as often.
+     * Otherwise each server waits its rank_factor of the state's size. */
+    due = kr_state_var_bytes(r->cfg.state);
+    if (kr_state_stage_info(r->cfg.state, NULL, NULL, NULL))
+        due /= 2;
+    else
+        due = (uint64_t)((double)due * rank_factor(r));
+    if (since >= due) {
         /* libraft checks the threshold right after this apply batch. */
         r->snap.forced = true;
         raft_set_snapshot_threshold(&r->raft, 1);
@@ -284,23 +283,18 @@ static void log_note(struct kr_raft *r, uint64_t index, size_t len)
  * as many of the last raft_trailing_logs as fit in TRAILING_BYTES. */
 static unsigned trailing_for(struct kr_raft *r, uint64_t index)
 {
-    uint64_t t = 0;
-    size_t k;
+    uint64_t max = r->cfg.snapshot_trailing, t = 0;
 
-    for (k = r->snap.n_marks; k-- > 0;) {
+    for (size_t k = r->snap.n_marks; k-- > 0;) {
         const struct log_mark *m =
             &r->snap.marks[(r->snap.first_mark + k) % r->snap.cap_marks];
-        if (m->index > index)
-            continue;
         if (r->snap.log_total - m->total > TRAILING_BYTES)
-            break;
+            return (unsigned)(t < max ? t : max);
         t = index - m->index;
     }
-    /* Every mark fit: the oldest is about raft_trailing_logs back. */
-    if (k == SIZE_MAX && r->snap.n_marks == r->snap.cap_marks)
-        t = r->cfg.snapshot_trailing;
-    return t < r->cfg.snapshot_trailing ? (unsigned)t
-                                        : r->cfg.snapshot_trailing;
+    /* Every mark fits; a full ring reaches about raft_trailing_logs back. */
+    return r->snap.n_marks == r->snap.cap_marks ? (unsigned)max
+                                                : (unsigned)(t < max ? t : max);
 }
 
 /*
@@ -512,7 +506,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     r->snap.index = raft_last_applied(&r->raft);
     r->snap.unpaced = kr_state_stage_info(r->cfg.state, NULL, NULL, NULL);
     raft_set_snapshot_trailing(&r->raft, trailing_for(r, r->snap.index));
-    r->snap.log_bytes = 0;
+    r->snap.log_at_freeze = r->snap.log_total;
     if (r->snap.forced) {
         /* No other snapshot starts before finalize, which sets the
          * threshold for the next one (close_gate). */
@@ -682,7 +676,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 
     /* The log starts over after the snapshot's index. */
     r->snap.n_marks = 0;
-    r->snap.log_bytes = 0;
+    r->snap.log_at_freeze = r->snap.log_total;
 
     if (rv != 0) {
         KR_ERROR("raft", "snapshot restore failed: %s", errmsg);
