@@ -74,6 +74,8 @@ struct conn {
     struct kr_buf resp;
     uint8_t kind;
     bool handed_on;
+    bool writing; /* the ack is in flight: acked will run, even if closed */
+    bool ended;
     struct sockaddr_in peer; /* the TCP peer, from the kernel */
     struct conn *next;
 };
@@ -135,11 +137,16 @@ static void conn_timer_closed(uv_handle_t *h)
     rpc_maybe_free(r);
 }
 
-/* Unlinks c and frees it; closes its socket unless it was handed on. */
+/* Unlinks c and frees it; closes its socket unless it was handed on.
+ * With the ack in flight (a timeout, or the server closing), closing the
+ * socket cancels the write, and c is freed only after acked has run. */
 static void conn_end(struct conn *c)
 {
     struct conn **pp = &c->rpc->conns;
 
+    if (c->ended)
+        return;
+    c->ended = true;
     while (*pp != NULL && *pp != c)
         pp = &(*pp)->next;
     if (*pp == c)
@@ -147,7 +154,8 @@ static void conn_end(struct conn *c)
     if (!c->handed_on)
         uv_close((uv_handle_t *)c->tcp, free_handle);
     uv_timer_stop(&c->timer);
-    uv_close((uv_handle_t *)&c->timer, conn_timer_closed);
+    if (!c->writing)
+        uv_close((uv_handle_t *)&c->timer, conn_timer_closed);
 }
 
 static void conn_timeout(uv_timer_t *t)
@@ -175,6 +183,11 @@ static void acked(uv_write_t *w, int status)
     struct conn *c = w->data;
     struct kr_rpc *r = c->rpc;
 
+    c->writing = false;
+    if (c->ended) { /* the socket is closed: only c is left */
+        uv_close((uv_handle_t *)&c->timer, conn_timer_closed);
+        return;
+    }
     if (status != 0 || r->closing || c->kind == KR_RPC_CALL) {
         conn_end(c);
         return;
@@ -273,6 +286,8 @@ static void conn_dispatch(struct conn *c)
     c->write.data = c;
     if (uv_write(&c->write, c->tcp, bufs, n, acked) != 0)
         conn_end(c);
+    else
+        c->writing = true;
 }
 
 static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
