@@ -7,7 +7,7 @@ set -euo pipefail
 pkgs=(
     build-essential cmake pkg-config clang clang-format
     libraft-dev libuv1-dev libh2o-dev libssl-dev libjansson-dev
-    libcurl4-openssl-dev libarchive-dev libbsd-dev libcmocka-dev
+    libcurl4-openssl-dev libarchive-dev libbsd-dev libcmocka-dev libjemalloc-dev
     libclang-rt-14-dev
     python3 python3-pytest python3-jwt python3-cryptography
     curl openssl tcpdump
