@@ -109,8 +109,8 @@ static void run_call(struct fixture *f)
     f->check.data = f;
     uv_check_start(&f->check, on_check);
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-    assert_int_equal(
-        kr_rpc_call(&f->loop, addr, "ping", 4, 5000, answered, f), 0);
+    assert_int_equal(kr_rpc_call(&f->loop, addr, "ping", 4, 5000, answered, f),
+                     0);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     /* Every handle is closed and freed. */
     assert_int_equal(uv_loop_close(&f->loop), 0);
