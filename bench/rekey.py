@@ -605,8 +605,11 @@ def main():
     # The goal's figure: every request during the rekey against every
     # request without it (the last window counts for the part of it the
     # rekey covered).  Then the stricter one: the worst single window.
+    def pooled_dur(rows):
+        return cluster.pooled_p99(rows, [w["covered"] / SECS for w in rows])
+
     p99_base = cluster.pooled_p99(base)
-    p99_dur = cluster.pooled_p99(dur, [w["covered"] / SECS for w in dur])
+    p99_dur = pooled_dur(dur)
 
     def ratio(rows):
         worst = max(w["p99"] for w in rows)
@@ -647,9 +650,7 @@ def main():
         ok = [[w for w in rows if w["steal"] <= STEAL_WARN]
               for rows in (base, dur)]
         if ok[0] and ok[1]:
-            p99_ok = [cluster.pooled_p99(ok[0]),
-                      cluster.pooled_p99(ok[1], [w["covered"] / SECS
-                                                 for w in ok[1]])]
+            p99_ok = [cluster.pooled_p99(ok[0]), pooled_dur(ok[1])]
             print(f"p99 during / without, only the windows with under "
                   f"{STEAL_WARN * 100:.0f}% steal ({len(ok[0])} without "
                   f"rekey, {len(ok[1])} during): {ms(p99_ok[0])} and "
