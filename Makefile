@@ -96,7 +96,7 @@ test: deps format-check build asan
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure
 	KEYRAFT_BIN=$(CURDIR)/$(ASAN_BUILD)/keyraft KEYRAFT_SANITIZED=1 \
 	  ASAN_OPTIONS=detect_leaks=1 $(PYTEST) -q tests/e2e
-	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=15
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
 
 bench: build
 	KR_DEPS_BENCH=1 bash scripts/deps.sh
