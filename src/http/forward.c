@@ -327,6 +327,7 @@ static void fwd_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 }
 
 static void fwd_send(struct fwd *f);
+static void fwd_dial(struct fwd *f);
 
 static void fwd_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
@@ -357,7 +358,9 @@ static void fwd_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             uv_close((uv_handle_t *)s, free_raft_handle);
             f->stream = NULL;
             f->from_pool = false;
-            fwd_send(f);
+            /* Not from the pool again: the leader may have closed all of
+             * them at once (its idle timeout, a restart). */
+            fwd_dial(f);
             return;
         }
         fwd_fail(f, 503, "lost the connection to the cluster leader");
@@ -436,8 +439,13 @@ static void fwd_send(struct fwd *f)
             return;
         }
     }
-    if (kr_rpc_dial(srv->deps.loop, f->leader, KR_RPC_HTTP, NULL, 0, fwd_dialed,
-                    f, &f->dial) != 0)
+    fwd_dial(f);
+}
+
+static void fwd_dial(struct fwd *f)
+{
+    if (kr_rpc_dial(f->p.srv->deps.loop, f->leader, KR_RPC_HTTP, NULL, 0,
+                    fwd_dialed, f, &f->dial) != 0)
         fwd_fail(f, 503, "cannot reach the cluster leader");
 }
 
