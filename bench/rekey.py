@@ -18,9 +18,12 @@ in bench/cluster.py (whose start-up and wrk helpers this reuses), TLS off:
    the rekey is done.  The rekey time runs from the rotate call until
    GET /v1/operator/keyring/rekey (polled every 50 ms on the leader) says
    Running false.  Every window is printed with the raft snapshots the
-   servers were writing in it (their /v1/agent/health, every 250 ms) and
-   the share of the machine's CPU time the hypervisor gave to other
-   guests meanwhile (steal, /proc/stat).
+   servers were writing in it (their /v1/agent/health, every 250 ms),
+   the cores the three servers used (their utime + stime, /proc/PID/stat)
+   and the share of the machine's CPU time the hypervisor gave to other
+   guests meanwhile (steal, /proc/stat).  The servers' CPU time from the
+   rotate call to the end of the rekey is printed per server and per
+   Variable (with the foreground's share in it, unless BENCH_REKEY_FG=0).
    The goal's ratio is the p99 of every PUT during the rekey over the p99
    of every PUT in the baseline: each window's latency quantiles, weighted
    by its requests (the last window by the part the rekey covered), are
@@ -45,6 +48,8 @@ Environment:
                        (default: the server's)
   BENCH_REKEY_RATE     root_key_rekey_rate (Variables/s) for the servers
                        (default: the server's)
+  BENCH_REKEY_FG       0: no foreground load, only the rekey (its CPU cost
+                       alone, without the p99 figures; default 1)
   BENCH_FORM_TIMEOUT   seconds to wait for the cluster (default 30)
   BENCH_DIR            parent of the temp dir (default: the system temp dir)
 
@@ -74,6 +79,8 @@ SNAP = os.environ.get("BENCH_REKEY_SNAPSHOT_THRESHOLD", "")
 RATE = os.environ.get("BENCH_REKEY_WRITE_RATE", "")
 # root_key_rekey_rate (Variables/s) for the servers; unset = the default.
 REKEY_RATE = os.environ.get("BENCH_REKEY_RATE", "")
+# 0: the rekey alone, to measure its CPU cost without the foreground's.
+FG = os.environ.get("BENCH_REKEY_FG", "1") != "0"
 SECS = cluster.SECS
 CLIENTS = 8
 BASE_WINDOWS = 3    # of SECS each, before the rekey
@@ -408,13 +415,30 @@ def steal_ticks():
     return int(fields[8]) if len(fields) > 8 else 0
 
 
-def timed_wrk(script, url, wrk_out):
+def cpu_ticks(servers):
+    """Each server's CPU time so far (utime + stime, /proc/PID/stat), in
+    clock ticks, by name."""
+    out = {}
+    for s in servers:
+        with open(f"/proc/{s['proc'].pid}/stat") as f:
+            # The fields after the command's ")": state is field 3.
+            fields = f.read().rsplit(")", 1)[1].split()
+        out[s["name"]] = int(fields[11]) + int(fields[12])
+    return out
+
+
+def timed_wrk(script, url, wrk_out, servers):
     """One window of the foreground load: (start time, wrk result with
-    "steal", the share of the machine's CPU time stolen meanwhile)."""
-    t, st0 = time.time(), steal_ticks()
+    "steal", the share of the machine's CPU time stolen meanwhile, and
+    "cpu", the cores the servers used together)."""
+    t, st0, c0 = time.time(), steal_ticks(), cpu_ticks(servers)
     row = cluster.wrk(script, url, CLIENTS, SECS, wrk_out)
-    ticks = (time.time() - t) * os.sysconf("SC_CLK_TCK") * os.cpu_count()
+    c1 = cpu_ticks(servers)
+    hz = os.sysconf("SC_CLK_TCK")
+    ticks = (time.time() - t) * hz * os.cpu_count()
     row["steal"] = (steal_ticks() - st0) / ticks if ticks > 0 else 0.0
+    row["cpu"] = sum(c1[n] - c0[n] for n in c1) / hz / max(time.time() - t,
+                                                           1e-9)
     return t, row
 
 
@@ -446,11 +470,13 @@ def run(work, binary, out):
                                    fg_lua())
         url = servers[0]["base"] + "/"
         wrk_out = os.path.join(work, "wrk.json")
-        cluster.wrk(script, url, CLIENTS, 2, wrk_out)       # warm-up
         t_base = time.time()
         out["base"] = []    # (start time, wrk result)
-        for _ in range(BASE_WINDOWS):
-            out["base"].append(timed_wrk(script, url, wrk_out))
+        if FG:
+            cluster.wrk(script, url, CLIENTS, 2, wrk_out)   # warm-up
+            t_base = time.time()
+        for _ in range(BASE_WINDOWS if FG else 0):
+            out["base"].append(timed_wrk(script, url, wrk_out, servers))
         out["base_elections"] = watch.elections(t_base, time.time())
 
         old = [k for k, m in keys(leader["base"]).items()
@@ -464,12 +490,12 @@ def run(work, binary, out):
             # that one holding a raft snapshot can be told from the rest.
             while not during or not rekey_done.is_set():
                 try:
-                    during.append(timed_wrk(script, url, wrk_out))
+                    during.append(timed_wrk(script, url, wrk_out, servers))
                 except SystemExit as e:
                     failed.append(str(e))
                     return
 
-        start = time.time()
+        start, cpu0 = time.time(), cpu_ticks(servers)
         st, body = cluster.http("PUT", leader["base"] +
                                 "/v1/operator/keyring/rotate?full=true",
                                 timeout=30)
@@ -477,8 +503,8 @@ def run(work, binary, out):
             raise SystemExit(f"bench: rotate?full=true answered {st}: "
                              f"{body[:200]!r}")
         fg = threading.Thread(target=load_during)
-        fg_start = time.time()
-        fg.start()
+        if FG:
+            fg.start()
         total, last = None, None
         while True:
             status = rekey_status(leader)
@@ -492,11 +518,16 @@ def run(work, binary, out):
                 raise SystemExit(f"bench: rekey not done after 1 h: {last}")
             time.sleep(0.05)
         out["rekey_s"] = time.time() - start
+        cpu1 = cpu_ticks(servers)
+        out["cpu"] = [(s["name"], s["leader"],
+                       (cpu1[s["name"]] - cpu0[s["name"]])
+                       / os.sysconf("SC_CLK_TCK")) for s in servers]
         rekey_done.set()
         out["total"] = total if total is not None else NVARS
         if last.get("Error"):
             out["error"] = last["Error"]
-        fg.join()
+        if FG:
+            fg.join()
         out["rekey_elections"] = watch.elections(start, time.time())
         out["unanswered"] = watch.unanswered_in(t_load, time.time())
         if failed:
@@ -577,10 +608,20 @@ def main():
     print(GOAL_TIME)
     if r.get("error"):
         print(f"rekey reported: {r['error']}")
+    cpu = r["cpu"]
+    print("servers' CPU from the rotate call to the end of the rekey: "
+          + ", ".join(f"{n}{' (leader)' if lead else ''} {t:.1f} s"
+                      for n, lead, t in cpu)
+          + f" = {sum(t for _, _, t in cpu) * 1e6 / max(r['total'], 1):.1f}"
+          " us per Variable"
+          + (" (the foreground's share included)" if FG else
+             " (no foreground load: BENCH_REKEY_FG=0)"))
+    if not FG:
+        return finish(binary, failed)
     print(f"foreground PUT, {CLIENTS} clients, {SECS}s, 256 B over 1000 "
           "paths, client i -> server i mod 3:")
     print(f"  {'':<22}{'req/s':>10}{'p50':>10}{'p99':>10}{'errors':>8}"
-          f"{'steal':>7}  raft snapshots being written")
+          f"{'steal':>7}{'servers':>9}  raft snapshots being written")
 
     def snaps_text(snaps):
         return ", ".join(f"{n} {mb} MB" if mb is not None else
@@ -590,7 +631,8 @@ def main():
     def row_text(name, row, snaps):
         return (f"  {name:<22}{row['rps']:>10.0f}{ms(row['p50']):>10}"
                 f"{ms(row['p99']):>10}{row['errors']:>8}"
-                f"{row['steal'] * 100:>6.1f}%  " + snaps_text(snaps))
+                f"{row['steal'] * 100:>6.1f}%"
+                f"{row['cpu']:>6.2f} cpu  " + snaps_text(snaps))
 
     for i, w in enumerate(base):
         print(row_text(f"without rekey {i * SECS}-{(i + 1) * SECS} s", w,
@@ -669,13 +711,19 @@ def main():
     if r.get("unanswered"):
         print("status polls without a leader in the answer (server, "
               f"seconds): {r['unanswered']}")
-    snap = f"BENCH_REKEY_SNAPSHOT_THRESHOLD={SNAP} " if SNAP else ""
+    return finish(binary, failed)
+
+
+def finish(binary, failed):
+    """The command that reproduces the run, and its outcome."""
+    env = f"BENCH_REKEY_SNAPSHOT_THRESHOLD={SNAP} " if SNAP else ""
     if RATE:
-        snap += f"BENCH_REKEY_WRITE_RATE={RATE} "
+        env += f"BENCH_REKEY_WRITE_RATE={RATE} "
     if REKEY_RATE:
-        snap += f"BENCH_REKEY_RATE={REKEY_RATE} "
+        env += f"BENCH_REKEY_RATE={REKEY_RATE} "
+    env += f"BENCH_SECONDS={SECS} " if FG else "BENCH_REKEY_FG=0 "
     print(f"reproduce: KEYRAFT_BIN={binary} BENCH_REKEY_VARS={NVARS} "
-          f"{snap}BENCH_SECONDS={SECS} /usr/bin/python3 bench/rekey.py")
+          f"{env}/usr/bin/python3 bench/rekey.py")
     if failed:
         print(f"check failed: {failed}")
         return 1
