@@ -19,7 +19,7 @@
  * Rekey job, whenever a key is rekeying: walks the Variables in (namespace,
  * path) order from the replicated checkpoint, re-encrypts those under a
  * rekeying key with the active key, and proposes them in batches of up to
- * 128 Variables or 1 MiB per raft entry (KR_ENTRY_VAR_REKEY).  Each item
+ * 512 Variables or 1 MiB per raft entry (KR_ENTRY_VAR_REKEY).  Each item
  * carries the ModifyIndex it was read at, so the state machine skips a
  * Variable a client rewrote meanwhile; each batch moves the checkpoint,
  * so a new leader resumes where the last batch left off.  The work is cut

@@ -33,7 +33,9 @@ int kr_buf_reserve(struct kr_buf *b, size_t n)
         return KR_ENOMEM;
     if (b->cap - b->len >= n)
         return 0;
-    cap = b->cap ? b->cap : 64;
+    /* The first block is what was asked for: a buffer sized up front
+     * (kr_buf_reserve before the appends) is allocated once, exactly. */
+    cap = b->cap ? b->cap : (n > 64 ? n : 64);
     while (cap - b->len < n) {
         if (cap > SIZE_MAX / 2)
             goto fail;

@@ -32,7 +32,8 @@ struct kr_rd {
 void kr_buf_init(struct kr_buf *b);
 /* Wipes (the buffer may have held secrets) and frees the contents. */
 void kr_buf_free(struct kr_buf *b);
-/* Ensures room for n more bytes; returns 0 or KR_ENOMEM (sets b->oom). */
+/* Ensures room for n more bytes; returns 0 or KR_ENOMEM (sets b->oom).
+ * An empty buffer gets exactly n (at least 64); a full one doubles. */
 int kr_buf_reserve(struct kr_buf *b, size_t n);
 void kr_buf_append(struct kr_buf *b, const void *p, size_t n);
 void kr_buf_puts(struct kr_buf *b, const char *s);
