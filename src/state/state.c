@@ -355,6 +355,35 @@ static struct var_node *var_find(const struct kr_state *s, const char *ns,
     return RB_FIND(var_tree, (struct var_tree *)&s->vars, &key);
 }
 
+/*
+ * var_find for the items of a rekey batch, which come in (namespace,
+ * path) order: the next item is usually near's successor, so a few steps
+ * from near are tried before a search from the root.  near is a node
+ * before the item, or NULL.
+ */
+#define NEAR_STEPS 4
+static struct var_node *var_find_near(const struct kr_state *s,
+                                      struct var_node *near, const char *ns,
+                                      const char *path)
+{
+    struct var_node key, *n = near;
+
+    key.v.namespace = (char *)ns;
+    key.v.path = (char *)path;
+    if (n == NULL || var_cmp(n, &key) >= 0)
+        return var_find(s, ns, path);
+    for (int i = 0; i < NEAR_STEPS; i++) {
+        int c;
+        n = RB_NEXT(var_tree, (struct var_tree *)&s->vars, n);
+        if (n == NULL)
+            return NULL; /* past the last Variable */
+        c = var_cmp(n, &key);
+        if (c >= 0)
+            return c == 0 ? n : NULL; /* or between two neighbours */
+    }
+    return var_find(s, ns, path);
+}
+
 static void key_uses(struct kr_state *s, const char *key_id, int delta)
 {
     struct kr_root_key *k = key_find(s, key_id);
@@ -483,6 +512,7 @@ static int apply_rekey(struct kr_state *s, uint64_t index,
                        struct kr_entry_var_rekey *e)
 {
     const struct kr_root_key *active = kr_state_key_active(s);
+    struct var_node *near = NULL;
 
     if (active == NULL || strcmp(active->key_id, e->key_id) != 0)
         return KR_ECONFLICT;
@@ -491,7 +521,9 @@ static int apply_rekey(struct kr_state *s, uint64_t index,
             return KR_EINVAL;
     for (uint32_t i = 0; i < e->n_items; i++) {
         struct kr_rekey_item *it = &e->items[i];
-        struct var_node *n = var_find(s, it->namespace, it->path);
+        struct var_node *n = var_find_near(s, near, it->namespace, it->path);
+        if (n != NULL)
+            near = n; /* the tree's shape does not change below */
         if (!rekey_applies(s, n, it))
             continue;
         var_detach(s, n);

@@ -361,6 +361,40 @@ static void test_rekey_batches(void **state)
     assert_int_equal(st_of(s, 2), KR_KEY_ACTIVE);
 }
 
+/* A batch's items are found whatever their order and gaps: next to the
+ * last one found, a few Variables on, far on, absent between two
+ * Variables (with the index of the one after, which must stay), past
+ * the last one, and behind the last one found. */
+static void test_rekey_batch_lookups(void **state)
+{
+    struct kr_state *s = *state;
+    const char *all[] = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"};
+    const char *batch[] = {"a", "b", "bb", "e", "j", "zz", "d"};
+    const char *moved = "abdej";
+    uint64_t idx[10], bidx[7];
+
+    assert_int_equal(upsert(s, 1, KR_KEY_ACTIVE, false), 0);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(var_op(s, KR_VAR_SET, all[i], 1, 0), 0);
+        idx[i] = next_index;
+    }
+    /* "bb" carries c's index, "zz" j's. */
+    for (int i = 0; i < 7; i++)
+        bidx[i] =
+            idx[(batch[i][1] == '\0' ? batch[i][0] : batch[i][0] + 1) - 'a'];
+    bidx[5] = idx[9];
+    assert_int_equal(upsert(s, 2, KR_KEY_ACTIVE, true), 0);
+    assert_int_equal(rekey(s, 2, "zz", batch, bidx, 7), 0);
+    for (int i = 0; i < 10; i++) {
+        const struct kr_var *v = kr_state_var_get(s, "default", all[i]);
+        int want = strchr(moved, all[i][0]) != NULL ? 2 : 1;
+        assert_non_null(v);
+        assert_memory_equal(v->key_id, key_of(s, want)->key_id, KR_UUID_LEN);
+    }
+    assert_null(kr_state_var_get(s, "default", "bb"));
+    assert_int_equal(key_of(s, 1)->n_vars, 5);
+}
+
 static void test_var_cas(void **state)
 {
     struct kr_state *s = *state;
@@ -795,6 +829,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_key_in_use_tracks_rewrites, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_rekey_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rekey_batch_lookups, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_var_cas, setup, teardown),
         cmocka_unit_test_setup_teardown(test_var_listing_order, setup,
                                         teardown),
