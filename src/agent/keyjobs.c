@@ -448,11 +448,21 @@ static void remember(struct rekey *rk, const struct kr_var *v)
     snprintf(rk->path, sizeof(rk->path), "%s", v->path);
 }
 
+/* The end of a slice: the walk stands after last (the Variable visited
+ * last, NULL if none), copied once per slice rather than per Variable.
+ * Nothing changes the state within a slice, so last is still valid. */
+static bool slice_end(struct rekey *rk, const struct kr_var *last, bool go)
+{
+    if (last != NULL)
+        remember(rk, last);
+    return go;
+}
+
 /* One slice of the walk.  Returns true when the batch must go now. */
 static bool walk_slice(struct kr_keyjobs *j)
 {
     struct rekey *rk = &j->rk;
-    const struct kr_var *v;
+    const struct kr_var *v, *last = NULL;
     unsigned visits = 0, seals = 0;
     int rv;
 
@@ -461,7 +471,7 @@ static bool walk_slice(struct kr_keyjobs *j)
     for (; v != NULL; v = kr_state_var_next(j->cfg.state, v, NULL, NULL)) {
         const struct kr_root_key *k = kr_state_key_get(j->cfg.state, v->key_id);
         if (visits++ == SLICE_VISITS || seals == SLICE_SEALS)
-            return false;
+            return slice_end(rk, last, false);
         if (k != NULL && k->state == KR_KEY_REKEYING) {
             rv = reseal(j, v);
             seals++;
@@ -486,7 +496,8 @@ static bool walk_slice(struct kr_keyjobs *j)
             if (rv == KR_ENOTREADY) {
                 back_off(rk);
                 rk->blocked = true;
-                return true; /* what was done so far still counts */
+                /* What was done so far still counts. */
+                return slice_end(rk, last, true);
             }
             if (rv == KR_ECRYPTO)
                 set_error(rk,
@@ -494,13 +505,13 @@ static bool walk_slice(struct kr_keyjobs *j)
                           "it stays under that key",
                           v->namespace, v->path, v->key_id);
             else if (rv != 0)
-                return true;
+                return slice_end(rk, last, true);
             else
                 rk->pass_found = true;
         }
-        remember(rk, v);
+        last = v;
         if (rk->n >= BATCH_ITEMS || rk->bytes >= BATCH_BYTES)
-            return true;
+            return slice_end(rk, last, true);
     }
     /* The end: the checkpoint wraps to the start. */
     rk->ns[0] = rk->path[0] = '\0';
