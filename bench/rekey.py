@@ -433,12 +433,10 @@ def timed_wrk(script, url, wrk_out, servers):
     "cpu", the cores the servers used together)."""
     t, st0, c0 = time.time(), steal_ticks(), cpu_ticks(servers)
     row = cluster.wrk(script, url, CLIENTS, SECS, wrk_out)
-    c1 = cpu_ticks(servers)
+    c1, st1, dt = cpu_ticks(servers), steal_ticks(), time.time() - t
     hz = os.sysconf("SC_CLK_TCK")
-    ticks = (time.time() - t) * hz * os.cpu_count()
-    row["steal"] = (steal_ticks() - st0) / ticks if ticks > 0 else 0.0
-    row["cpu"] = sum(c1[n] - c0[n] for n in c1) / hz / max(time.time() - t,
-                                                           1e-9)
+    row["steal"] = (st1 - st0) / (dt * hz * os.cpu_count()) if dt > 0 else 0.0
+    row["cpu"] = sum(c1[n] - c0[n] for n in c1) / hz / dt if dt > 0 else 0.0
     return t, row
 
 
@@ -470,11 +468,10 @@ def run(work, binary, out):
                                    fg_lua())
         url = servers[0]["base"] + "/"
         wrk_out = os.path.join(work, "wrk.json")
-        t_base = time.time()
-        out["base"] = []    # (start time, wrk result)
         if FG:
             cluster.wrk(script, url, CLIENTS, 2, wrk_out)   # warm-up
-            t_base = time.time()
+        t_base = time.time()
+        out["base"] = []    # (start time, wrk result)
         for _ in range(BASE_WINDOWS if FG else 0):
             out["base"].append(timed_wrk(script, url, wrk_out, servers))
         out["base_elections"] = watch.elections(t_base, time.time())
