@@ -18,9 +18,6 @@
 
 #define BATCH_ITEMS 512
 #define BATCH_BYTES (1024 * 1024)
-/* An entry's encoding past its items: version, type, key ID, checkpoint
- * lengths, item count (codec.c put_rekey). */
-#define BATCH_HEAD_BYTES (2 + 4 + KR_UUID_LEN + 4 + 4 + 4)
 #define SLICE_SEALS 256
 #define SLICE_VISITS 4096
 #define RETRY_MIN_MS 1000
@@ -376,8 +373,7 @@ static void propose_batch(struct kr_keyjobs *j)
     b->len = 0;
     /* Room for the whole entry at once (add_item counted each item's
      * encoding), not a doubling chain that copies and wipes each step. */
-    rv = kr_buf_reserve(b, rk->bytes + BATCH_HEAD_BYTES + strlen(rk->ns) +
-                               strlen(rk->path));
+    rv = kr_buf_reserve(b, rk->bytes + kr_rekey_head_size(rk->ns, rk->path));
     if (rv == 0)
         rv = kr_entry_encode(&e, b);
     if (rv == 0)
@@ -416,8 +412,7 @@ static int add_item(struct rekey *rk, const struct kr_var *v, struct kr_buf *ct)
     rk->n++; /* counted even when a strdup failed: batch_clear frees */
     if (it->namespace == NULL || it->path == NULL)
         return KR_ENOMEM;
-    /* Its encoding: three length-prefixed strings and the index. */
-    rk->bytes += strlen(v->namespace) + strlen(v->path) + it->data_len + 20;
+    rk->bytes += kr_rekey_item_size(v->namespace, v->path, it->data_len);
     return 0;
 }
 

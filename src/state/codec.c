@@ -151,6 +151,19 @@ fail:
     return false;
 }
 
+/* A VAR_REKEY entry but its items: version and type (kr_entry_encode),
+ * then what put_rekey writes before the items. */
+size_t kr_rekey_head_size(const char *after_ns, const char *after_path)
+{
+    return 2 + (4 + KR_UUID_LEN) + (4 + (after_ns ? strlen(after_ns) : 0)) +
+           (4 + (after_path ? strlen(after_path) : 0)) + 4;
+}
+
+size_t kr_rekey_item_size(const char *ns, const char *path, size_t data_len)
+{
+    return (4 + strlen(ns)) + (4 + strlen(path)) + 8 + (4 + data_len);
+}
+
 static void put_rekey(struct kr_buf *out, const struct kr_entry_var_rekey *e)
 {
     kr_buf_str(out, e->key_id);

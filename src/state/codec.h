@@ -119,6 +119,12 @@ struct kr_entry {
 /* Appends the encoding of e to out.  Returns 0 or KR_ENOMEM. */
 int kr_entry_encode(const struct kr_entry *e, struct kr_buf *out);
 
+/* The bytes a KR_ENTRY_VAR_REKEY entry's encoding takes: its head (with
+ * the checkpoint after_ns, after_path) plus one item_size per item, so a
+ * batch can be sized as it is built. */
+size_t kr_rekey_head_size(const char *after_ns, const char *after_path);
+size_t kr_rekey_item_size(const char *ns, const char *path, size_t data_len);
+
 /* Decodes buf into *e (owned copies; release with kr_entry_clear).
  * Returns 0 or KR_ECORRUPT with the reason in errmsg (may be NULL). */
 int kr_entry_decode(struct kr_entry *e, const void *buf, size_t len,

@@ -265,6 +265,7 @@ static int rekey(struct kr_state *s, int key, const char *after,
     struct kr_rekey_item items[8];
     uint8_t data[40];
     struct kr_buf b;
+    size_t want;
     int rv;
 
     memset(&e, 0, sizeof(e));
@@ -285,6 +286,12 @@ static int rekey(struct kr_state *s, int key, const char *after,
     }
     kr_buf_init(&b);
     assert_int_equal(kr_entry_encode(&e, &b), 0);
+    /* The sizes the rekey job reserves by are the encoding's. */
+    want = kr_rekey_head_size(e.rekey.after_ns, e.rekey.after_path);
+    for (int i = 0; i < n; i++)
+        want += kr_rekey_item_size(items[i].namespace, items[i].path,
+                                   items[i].data_len);
+    assert_int_equal(b.len, want);
     rv = kr_state_apply(s, ++next_index, b.data, b.len);
     kr_buf_free(&b);
     return rv;
