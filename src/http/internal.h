@@ -53,8 +53,9 @@ struct kr_http {
     h2o_timeout_t upload_idle; /* a stalled upload is closed */
     h2o_timeout_t upload_poll; /* waiting for a leader */
     unsigned receiving;        /* uploads whose body is arriving */
-    /* snapshot.c: saves running */
+    /* snapshot.c: saves running, and the list of them */
     unsigned saves;
+    struct save *save_list;
 };
 
 struct kr_http_call;
@@ -163,6 +164,9 @@ bool kr_http_is_upload(const char *line, size_t len);
 void kr_http_upload_start(struct kr_http *srv, h2o_socket_t *sock);
 /* Closing: uploads still receiving go; forwards in flight get 503. */
 void kr_http_upload_close_all(struct kr_http *srv);
+/* snapshot.c: the server is closing: saves not yet answered get 503,
+ * downloads in progress are cut off (the client sees a short body). */
+void kr_http_save_close_all(struct kr_http *srv);
 
 /* Root key metadata as Nomad's RootKeyMeta JSON. */
 json_t *kr_http_key_meta_json(const struct kr_root_key *k);

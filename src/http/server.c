@@ -794,5 +794,6 @@ void kr_http_close(struct kr_http *h)
     while (h->sniffs != NULL)
         sniff_close(h->sniffs);
     kr_http_upload_close_all(h);
+    kr_http_save_close_all(h);
     uv_close((uv_handle_t *)&h->listener, listener_closed);
 }

@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "cluster/freeze.h"
@@ -72,29 +73,57 @@ int kr_http_snap_tmpfile(struct kr_http *srv, int *out, char *errmsg)
 
 /* ---- GET: save ---- */
 
+/* Blocks between the encoder thread and the socket. */
+#define RING 4
+
+/*
+ * One save.  The loop owns the request, the fill timer and the blocks
+ * being sent; the encoder thread owns the writer; what they share is
+ * under mu: the ring (ready blocks [head, head + count), the one at head
+ * handed to h2o while inflight; the thread fills the one after them),
+ * the phase flags and rv.  The thread wakes the loop with `wake`, the
+ * loop the thread with `cond`.
+ */
 struct save {
     struct kr_http_pending p;
     h2o_generator_t gen;
-    struct kr_state_frozen *frozen; /* state.bin, until it is written */
+    struct save *next, **pprev;     /* srv->save_list */
+    struct kr_state_frozen *frozen; /* until the thread has finished */
     struct kr_snap_meta meta;
-    int fd;
-    uint64_t size; /* of the archive */
-    uint8_t digest[KR_SHA256_LEN];
-    struct kr_sha256 *sha;
-    uv_work_t work;
-    uv_timer_t fill; /* steps the freeze; closed before s is freed */
+    uv_timer_t fill; /* steps the freeze */
     bool fill_open;
     uint64_t idle_mark; /* kr_freeze_fill's */
+    uv_thread_t thread;
+    bool thread_started;
+    uv_async_t wake;
+    bool wake_open;
+    uv_mutex_t mu;
+    uv_cond_t cond;
+    /* thread only */
+    struct kr_sha256 *sha;
+    uint8_t state_sum[KR_SHA256_LEN]; /* state.bin's, from the first pass */
+    uint64_t produced;                /* archive bytes of the pass */
+    unsigned fill_idx;                /* the block being filled: head + count */
+    size_t fill_len;                  /* in it */
+    bool stream_failed;               /* no block to fill any more */
+    /* shared, under mu */
+    uint8_t *block[RING];
+    size_t len[RING];
+    unsigned head, count;
+    bool inflight;
+    bool hashed;   /* the first pass is done: size, digest, rv */
+    bool finished; /* the thread is about to return */
+    bool cancel;   /* the loop wants the thread to stop */
+    uint64_t size; /* of the archive */
+    uint8_t digest[KR_SHA256_LEN];
     int rv;
     char err[KR_ERRMSG_SIZE];
-    /* streaming */
-    uv_fs_t fs;
-    uint8_t *buf;
+    /* loop only */
+    bool started; /* the response has begun */
+    bool stopped; /* the client went away */
+    bool freeing;
     uint64_t sent;
-    bool reading;
-    bool stopped;
-    /* timing, for the log */
-    uint64_t t_start, t_encoded, t_written;
+    uint64_t t_start, t_filled, t_hashed;
 };
 
 static void thaw(struct kr_http *srv, struct kr_state_frozen *f)
@@ -103,186 +132,230 @@ static void thaw(struct kr_http *srv, struct kr_state_frozen *f)
                             kr_state_thaw_deferred(srv->deps.state, f));
 }
 
-static void save_release(struct save *s)
+/* The last handle is closed: nothing refers to s any more. */
+static void save_closed(uv_handle_t *h)
 {
+    struct save *s = h->data;
     struct kr_http *srv = s->p.srv;
 
+    if ((uv_handle_t *)&s->fill == h)
+        s->fill_open = false;
+    else
+        s->wake_open = false;
+    if (s->fill_open || s->wake_open)
+        return;
+    for (unsigned i = 0; i < RING; i++) {
+        if (s->block[i] != NULL) { /* the first holds the aead KEKs */
+            explicit_bzero(s->block[i], BLOCK);
+            free(s->block[i]);
+        }
+    }
+    uv_mutex_destroy(&s->mu);
+    uv_cond_destroy(&s->cond);
     kr_http_pending_done(&s->p);
     srv->saves--;
     srv->live_ops--;
 }
 
-static void fill_closed(uv_handle_t *h)
+static void save_unlink(struct save *s)
 {
-    save_release(h->data);
+    if (s->pprev == NULL)
+        return;
+    *s->pprev = s->next;
+    if (s->next != NULL)
+        s->next->pprev = s->pprev;
+    s->pprev = NULL;
 }
 
+/* Loop: once the thread (if any) has finished; frees s. */
 static void save_free(struct save *s)
 {
-    if (s->fd >= 0)
-        close(s->fd);
-    s->fd = -1;
-    thaw(s->p.srv, s->frozen);
+    if (s->freeing)
+        return;
+    s->freeing = true;
+    save_unlink(s);
+    if (s->thread_started)
+        uv_thread_join(&s->thread);
+    s->thread_started = false;
+    if (s->frozen != NULL) /* the state may free what the view read */
+        thaw(s->p.srv, s->frozen);
     s->frozen = NULL;
-    kr_sha256_free(s->sha);
-    s->sha = NULL;
-    if (s->buf != NULL) {
-        explicit_bzero(s->buf, BLOCK);
-        free(s->buf);
-        s->buf = NULL;
-    }
     if (s->fill_open)
-        uv_close((uv_handle_t *)&s->fill, fill_closed);
-    else
-        save_release(s);
+        uv_close((uv_handle_t *)&s->fill, save_closed);
+    if (s->wake_open)
+        uv_close((uv_handle_t *)&s->wake, save_closed);
 }
 
-/* Worker: the archive bytes go to the file and the digest. */
-static int save_out(void *arg, const void *p, size_t n, char *errmsg)
+/* Thread, first pass: the archive's bytes go to its digest only. */
+static int hash_out(void *arg, const void *p, size_t n, char *errmsg)
+{
+    struct save *s = arg;
+    bool cancel;
+
+    uv_mutex_lock(&s->mu);
+    cancel = s->cancel;
+    uv_mutex_unlock(&s->mu);
+    if (cancel)
+        return kr_errf(errmsg, KR_ESHUTDOWN, "the save has stopped");
+    kr_sha256_update(s->sha, p, n);
+    s->produced += n;
+    return 0;
+}
+
+/* Thread: the block being filled joins the ready ones; unless it is the
+ * last, after waiting for a free one to fill next. */
+static int publish(struct save *s, bool last, char *errmsg)
+{
+    unsigned next;
+    int rv = 0;
+
+    uv_mutex_lock(&s->mu);
+    s->len[s->fill_idx] = s->fill_len;
+    s->count++;
+    uv_async_send(&s->wake);
+    while (!last && s->count == RING && !s->cancel)
+        uv_cond_wait(&s->cond, &s->mu);
+    if (s->cancel)
+        rv = kr_errf(errmsg, KR_ESHUTDOWN, "the client went away");
+    next = (s->head + s->count) % RING;
+    uv_mutex_unlock(&s->mu);
+    s->fill_idx = next;
+    s->fill_len = 0;
+    if (rv == 0 && !last && s->block[next] == NULL) {
+        s->block[next] = malloc(BLOCK);
+        if (s->block[next] == NULL)
+            rv = kr_errf(errmsg, KR_ENOMEM, "out of memory");
+    }
+    return rv;
+}
+
+/* Thread, second pass: the archive's bytes go to the ring. */
+static int stream_out(void *arg, const void *p, size_t n, char *errmsg)
 {
     struct save *s = arg;
     const uint8_t *b = p;
 
-    kr_sha256_update(s->sha, p, n);
-    s->size += n;
+    if (s->stream_failed) /* libarchive may flush as it is freed */
+        return kr_errf(errmsg, KR_ESHUTDOWN, "the save has stopped");
+    s->produced += n;
+    if (s->produced > s->size)
+        return kr_errf(errmsg, KR_EIO,
+                       "the snapshot came out longer the second time");
     while (n > 0) {
-        ssize_t w = write(s->fd, b, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return kr_errf(errmsg, KR_EIO, "writing the snapshot to %s: %s",
-                           s->p.srv->deps.data_dir, strerror(errno));
-        b += w;
-        n -= (size_t)w;
+        /* The block being filled is never one the loop holds. */
+        uint8_t *dst = s->block[s->fill_idx];
+        size_t k = BLOCK - s->fill_len < n ? BLOCK - s->fill_len : n;
+        int rv;
+
+        memcpy(dst + s->fill_len, b, k);
+        s->fill_len += k;
+        b += k;
+        n -= k;
+        if (s->fill_len == BLOCK && (rv = publish(s, false, errmsg)) != 0) {
+            s->stream_failed = true;
+            return rv;
+        }
     }
     return 0;
 }
 
-/* Worker: state.bin pieces from the frozen view go to the archive. */
+/* Thread: state.bin pieces from the frozen view go to the archive. */
 static int save_data(void *arg, const void *p, size_t n, char *errmsg)
 {
     return kr_snap_writer_data(arg, p, n, errmsg);
 }
 
-static void save_work(uv_work_t *req)
+/* Thread: the archive of the frozen view, written to out. */
+static int encode(struct save *s, kr_snap_out_fn out, char *errmsg)
 {
-    struct save *s = req->data;
     struct kr_snap_writer *w = NULL;
+    int rv;
+
+    s->produced = 0;
+    rv = kr_snap_writer_new(&w, out, s, errmsg);
+    if (rv == 0 && out == stream_out) /* the first pass hashed state.bin */
+        kr_snap_writer_state_sum(w, s->state_sum);
+    if (rv == 0)
+        rv = kr_snap_writer_begin(w, &s->meta, errmsg);
+    if (rv == 0)
+        rv = kr_state_frozen_emit(s->frozen, save_data, w, errmsg);
+    if (rv == 0)
+        rv = kr_snap_writer_finish(w, errmsg);
+    if (rv == 0 && out == hash_out)
+        kr_snap_writer_state_sum_get(w, s->state_sum);
+    kr_snap_writer_free(w);
+    return rv;
+}
+
+/*
+ * The encoder thread.  The Digest header precedes the body, so the
+ * archive is encoded twice from the frozen view, which yields the same
+ * bytes every time: once for its length and digest, then again into
+ * the ring as the loop sends it.  Nothing goes to disk.
+ */
+static void save_thread(void *arg)
+{
+    struct save *s = arg;
+    char err[KR_ERRMSG_SIZE] = "";
     int prio = kr_thread_background(); /* not the loop's CPU */
+    int rv;
 
     s->meta.size = kr_state_frozen_size(s->frozen);
-    s->rv = kr_snap_writer_new(&w, save_out, s, s->err);
-    if (s->rv == 0)
-        s->rv = kr_snap_writer_begin(w, &s->meta, s->err);
-    if (s->rv == 0)
-        s->rv = kr_state_frozen_emit(s->frozen, save_data, w, s->err);
-    if (s->rv == 0)
-        s->rv = kr_snap_writer_finish(w, s->err);
-    kr_snap_writer_free(w);
-    if (s->rv == 0)
-        s->rv = kr_sha256_final(s->sha, s->digest);
-    if (s->rv == 0 && lseek(s->fd, 0, SEEK_SET) != 0)
-        s->rv = kr_errf(s->err, KR_EIO, "rewinding the snapshot file: %s",
-                        strerror(errno));
+    rv = kr_sha256_new(&s->sha);
+    if (rv != 0)
+        kr_errf(err, rv, "out of memory");
+    if (rv == 0)
+        rv = encode(s, hash_out, err);
+    uv_mutex_lock(&s->mu);
+    if (rv == 0)
+        rv = kr_sha256_final(s->sha, s->digest);
+    s->size = s->produced;
+    s->hashed = true;
+    s->rv = rv;
+    if (rv != 0)
+        memcpy(s->err, err, sizeof(err));
+    uv_async_send(&s->wake);
+    uv_mutex_unlock(&s->mu);
+    kr_sha256_free(s->sha);
+    s->sha = NULL;
+
+    if (rv == 0) {
+        s->fill_idx = 0;
+        s->fill_len = 0;
+        s->block[0] = malloc(BLOCK);
+        rv = s->block[0] == NULL ? kr_errf(err, KR_ENOMEM, "out of memory")
+                                 : encode(s, stream_out, err);
+        if (rv == 0 && s->produced != s->size)
+            rv = kr_errf(err, KR_EIO,
+                         "the snapshot came out %" PRIu64 " bytes the second "
+                         "time, %" PRIu64 " the first",
+                         s->produced, s->size);
+        if (rv == 0 && s->fill_len > 0)
+            rv = publish(s, true, err);
+        uv_mutex_lock(&s->mu);
+        s->rv = rv;
+        if (rv != 0)
+            memcpy(s->err, err, sizeof(err));
+        uv_mutex_unlock(&s->mu);
+    }
     kr_thread_foreground(prio);
+    uv_mutex_lock(&s->mu);
+    s->finished = true;
+    uv_async_send(&s->wake);
+    uv_mutex_unlock(&s->mu);
 }
 
-static void save_read(struct save *s);
+static void save_proceed(h2o_generator_t *g, h2o_req_t *req);
+static void save_stop(h2o_generator_t *g, h2o_req_t *req);
 
-static void save_read_done(uv_fs_t *fs)
+/* Loop: the response's headers, once the first pass is done. */
+static void save_start(struct save *s)
 {
-    struct save *s = fs->data;
-    ssize_t n = fs->result;
-    h2o_iovec_t iov;
-
-    uv_fs_req_cleanup(fs);
-    s->reading = false;
-    if (s->stopped || s->p.req == NULL) {
-        save_free(s);
-        return;
-    }
-    if (n <= 0) {
-        KR_ERROR("snapshot", "reading the snapshot file: %s",
-                 n < 0 ? uv_strerror((int)n) : "unexpected end");
-        h2o_send(s->p.req, NULL, 0, H2O_SEND_STATE_ERROR);
-        save_free(s);
-        return;
-    }
-    s->sent += (uint64_t)n;
-    iov = h2o_iovec_init(s->buf, (size_t)n);
-    h2o_send(s->p.req, &iov, 1, H2O_SEND_STATE_IN_PROGRESS);
-}
-
-static void save_read(struct save *s)
-{
-    uv_buf_t b = uv_buf_init((char *)s->buf, BLOCK);
-
-    s->fs.data = s;
-    s->reading = true;
-    if (uv_fs_read(s->p.srv->deps.loop, &s->fs, s->fd, &b, 1, (int64_t)s->sent,
-                   save_read_done) != 0) {
-        s->reading = false;
-        h2o_send(s->p.req, NULL, 0, H2O_SEND_STATE_ERROR);
-        save_free(s);
-    }
-}
-
-/* The last block was written to the client: the next, or the end. */
-static void save_proceed(h2o_generator_t *g, h2o_req_t *req)
-{
-    struct save *s = (struct save *)((char *)g - offsetof(struct save, gen));
-
-    if (s->sent < s->size) {
-        save_read(s);
-        return;
-    }
-    h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
-    KR_INFO("snapshot",
-            "sent snapshot %s: %" PRIu64 " bytes; state frozen in %" PRIu64
-            " ms, archive written in %" PRIu64 " ms, sent in %" PRIu64 " ms",
-            s->meta.id, s->size, s->t_encoded - s->t_start,
-            s->t_written - s->t_encoded, kr_time_mono_ms() - s->t_written);
-    save_free(s);
-}
-
-/* The client went away. */
-static void save_stop(h2o_generator_t *g, h2o_req_t *req)
-{
-    struct save *s = (struct save *)((char *)g - offsetof(struct save, gen));
-
-    (void)req;
-    s->stopped = true;
-    if (!s->reading)
-        save_free(s);
-}
-
-static void save_written(uv_work_t *req, int status)
-{
-    struct save *s = req->data;
     h2o_req_t *r = s->p.req;
     char digest[KR_SHA256_B64_LEN + 16], idx[32];
 
-    (void)status;
-    s->t_written = kr_time_mono_ms();
-    /* The state may free what the view read. */
-    thaw(s->p.srv, s->frozen);
-    s->frozen = NULL;
-    if (r == NULL) {
-        save_free(s);
-        return;
-    }
-    if (s->rv != 0) {
-        KR_ERROR("snapshot", "save failed: %s", s->err);
-        kr_http_reply_error(r, 500, "saving snapshot: %s", s->err);
-        save_free(s);
-        return;
-    }
-    s->buf = malloc(BLOCK);
-    if (s->buf == NULL) {
-        kr_http_reply_error(r, 500, "out of memory");
-        save_free(s);
-        return;
-    }
+    s->started = true;
+    s->t_hashed = kr_time_mono_ms();
     memcpy(digest, "sha-256=", 8);
     kr_base64_encode(s->digest, sizeof(s->digest), digest + 8);
     kr_http_add_header(r, "Digest", digest);
@@ -297,7 +370,110 @@ static void save_written(uv_work_t *req, int status)
     s->gen.proceed = save_proceed;
     s->gen.stop = save_stop;
     h2o_start_response(r, &s->gen);
-    save_read(s);
+}
+
+/* Loop: whatever can happen next; called on every wake and proceed. */
+static void save_pump(struct save *s)
+{
+    bool hashed, finished, send = false;
+    size_t len = 0;
+    uint8_t *blk = NULL;
+    int rv;
+
+    if (s->freeing)
+        return;
+    uv_mutex_lock(&s->mu);
+    if (s->stopped || s->p.req == NULL) { /* the client went away */
+        s->cancel = true;
+        uv_cond_signal(&s->cond);
+    }
+    hashed = s->hashed;
+    finished = s->finished;
+    rv = s->rv;
+    if (s->started && !s->inflight && s->count > 0 && !s->cancel) {
+        blk = s->block[s->head];
+        len = s->len[s->head];
+        s->inflight = send = true;
+    }
+    uv_mutex_unlock(&s->mu);
+
+    if (s->cancel) {
+        if (!finished) /* its last wake comes back here */
+            return;
+        if (s->started && !s->stopped && s->p.req != NULL) {
+            if (s->inflight) /* h2o holds a block: proceed or stop follows */
+                return;
+            h2o_send(s->p.req, NULL, 0, H2O_SEND_STATE_ERROR);
+        }
+        save_free(s);
+        return;
+    }
+    if (!s->started && hashed) {
+        if (rv != 0) {
+            KR_ERROR("snapshot", "save failed: %s", s->err);
+            kr_http_reply_error(s->p.req, 500, "saving snapshot: %s", s->err);
+            s->stopped = true;
+            save_pump(s);
+            return;
+        }
+        save_start(s);
+        save_pump(s);
+        return;
+    }
+    if (send) {
+        h2o_iovec_t iov = h2o_iovec_init(blk, len);
+
+        s->sent += len;
+        h2o_send(s->p.req, &iov, 1, H2O_SEND_STATE_IN_PROGRESS);
+        return;
+    }
+    if (!finished || s->inflight)
+        return;
+    if (rv != 0 || s->sent != s->size) {
+        KR_ERROR("snapshot", "save failed while sending: %s",
+                 rv != 0 ? s->err : "the archive ended early");
+        h2o_send(s->p.req, NULL, 0, H2O_SEND_STATE_ERROR);
+    } else {
+        h2o_send(s->p.req, NULL, 0, H2O_SEND_STATE_FINAL);
+        KR_INFO("snapshot",
+                "sent snapshot %s: %" PRIu64 " bytes; state frozen in %" PRIu64
+                " ms, archive hashed in %" PRIu64 " ms, sent in %" PRIu64 " ms",
+                s->meta.id, s->size, s->t_filled - s->t_start,
+                s->t_hashed - s->t_filled, kr_time_mono_ms() - s->t_hashed);
+    }
+    save_free(s);
+}
+
+static void save_woken(uv_async_t *a)
+{
+    save_pump(a->data);
+}
+
+/* The last block went to the client: its slot is free again. */
+static void save_proceed(h2o_generator_t *g, h2o_req_t *req)
+{
+    struct save *s = (struct save *)((char *)g - offsetof(struct save, gen));
+
+    (void)req;
+    uv_mutex_lock(&s->mu);
+    if (s->inflight) {
+        s->inflight = false;
+        s->head = (s->head + 1) % RING;
+        s->count--;
+        uv_cond_signal(&s->cond);
+    }
+    uv_mutex_unlock(&s->mu);
+    save_pump(s);
+}
+
+/* The client went away. */
+static void save_stop(h2o_generator_t *g, h2o_req_t *req)
+{
+    struct save *s = (struct save *)((char *)g - offsetof(struct save, gen));
+
+    (void)req;
+    s->stopped = true;
+    save_pump(s);
 }
 
 /* The raft configuration, as meta.json's Configuration. */
@@ -317,7 +493,7 @@ static void save_servers(struct kr_http *srv, struct kr_snap_meta *m)
 }
 
 /* Loop: a slice of the freeze each millisecond; once the view is whole,
- * the worker writes the archive. */
+ * the encoder thread starts. */
 static void save_fill(uv_timer_t *t)
 {
     struct save *s = t->data;
@@ -327,25 +503,23 @@ static void save_fill(uv_timer_t *t)
                         s->p.srv->deps.state, s->frozen, &spent_us))
         return;
     uv_timer_stop(t);
-    if (s->p.req == NULL) { /* the client went away */
+    if (s->p.req == NULL || s->stopped) { /* the client went away */
         save_free(s);
         return;
     }
-    s->t_encoded = kr_time_mono_ms();
-    s->work.data = s;
-    if (uv_queue_work(s->p.srv->deps.loop, &s->work, save_work, save_written) !=
-        0) {
-        kr_http_reply_error(s->p.req, 500, "cannot queue the snapshot save");
+    s->t_filled = kr_time_mono_ms();
+    if (uv_thread_create(&s->thread, save_thread, s) != 0) {
+        kr_http_reply_error(s->p.req, 500, "cannot start the snapshot save");
         save_free(s);
+        return;
     }
+    s->thread_started = true;
 }
 
 static int snapshot_save(struct kr_http_call *c)
 {
     struct kr_http *srv = c->srv;
     struct save *s;
-    char err[KR_ERRMSG_SIZE];
-    int fd;
 
     if (srv->saves >= SAVES_MAX) {
         kr_http_reply_error(c->req, 503,
@@ -354,22 +528,26 @@ static int snapshot_save(struct kr_http_call *c)
                             SAVES_MAX);
         return 0;
     }
-    if (kr_http_snap_tmpfile(srv, &fd, err) != 0) {
-        kr_http_reply_error(c->req, 500, "saving snapshot: %s", err);
-        return 0;
-    }
     s = kr_http_pending_new(c, sizeof(*s));
-    if (s == NULL || kr_sha256_new(&s->sha) != 0) {
-        if (s != NULL)
-            kr_http_pending_done(&s->p);
-        close(fd);
+    if (s == NULL) {
         kr_http_reply_error(c->req, 500, "out of memory");
         return 0;
     }
-    s->fd = fd;
+    if (uv_mutex_init(&s->mu) != 0 || uv_cond_init(&s->cond) != 0) {
+        /* Neither fails on Linux but for a lack of memory. */
+        kr_http_reply_error(c->req, 500, "out of memory");
+        kr_http_pending_done(&s->p);
+        return 0;
+    }
     s->t_start = kr_time_mono_ms();
     srv->saves++;
     srv->live_ops++;
+    uv_timer_init(srv->deps.loop, &s->fill);
+    s->fill.data = s;
+    s->fill_open = true;
+    uv_async_init(srv->deps.loop, &s->wake, save_woken);
+    s->wake.data = s;
+    s->wake_open = true;
     /* What this server has applied, as of now: on the leader after a
      * barrier, with ?stale whatever it has. */
     kr_snap_meta_init(&s->meta, kr_raft_last_applied(srv->deps.raft),
@@ -381,11 +559,46 @@ static int snapshot_save(struct kr_http_call *c)
         save_free(s);
         return 0;
     }
-    uv_timer_init(srv->deps.loop, &s->fill);
-    s->fill.data = s;
-    s->fill_open = true;
+    s->next = srv->save_list;
+    if (s->next != NULL)
+        s->next->pprev = &s->next;
+    s->pprev = &srv->save_list;
+    srv->save_list = s;
     uv_timer_start(&s->fill, save_fill, 0, 1);
     return 0;
+}
+
+void kr_http_save_close_all(struct kr_http *srv)
+{
+    while (srv->save_list != NULL) {
+        struct save *s = srv->save_list;
+        h2o_socket_t *sock;
+
+        save_unlink(s);
+        if (s->p.req == NULL || s->stopped)
+            continue;
+        if (!s->started) {
+            kr_http_reply_error(s->p.req, 503, "the server is shutting down");
+            s->stopped = true;
+            if (!s->thread_started) /* still filling: the timer frees it */
+                continue;
+            save_pump(s);
+            continue;
+        }
+        /* A response under way cannot be ended early with h2o_send while
+         * a block is out, and a client that stopped reading would hold
+         * the server open for ever: the connection's socket is shut, the
+         * pending write fails, and h2o stops the generator. */
+        sock = s->p.req->conn->callbacks->get_socket != NULL
+                   ? s->p.req->conn->callbacks->get_socket(s->p.req->conn)
+                   : NULL;
+        if (sock != NULL && h2o_socket_get_fd(sock) >= 0)
+            shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
+        uv_mutex_lock(&s->mu);
+        s->cancel = true;
+        uv_cond_signal(&s->cond);
+        uv_mutex_unlock(&s->mu);
+    }
 }
 
 /* ---- PUT: restore a small archive that came through h2o ---- */

@@ -61,6 +61,8 @@ struct kr_snap_writer {
     char out_msg[KR_ERRMSG_SIZE];
     struct kr_sha256 *sha;
     char meta_hex[KR_SHA256_HEX_LEN];
+    uint8_t state_sum[KR_SHA256_LEN]; /* after finish, or given */
+    bool sum_given;
     int64_t mtime;
     uint64_t size, written;
     bool begun;
@@ -213,14 +215,27 @@ int kr_snap_writer_data(struct kr_snap_writer *w, const void *p, size_t n,
                        "state.bin is longer than the %" PRIu64
                        " bytes announced",
                        w->size);
-    kr_sha256_update(w->sha, p, n);
+    if (!w->sum_given)
+        kr_sha256_update(w->sha, p, n);
     w->written += n;
     return write_all(w, p, n, NAME_STATE, errmsg);
 }
 
+void kr_snap_writer_state_sum(struct kr_snap_writer *w,
+                              const uint8_t sum[KR_SHA256_LEN])
+{
+    memcpy(w->state_sum, sum, KR_SHA256_LEN);
+    w->sum_given = true;
+}
+
+void kr_snap_writer_state_sum_get(const struct kr_snap_writer *w,
+                                  uint8_t out[KR_SHA256_LEN])
+{
+    memcpy(out, w->state_sum, KR_SHA256_LEN);
+}
+
 int kr_snap_writer_finish(struct kr_snap_writer *w, char *errmsg)
 {
-    uint8_t d[KR_SHA256_LEN];
     char hex[KR_SHA256_HEX_LEN], sums[256];
     int rv, n;
 
@@ -229,10 +244,12 @@ int kr_snap_writer_finish(struct kr_snap_writer *w, char *errmsg)
                        "state.bin has %" PRIu64 " of the %" PRIu64
                        " bytes announced",
                        w->written, w->size);
-    rv = kr_sha256_final(w->sha, d);
-    if (rv != 0)
-        return kr_errf(errmsg, rv, "hashing state.bin");
-    kr_sha256_hex(d, hex);
+    if (!w->sum_given) {
+        rv = kr_sha256_final(w->sha, w->state_sum);
+        if (rv != 0)
+            return kr_errf(errmsg, rv, "hashing state.bin");
+    }
+    kr_sha256_hex(w->state_sum, hex);
     n = snprintf(sums, sizeof(sums), "%s  %s\n%s  %s\n", w->meta_hex, NAME_META,
                  hex, NAME_STATE);
     rv = add_member(w, NAME_SUMS, (uint64_t)n, errmsg);

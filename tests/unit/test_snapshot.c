@@ -117,9 +117,12 @@ static int to_buf(void *arg, const void *p, size_t n, char *errmsg)
     return ((struct kr_buf *)arg)->oom ? KR_ENOMEM : 0;
 }
 
-/* An archive of s, its state.bin in *bin. */
-static void make_archive(struct kr_state *s, struct kr_buf *out,
-                         struct kr_buf *bin)
+/* An archive of s, its state.bin in *bin; with given, the writer is
+ * told state.bin's SHA-256 instead of hashing it; got (may be NULL)
+ * receives the one it used. */
+static void make_archive_sum(struct kr_state *s, struct kr_buf *out,
+                             struct kr_buf *bin, const uint8_t *given,
+                             uint8_t *got)
 {
     struct kr_snap_writer *w;
     struct kr_snap_meta m;
@@ -137,6 +140,8 @@ static void make_archive(struct kr_state *s, struct kr_buf *out,
     strcpy(m.servers[1].id, "22");
     strcpy(m.servers[1].address, "127.0.0.1:4667");
     assert_int_equal(kr_snap_writer_new(&w, to_buf, out, err), 0);
+    if (given != NULL)
+        kr_snap_writer_state_sum(w, given);
     assert_int_equal(kr_snap_writer_begin(w, &m, err), 0);
     /* In odd pieces, as the server streams it. */
     for (size_t off = 0; off < bin->len; off += 4099) {
@@ -144,7 +149,15 @@ static void make_archive(struct kr_state *s, struct kr_buf *out,
         assert_int_equal(kr_snap_writer_data(w, bin->data + off, n, err), 0);
     }
     assert_int_equal(kr_snap_writer_finish(w, err), 0);
+    if (got != NULL)
+        kr_snap_writer_state_sum_get(w, got);
     kr_snap_writer_free(w);
+}
+
+static void make_archive(struct kr_state *s, struct kr_buf *out,
+                         struct kr_buf *bin)
+{
+    make_archive_sum(s, out, bin, NULL, NULL);
 }
 
 /* Reads all of state.bin; returns the reader's verdict. */
@@ -311,6 +324,39 @@ static void test_round_trip(void **state)
 
     kr_buf_free(&back);
     kr_buf_free(&ar);
+    kr_buf_free(&bin);
+    kr_state_free(s);
+}
+
+/* A second writing told state.bin's SHA-256 by the first (as a save's
+ * streaming pass is) gives the same bytes; told a wrong one, it writes
+ * it unchecked, and the reader refuses the archive. */
+static void test_known_state_sum(void **state)
+{
+    struct kr_state *s = make_state();
+    struct kr_buf a, b, c, bin;
+    uint8_t sum[KR_SHA256_LEN], want[KR_SHA256_LEN], zero[KR_SHA256_LEN];
+    char err[KR_ERRMSG_SIZE];
+
+    (void)state;
+    make_archive_sum(s, &a, &bin, NULL, sum);
+    assert_int_equal(kr_sha256(bin.data, bin.len, want), 0);
+    assert_memory_equal(sum, want, KR_SHA256_LEN);
+    kr_buf_free(&bin);
+    make_archive_sum(s, &b, &bin, sum, NULL);
+    assert_int_equal(b.len, a.len);
+    assert_memory_equal(b.data, a.data, a.len);
+    kr_buf_free(&bin);
+    memset(zero, 0, sizeof(zero));
+    make_archive_sum(s, &c, &bin, zero, NULL);
+    assert_int_equal(c.len, a.len);
+    assert_memory_not_equal(c.data, a.data, a.len);
+    assert_int_not_equal(check(c.data, c.len, err), 0);
+    assert_non_null(strstr(err, "state.bin"));
+    assert_int_equal(check(a.data, a.len, err), 0);
+    kr_buf_free(&a);
+    kr_buf_free(&b);
+    kr_buf_free(&c);
     kr_buf_free(&bin);
     kr_state_free(s);
 }
@@ -553,6 +599,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_layout),
+        cmocka_unit_test(test_known_state_sum),
         cmocka_unit_test(test_bad_archives),
         cmocka_unit_test(test_redact),
     };
