@@ -12,12 +12,12 @@
  * A save freezes the state on the loop (the state is consistent only
  * there, and the freeze copies just the key records and each Variable's
  * metadata, in slices from a 1 ms timer, as raft snapshots do:
- * cluster/freeze.h), then a worker encodes state.bin from the
- * frozen view, about 1 MiB at a time, and writes the archive to an
- * unnamed temporary file in data_dir while hashing it, since the Digest
- * header must precede the body, and the loop streams the file out with
- * h2o's generator, one uv_fs_read at a time, so the response costs no
- * more memory than one block however large the state.
+ * cluster/freeze.h); then a thread of the save's own encodes the archive
+ * from the frozen view twice, since the Digest header must precede the
+ * body: once only to hash it, once into a ring of RING blocks that the
+ * loop sends with h2o's generator.  Nothing reaches the server's disk,
+ * and the response costs no more memory than the ring however large
+ * the state.
  *
  * A restore's body larger than the 1 MiB every route accepts comes
  * through upload.c, which streams it to a temporary file; a smaller one
