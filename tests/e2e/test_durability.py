@@ -396,3 +396,32 @@ def test_snapshot_interval_spaces_raft_snapshots(make_agent):
     for k in range(4):
         writes(b, f"x{k}", 10)
         assert settle(b, k + 1) >= k + 1
+
+
+def test_snapshot_gate_grows_with_the_state(make_agent):
+    """A snapshot writes every Variable, so after one the next waits for
+    as many new entries as the state holds Variables, when that is more
+    than 8 x raft_snapshot_threshold: a large state is not rewritten
+    every 8 x threshold entries.  1000 new Variables one by one, with a
+    threshold of 8 and an interval that never opens the gate: the
+    snapshots come at about entry 8, 72, 144, 288 and 576 (each gap at
+    least the Variables there were), where a fixed cap of 64 entries
+    took sixteen."""
+    a = make_agent('server {\n  raft_snapshot_threshold = 8\n'
+                   '  raft_snapshot_interval = "1h"\n}\n')
+    first = a.api("GET", "/v1/agent/health").json()["raft"]["applied_index"]
+    seen = []           # (snapshot index, Variables written by then)
+    for i in range(1000):
+        assert a.api("PUT", f"/v1/var/grow/{i}",
+                     {"Items": {"k": "v"}}).status == 200
+        raft = a.api("GET", "/v1/agent/health").json()["raft"]
+        idx = raft["last_snapshot_index"]
+        if idx and (not seen or seen[-1][0] != idx):
+            seen.append((idx, i + 1))
+    assert 4 <= len(seen) <= 7, seen
+    # Each gap is at least the Variables the state held when the snapshot
+    # before it finished: one entry per PUT here, so at least the
+    # Variables at that snapshot's index, and never under 8 x 8.
+    for (x, _), (y, _) in zip(seen, seen[1:]):
+        assert y - x >= max(64, x - first) - 2, seen
+    assert seen[-1][0] - first >= 500, seen
