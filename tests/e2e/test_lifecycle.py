@@ -502,6 +502,34 @@ def test_rekey_is_paced_at_root_key_rekey_rate(make_agent):
     print(f"{n} Variables: {took:.2f}s at {rate}/s, {unpaced:.2f}s unpaced")
 
 
+def test_rekey_batches_are_the_smallest_that_keep_the_rate(make_agent):
+    """A client write queued behind a rekey batch in the log waits for
+    it, so the job proposes the smallest batches that keep
+    root_key_rekey_rate: at 2,000/s on an idle server each batch is
+    applied long before the rate lets the next start, and they shrink to
+    32 Variables (about 313 raft entries for 10,000).  Unpaced, every
+    batch is 512 (about 20).  The applied index counts the entries."""
+    n = 10_000
+    for rate, name in ((2_000, "a"), (0, "b")):
+        a = make_agent("server {\n  root_key_rekey_rate = %d\n}\n" % rate,
+                       name=name)
+        want = load_vars(a, 0, n)
+        before = a.api("GET", "/v1/agent/health").json()["raft"][
+            "applied_index"]
+        a.rotate("?full=true")
+        wait_rekey_done(a, 60)
+        entries = a.api("GET", "/v1/agent/health").json()["raft"][
+            "applied_index"] - before
+        print(f"{n} Variables at {rate}/s: {entries} raft entries")
+        if rate:
+            # 32 a batch when every one is early; a slow machine's late
+            # batches grow, still far from 512.
+            assert n // 128 <= entries <= n // 32 + 20, entries
+        else:
+            assert n // 512 <= entries <= n // 512 + 10, entries
+        check_vars(a, want)
+
+
 # ------------------------------------------------------------ 3. rekey
 
 def test_full_rekey_of_100k_while_clients_write(make_cluster):
