@@ -20,12 +20,13 @@
  * Variables per rekey batch (one raft entry).  A client's write that
  * comes after a batch in the log waits for the batch's disk writes and
  * its apply on the servers, about 2 ms at 256 and 3.6 ms at 512 on a
- * busy 2-core machine, so the job uses the smallest batches that keep
- * root_key_rekey_rate (paced, below): from BATCH_MIN up to BATCH_MAX
- * while it falls behind, back down while it is ahead.  Unpaced, every
- * batch is BATCH_MAX, which costs the servers the least CPU per
- * Variable (each raft entry's disk write, messages and wakeups are
- * shared by more Variables).
+ * busy 2-core machine.  So while clients write, the job uses the
+ * smallest batches that keep root_key_rekey_rate (resize, below): from
+ * BATCH_MIN up while it falls behind, back down while it is ahead.
+ * With no client writes, and unpaced, batches are BATCH_MAX, which
+ * costs the servers the least CPU per Variable (each raft entry's disk
+ * write, messages and wakeups are shared by more Variables): 11-13 us
+ * at 512 against 23 us at 32.
  */
 #define BATCH_MIN 32
 #define BATCH_MAX 512
@@ -58,7 +59,8 @@ struct rekey {
      * pace_t0_us; the next batch waits until that is within the rate. */
     uint64_t pace_t0_us;
     uint64_t pace_done;
-    uint32_t batch; /* Variables the batch being built may take */
+    uint32_t batch;    /* Variables the batch being built may take */
+    uint64_t batch_at; /* raft index of the last batch applied */
 };
 
 struct kr_keyjobs {
@@ -335,14 +337,13 @@ static void stop_walk(struct kr_keyjobs *j)
 }
 
 static void rekey_kick(struct kr_keyjobs *j);
-static void resize(struct kr_keyjobs *j);
+static void resize(struct kr_keyjobs *j, uint64_t index);
 
 static void rekey_applied(void *arg, int status, uint64_t index, int outcome)
 {
     struct kr_keyjobs *j = arg;
     struct rekey *rk = &j->rk;
 
-    (void)index;
     rk->proposing = false;
     if (status != 0 || outcome != 0) {
         /* KR_ECONFLICT: the active key changed; start over with it. */
@@ -358,7 +359,7 @@ static void rekey_applied(void *arg, int status, uint64_t index, int outcome)
     } else if (!rk->blocked) {
         rk->error[0] = '\0';
         rk->backoff_ms = 0;
-        resize(j);
+        resize(j, index);
     }
     rk->blocked = false;
     if (!j->closing)
@@ -585,21 +586,26 @@ static bool paced(struct kr_keyjobs *j, uint64_t now_us)
 }
 
 /*
- * After a batch is applied, the size of the next (BATCH_MIN, above): a
- * quarter larger if this one finished after the rate let the next one
- * start (batches this small do not keep the rate), an eighth smaller if
- * it finished before.
+ * After the batch at index is applied, the size of the next (BATCH_MIN,
+ * above).  Other entries between it and the batch before are client
+ * writes (or, rarely, the key jobs' own): then the next batch is an
+ * eighth smaller if this one was applied before the rate lets the next
+ * start, a quarter larger if after (batches this small do not keep the
+ * rate).  Without them, there is no client to make wait, so batches
+ * grow a quarter at a time to BATCH_MAX.
  */
-static void resize(struct kr_keyjobs *j)
+static void resize(struct kr_keyjobs *j, uint64_t index)
 {
     struct rekey *rk = &j->rk;
+    bool clients = rk->batch_at != 0 && index > rk->batch_at + 1;
 
+    rk->batch_at = index;
     if (j->cfg.rekey_rate == 0)
         rk->batch = BATCH_MAX;
-    else if (kr_time_mono_us() >= pace_due_us(j))
-        rk->batch += rk->batch / 4;
-    else
+    else if (clients && kr_time_mono_us() < pace_due_us(j))
         rk->batch -= rk->batch / 8;
+    else
+        rk->batch += rk->batch / 4;
     if (rk->batch < BATCH_MIN)
         rk->batch = BATCH_MIN;
     if (rk->batch > BATCH_MAX)
