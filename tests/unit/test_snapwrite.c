@@ -90,18 +90,29 @@ static void check_file(int fd, size_t len)
     free(got);
 }
 
-/* Sizes around the 4 MiB slice and the 4 KiB page of O_DIRECT. */
+/* Sizes around the slices (4 MiB unpaced, 512 KiB paced) and the
+ * 4 KiB page of O_DIRECT. */
 static void test_placeholder_is_produced(void **state)
 {
-    static const size_t lens[] = {
-        1, 4095, 4096, (4u << 20) - 1, 4u << 20, (10u << 20) + 123};
+    static const size_t lens[] = {1,
+                                  4095,
+                                  4096,
+                                  (512u << 10) - 1,
+                                  512u << 10,
+                                  (512u << 10) + 4096 + 1,
+                                  (4u << 20) - 1,
+                                  4u << 20,
+                                  (10u << 20) + 123};
     char path[64];
 
     (void)state;
-    for (size_t t = 0; t < sizeof(lens) / sizeof(lens[0]); t++) {
-        struct src c = {.len = lens[t], .piece = 7777, .fail_at = -1};
+    for (size_t t = 0; t < 2 * sizeof(lens) / sizeof(lens[0]); t++) {
+        size_t i = t % (sizeof(lens) / sizeof(lens[0]));
+        /* The second round paced, at a rate that holds nothing back. */
+        uint64_t rate = t == i ? 0 : 100000000000u;
+        struct src c = {.len = lens[i], .piece = 7777, .fail_at = -1};
         int fd = temp_file(path);
-        void *base = kr_snapwrite_arm(c.len, 0, produce, &c);
+        void *base = kr_snapwrite_arm(c.len, rate, produce, &c);
 
         assert_non_null(base);
         assert_int_equal(pwrite64(fd, base, c.len, 0), (ssize_t)c.len);
