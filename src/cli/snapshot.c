@@ -121,11 +121,11 @@ static int to_fd(void *arg, const void *p, size_t n, char *errmsg)
 
 struct download {
     struct kr_cli_resp *resp;
-    struct kr_sha256 *sha;
-    int fd;            /* >= 0: the archive goes here */
-    uint64_t written;  /* to fd */
-    uint64_t pushed;   /* writeback started up to here */
-    struct kr_buf mem; /* fd < 0 (-redact): held here */
+    struct kr_sha256_bg *sha; /* the Digest, hashed beside the writes */
+    int fd;                   /* >= 0: the archive goes here */
+    uint64_t written;         /* to fd */
+    uint64_t pushed;          /* writeback started up to here */
+    struct kr_buf mem;        /* fd < 0 (-redact): held here */
     bool locked;
     char errmsg[KR_ERRMSG_SIZE];
 };
@@ -156,7 +156,7 @@ static int on_piece(void *arg, const void *p, size_t n)
     struct download *d = arg;
     int rv;
 
-    kr_sha256_update(d->sha, p, n);
+    kr_sha256_bg_update(d->sha, p, n);
     if (d->fd >= 0) {
         rv = write_all(d->fd, p, n, d->errmsg);
         d->written += n;
@@ -182,7 +182,7 @@ static int check_digest(struct download *d, char *errmsg)
     uint8_t sum[KR_SHA256_LEN];
     char want[KR_SHA256_B64_LEN + 16] = "sha-256=";
 
-    if (kr_sha256_final(d->sha, sum) != 0)
+    if (kr_sha256_bg_final(d->sha, sum) != 0)
         return kr_errf(errmsg, KR_ECRYPTO, "hashing the snapshot");
     kr_base64_encode(sum, sizeof(sum), want + 8);
     if (d->resp->digest[0] == '\0')
@@ -249,8 +249,8 @@ int kr_cli_snapshot_save_main(int argc, char **argv)
     kr_cli_protect_secrets();
     if (!kr_cli_parse_args(&cmd, argc, argv, 1, 1, MSG_ONE_FILE, &argi, &rc))
         goto out;
-    if (kr_sha256_new(&d.sha) != 0) {
-        kr_cli_error("out of memory");
+    if (kr_sha256_bg_new(&d.sha) != 0) {
+        kr_cli_error("cannot start hashing the snapshot");
         goto out;
     }
     if (kr_cli_connect(&s.api, &s.client) != 0)
@@ -297,7 +297,7 @@ out:
     if (d.locked)
         munlock(d.mem.data, d.mem.cap);
     kr_buf_free(&d.mem);
-    kr_sha256_free(d.sha);
+    kr_sha256_bg_free(d.sha);
     kr_cli_session_free(&s);
     return rc;
 }

@@ -4,8 +4,10 @@
  */
 #include "crypto/hash.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <openssl/evp.h>
 
@@ -53,6 +55,133 @@ int kr_sha256_final(struct kr_sha256 *h, uint8_t out[KR_SHA256_LEN])
 
     h->failed = EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1;
     return ok ? 0 : KR_ECRYPTO;
+}
+
+#define BG_BUF (1u << 20)
+
+struct kr_sha256_bg {
+    struct kr_sha256 *sha;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint8_t *buf[2];
+    size_t len[2];
+    unsigned fill; /* the caller's buffer; the other is the thread's */
+    bool handed;   /* the thread has the other buffer to hash */
+    bool stop;
+};
+
+static void *bg_main(void *arg)
+{
+    struct kr_sha256_bg *h = arg;
+
+    pthread_mutex_lock(&h->mu);
+    for (;;) {
+        unsigned mine;
+
+        while (!h->handed && !h->stop)
+            pthread_cond_wait(&h->cv, &h->mu);
+        if (!h->handed)
+            break;
+        mine = 1 - h->fill;
+        pthread_mutex_unlock(&h->mu);
+        kr_sha256_update(h->sha, h->buf[mine], h->len[mine]);
+        pthread_mutex_lock(&h->mu);
+        h->handed = false;
+        pthread_cond_broadcast(&h->cv);
+    }
+    pthread_mutex_unlock(&h->mu);
+    return NULL;
+}
+
+int kr_sha256_bg_new(struct kr_sha256_bg **out)
+{
+    struct kr_sha256_bg *h = calloc(1, sizeof(*h));
+
+    if (h == NULL)
+        return KR_ENOMEM;
+    h->buf[0] = malloc(BG_BUF);
+    h->buf[1] = malloc(BG_BUF);
+    if (h->buf[0] == NULL || h->buf[1] == NULL || kr_sha256_new(&h->sha) != 0) {
+        free(h->buf[0]);
+        free(h->buf[1]);
+        free(h);
+        return KR_ENOMEM;
+    }
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->cv, NULL);
+    if (pthread_create(&h->thread, NULL, bg_main, h) != 0) {
+        pthread_cond_destroy(&h->cv);
+        pthread_mutex_destroy(&h->mu);
+        kr_sha256_free(h->sha);
+        free(h->buf[0]);
+        free(h->buf[1]);
+        free(h);
+        return KR_EIO;
+    }
+    *out = h;
+    return 0;
+}
+
+/* The caller's buffer goes to the thread once it is done with the
+ * other, which becomes the caller's, empty. */
+static void bg_hand(struct kr_sha256_bg *h)
+{
+    pthread_mutex_lock(&h->mu);
+    while (h->handed)
+        pthread_cond_wait(&h->cv, &h->mu);
+    h->fill = 1 - h->fill;
+    h->len[h->fill] = 0;
+    h->handed = true;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+void kr_sha256_bg_update(struct kr_sha256_bg *h, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+
+    while (n > 0) {
+        unsigned f = h->fill;
+        size_t k = BG_BUF - h->len[f] < n ? BG_BUF - h->len[f] : n;
+
+        memcpy(h->buf[f] + h->len[f], b, k);
+        h->len[f] += k;
+        b += k;
+        n -= k;
+        if (h->len[f] == BG_BUF)
+            bg_hand(h);
+    }
+}
+
+int kr_sha256_bg_final(struct kr_sha256_bg *h, uint8_t out[KR_SHA256_LEN])
+{
+    if (h->len[h->fill] > 0)
+        bg_hand(h);
+    pthread_mutex_lock(&h->mu);
+    while (h->handed)
+        pthread_cond_wait(&h->cv, &h->mu);
+    pthread_mutex_unlock(&h->mu);
+    return kr_sha256_final(h->sha, out);
+}
+
+void kr_sha256_bg_free(struct kr_sha256_bg *h)
+{
+    if (h == NULL)
+        return;
+    pthread_mutex_lock(&h->mu);
+    h->stop = true;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    pthread_join(h->thread, NULL);
+    pthread_cond_destroy(&h->cv);
+    pthread_mutex_destroy(&h->mu);
+    kr_sha256_free(h->sha);
+    for (unsigned i = 0; i < 2; i++) {
+        explicit_bzero(h->buf[i], BG_BUF);
+        free(h->buf[i]);
+    }
+    free(h);
 }
 
 int kr_sha256(const void *p, size_t n, uint8_t out[KR_SHA256_LEN])

@@ -28,6 +28,26 @@ void kr_sha256_update(struct kr_sha256 *h, const void *p, size_t n);
  * (also when an earlier update failed). */
 int kr_sha256_final(struct kr_sha256 *h, uint8_t out[KR_SHA256_LEN]);
 
+/*
+ * The same digest computed on a thread of its own, so that hashing a
+ * stream overlaps the caller's other work on it (a snapshot save's
+ * encoding on the server, the write to its file in the CLI): each
+ * update copies the bytes into one of two 1 MiB buffers and returns
+ * while the thread hashes the other.  The buffers are wiped when freed
+ * (a snapshot holds aead KEKs).  The thread starts with the caller's
+ * scheduling priority.  One caller at a time.
+ */
+struct kr_sha256_bg;
+
+/* Returns 0, KR_ENOMEM or KR_EIO (no thread); free with
+ * kr_sha256_bg_free. */
+int kr_sha256_bg_new(struct kr_sha256_bg **out);
+/* NULL is a no-op; stops the thread. */
+void kr_sha256_bg_free(struct kr_sha256_bg *h);
+void kr_sha256_bg_update(struct kr_sha256_bg *h, const void *p, size_t n);
+/* Waits for what was given so far, then as kr_sha256_final. */
+int kr_sha256_bg_final(struct kr_sha256_bg *h, uint8_t out[KR_SHA256_LEN]);
+
 /* One shot over p[0..n).  Returns 0 or KR_ECRYPTO. */
 int kr_sha256(const void *p, size_t n, uint8_t out[KR_SHA256_LEN]);
 

@@ -100,7 +100,7 @@ struct save {
     uv_mutex_t mu;
     uv_cond_t cond;
     /* thread only */
-    struct kr_sha256 *sha;
+    struct kr_sha256_bg *sha;         /* the first pass's digest, on a thread */
     uint8_t state_sum[KR_SHA256_LEN]; /* state.bin's, from the first pass */
     uint64_t produced;                /* archive bytes of the pass */
     unsigned fill_idx;                /* the block being filled: head + count */
@@ -197,7 +197,7 @@ static int hash_out(void *arg, const void *p, size_t n, char *errmsg)
     uv_mutex_unlock(&s->mu);
     if (cancel)
         return kr_errf(errmsg, KR_ESHUTDOWN, "the save has stopped");
-    kr_sha256_update(s->sha, p, n);
+    kr_sha256_bg_update(s->sha, p, n);
     s->produced += n;
     return 0;
 }
@@ -301,14 +301,16 @@ static void save_thread(void *arg)
     int rv;
 
     s->meta.size = kr_state_frozen_size(s->frozen);
-    rv = kr_sha256_new(&s->sha);
+    rv = kr_sha256_bg_new(&s->sha);
     if (rv != 0)
-        kr_errf(err, rv, "out of memory");
+        kr_errf(err, rv, "cannot start hashing the snapshot");
     if (rv == 0)
         rv = encode(s, hash_out, err);
+    if (rv == 0 && kr_sha256_bg_final(s->sha, s->digest) != 0)
+        rv = kr_errf(err, KR_ECRYPTO, "hashing the snapshot");
+    kr_sha256_bg_free(s->sha);
+    s->sha = NULL;
     uv_mutex_lock(&s->mu);
-    if (rv == 0)
-        rv = kr_sha256_final(s->sha, s->digest);
     s->size = s->produced;
     s->hashed = true;
     s->rv = rv;
@@ -316,8 +318,6 @@ static void save_thread(void *arg)
         memcpy(s->err, err, sizeof(err));
     uv_async_send(&s->wake);
     uv_mutex_unlock(&s->mu);
-    kr_sha256_free(s->sha);
-    s->sha = NULL;
 
     if (rv == 0) {
         s->fill_idx = 0;

@@ -16,6 +16,7 @@
 
 #include "common/err.h"
 #include "crypto/aead.h"
+#include "crypto/hash.h"
 #include "crypto/secmem.h"
 #include "crypto/sign.h"
 #include "kms/kms.h"
@@ -295,6 +296,53 @@ static void test_rsa_sign_verify(void **state)
     kr_secret_free(der2);
 }
 
+/* The threaded digest equals the one-shot one however the stream is cut
+ * (pieces smaller than, across and larger than its 1 MiB buffers), for
+ * an empty stream, and for a second stream after a final. */
+static void test_sha256_bg_matches_one_shot(void **state)
+{
+    static const size_t cuts[] = {1, 7, 4096, (1u << 20) + 3, 2u << 20, 0};
+    const size_t total = (7u << 20) / 2;
+    uint8_t *data = malloc(total), want[KR_SHA256_LEN], got[KR_SHA256_LEN];
+    struct kr_sha256_bg *h = NULL;
+    uint32_t x = 2463534242u;
+    size_t off = 0;
+
+    (void)state;
+    assert_non_null(data);
+    for (size_t i = 0; i < total; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        data[i] = (uint8_t)x;
+    }
+    assert_int_equal(kr_sha256_bg_new(&h), 0);
+    /* "abc", FIPS 180-2's first example. */
+    kr_sha256_bg_update(h, "abc", 3);
+    assert_int_equal(kr_sha256_bg_final(h, got), 0);
+    assert_int_equal(got[0], 0xba);
+    assert_int_equal(got[31], 0xad);
+    assert_int_equal(kr_sha256("abc", 3, want), 0);
+    assert_memory_equal(got, want, KR_SHA256_LEN);
+
+    for (unsigned i = 0; off < total; i = (i + 1) % 6) {
+        size_t n =
+            cuts[i] == 0 || cuts[i] > total - off ? total - off : cuts[i];
+        kr_sha256_bg_update(h, data + off, n);
+        off += n;
+    }
+    assert_int_equal(kr_sha256_bg_final(h, got), 0);
+    assert_int_equal(kr_sha256(data, total, want), 0);
+    assert_memory_equal(got, want, KR_SHA256_LEN);
+
+    assert_int_equal(kr_sha256_bg_final(h, got), 0);
+    assert_int_equal(kr_sha256("", 0, want), 0);
+    assert_memory_equal(got, want, KR_SHA256_LEN);
+    kr_sha256_bg_free(h);
+    kr_sha256_bg_free(NULL);
+    free(data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -306,6 +354,7 @@ int main(void)
         cmocka_unit_test(test_signer_rejects_garbage),
         cmocka_unit_test(test_ed25519_known_answer),
         cmocka_unit_test(test_rsa_sign_verify),
+        cmocka_unit_test(test_sha256_bg_matches_one_shot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
