@@ -508,11 +508,11 @@ def test_rekey_batches_shrink_while_clients_write(make_agent):
     it, so while clients write the job proposes the smallest batches that
     keep root_key_rekey_rate: at 2,000/s, with a client writing the whole
     time, each batch is applied long before the rate lets the next start,
-    and they shrink to 32 Variables (about 313 raft entries for 10,000
+    and they shrink to 32 Variables (about 157 raft entries for 5,000
     besides the client's, one per write).  With no client writing, the
-    batches grow to 512 (about 30 entries), as they are unpaced.  The
+    batches grow to 512 (about 20 entries), as they are unpaced.  The
     applied index counts the entries."""
-    n = 10_000
+    n = 5_000
 
     def rekey_entries(a, client):
         done, stop = [0], threading.Event()
