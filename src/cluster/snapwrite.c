@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -280,6 +281,65 @@ static bool is_segment(const char *path)
     return true;
 }
 
+/* A raft snapshot's data file, as libraft names it:
+ * "snapshot-<term>-<index>-<ms>" (not its ".meta"). */
+static bool is_snapshot_data(const char *path)
+{
+    const char *b = strrchr(path, '/');
+    unsigned numbers = 0;
+
+    b = b != NULL ? b + 1 : path;
+    if (strncmp(b, "snapshot-", 9) != 0)
+        return false;
+    for (b += 9; *b != '\0'; numbers++) {
+        if (*b < '0' || *b > '9')
+            return false;
+        while (*b >= '0' && *b <= '9')
+            b++;
+        if (*b == '-')
+            b++;
+        else if (*b != '\0')
+            return false;
+    }
+    return numbers == 3;
+}
+
+/*
+ * Frees an old snapshot's blocks SHRINK_STEP at a time, from the end,
+ * each step on the disk (fdatasync) and followed by a rest as long as
+ * the unlink rests (below).  Unlinking a 411 MB file in one go held
+ * ext4's journal for 110-120 ms on this VM, and 4 KiB O_DSYNC writes
+ * next to it (the raft log's) waited up to 71-82 ms; in 8 MiB steps
+ * they waited at most 3-5.4 ms, and the removal took 0.6 s
+ * (bench/unlink.py).  Errors are left to the unlink.
+ */
+#define SHRINK_STEP (8 << 20)
+
+static void shrink(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st;
+
+    if (fd < 0)
+        return;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+        off_t size = st.st_size;
+
+        while (size > SHRINK_STEP) {
+            uint64_t t0 = now_ns(), busy;
+
+            size -= SHRINK_STEP;
+            if (ftruncate(fd, size) != 0 || fdatasync(fd) != 0)
+                break;
+            busy = now_ns() - t0;
+            if (busy > UNLINK_REST_MAX_NS / UNLINK_REST)
+                busy = UNLINK_REST_MAX_NS / UNLINK_REST;
+            sleep_until(now_ns() + busy * UNLINK_REST);
+        }
+    }
+    close(fd);
+}
+
 typedef int (*unlink_fn)(const char *);
 
 static pthread_once_t unlink_once = PTHREAD_ONCE_INIT;
@@ -297,6 +357,10 @@ int unlink(const char *path)
     int rv;
 
     pthread_once(&unlink_once, resolve_unlink);
+    if (is_snapshot_data(path)) {
+        shrink(path);
+        return libc_unlink(path);
+    }
     if (!is_segment(path))
         return libc_unlink(path);
     t0 = now_ns();

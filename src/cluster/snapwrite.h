@@ -29,7 +29,11 @@
  * the burst.  This module also defines unlink(): a removal of a closed
  * segment (a name of two 16-digit indexes) is followed by a rest three
  * times as long as it took, on the libraft thread that made it, so the
- * removals are spread out.  Every other unlink is passed on unchanged.
+ * removals are spread out.  A removal of an old raft snapshot's data
+ * file (hundreds of MB; libraft keeps the last two) first shrinks it
+ * from the end, 8 MiB at a time on the disk, with the same rests: in one
+ * go it held the journal for about 100 ms.  Every other unlink is
+ * passed on unchanged.
  *
  * The staging buffer is wiped before it is freed: a raft snapshot's head
  * records carry the aead KEKs.

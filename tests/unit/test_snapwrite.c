@@ -222,6 +222,23 @@ static void test_unlink(void **state)
     errno = 0;
     assert_int_equal(unlink(other), -1);
     assert_int_equal(errno, ENOENT);
+    /* An old raft snapshot is shrunk first, then removed; its .meta and
+     * a missing one as plain unlinks. */
+    snprintf(seg, sizeof(seg), "%s/snapshot-2-8193-11480856", dir);
+    snprintf(other, sizeof(other), "%s/snapshot-2-8193-11480856.meta", dir);
+    fd = open(seg, O_CREAT | O_WRONLY, 0600);
+    assert_int_equal(ftruncate(fd, (20 << 20) + 12345), 0);
+    assert_int_equal(pwrite(fd, "x", 1, 20 << 20), 1);
+    close(fd);
+    fd = open(other, O_CREAT | O_WRONLY, 0600);
+    close(fd);
+    assert_int_equal(unlink(seg), 0);
+    assert_int_equal(unlink(other), 0);
+    assert_int_equal(access(seg, F_OK), -1);
+    assert_int_equal(access(other, F_OK), -1);
+    errno = 0;
+    assert_int_equal(unlink(seg), -1);
+    assert_int_equal(errno, ENOENT);
     assert_int_equal(rmdir(dir), 0);
 }
 
