@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "cluster/libcnext.h"
+#include "common/thread.h"
 
 /*
  * Written bytes pushed to the disk at a time.  A raft log write that
@@ -305,24 +307,37 @@ static bool is_snapshot_data(const char *path)
 }
 
 /*
- * Frees an old snapshot's blocks SHRINK_STEP at a time, from the end,
- * each step on the disk (fdatasync) and followed by a rest as long as
- * the unlink rests (below).  Unlinking a 411 MB file in one go held
- * ext4's journal for 110-120 ms on this VM, and 4 KiB O_DSYNC writes
- * next to it (the raft log's) waited up to 71-82 ms; in 8 MiB steps
- * they waited at most 3-5.4 ms, and the removal took 0.6 s
- * (bench/unlink.py).  Errors are left to the unlink.
+ * An old raft snapshot's blocks are freed SHRINK_STEP at a time, from
+ * the end, each step on the disk (fdatasync) and followed by a rest as
+ * long as a segment's removal gets (above).  Unlinking a 411 MB file in
+ * one go held ext4's journal for 110-120 ms on this VM, and 4 KiB
+ * O_DSYNC writes next to it (the raft log's) waited up to 71-82 ms; in
+ * 8 MiB steps they waited at most 3-5.4 ms, and the freeing took 0.6 s
+ * (bench/unlink.py).  The name goes first, as a plain unlink would
+ * remove it, and the steps run on a detached thread of their own with
+ * the file's last descriptor, so libraft's snapshot work (which makes
+ * these removals, and which a follower's log appends wait for while it
+ * installs a snapshot) is not held up.  Only a file that nothing else
+ * can see is shrunk: one name, a regular file, and no other open
+ * descriptor anywhere (a write lease is refused otherwise; once the
+ * name is gone, nobody opens it anew).  Anything else is a plain
+ * unlink.
  */
 #define SHRINK_STEP (8 << 20)
 
-static void shrink(const char *path)
+static atomic_uint_least64_t shrunk; /* files freed in steps */
+
+uint64_t kr_snapwrite_shrunk(void)
 {
-    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    return atomic_load(&shrunk);
+}
+
+static void *shrink_main(void *arg)
+{
+    int fd = (int)(intptr_t)arg, prio = kr_thread_background();
     struct stat st;
 
-    if (fd < 0)
-        return;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) == 0) {
         off_t size = st.st_size;
 
         while (size > SHRINK_STEP) {
@@ -337,7 +352,45 @@ static void shrink(const char *path)
             sleep_until(now_ns() + busy * UNLINK_REST);
         }
     }
-    close(fd);
+    close(fd); /* the rest of the blocks */
+    atomic_fetch_add(&shrunk, 1);
+    kr_thread_foreground(prio);
+    return NULL;
+}
+
+static int unlink_snapshot(const char *path, int (*plain)(const char *))
+{
+    int fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st;
+    pthread_attr_t attr;
+    pthread_t t;
+    int rv, err;
+
+    if (fd < 0)
+        return plain(path);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+        st.st_size <= SHRINK_STEP) {
+        close(fd);
+        return plain(path);
+    }
+    rv = plain(path);
+    err = errno;
+    if (rv != 0 || fcntl(fd, F_SETLEASE, F_WRLCK) != 0) {
+        close(fd); /* someone else has it open: theirs until they close */
+        errno = err;
+        return rv;
+    }
+    (void)fcntl(fd, F_SETLEASE, F_UNLCK);
+    if (pthread_attr_init(&attr) != 0) {
+        close(fd);
+    } else {
+        if (pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) != 0 ||
+            pthread_create(&t, &attr, shrink_main, (void *)(intptr_t)fd) != 0)
+            close(fd);
+        pthread_attr_destroy(&attr);
+    }
+    errno = err;
+    return rv;
 }
 
 typedef int (*unlink_fn)(const char *);
@@ -357,10 +410,8 @@ int unlink(const char *path)
     int rv;
 
     pthread_once(&unlink_once, resolve_unlink);
-    if (is_snapshot_data(path)) {
-        shrink(path);
-        return libc_unlink(path);
-    }
+    if (is_snapshot_data(path))
+        return unlink_snapshot(path, libc_unlink);
     if (!is_segment(path))
         return libc_unlink(path);
     t0 = now_ns();

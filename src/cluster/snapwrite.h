@@ -29,11 +29,12 @@
  * the burst.  This module also defines unlink(): a removal of a closed
  * segment (a name of two 16-digit indexes) is followed by a rest three
  * times as long as it took, on the libraft thread that made it, so the
- * removals are spread out.  A removal of an old raft snapshot's data
- * file (hundreds of MB; libraft keeps the last two) first shrinks it
- * from the end, 8 MiB at a time on the disk, with the same rests: in one
- * go it held the journal for about 100 ms.  Every other unlink is
- * passed on unchanged.
+ * removals are spread out.  An old raft snapshot's data file (hundreds
+ * of MB; libraft keeps the last two) loses its name at once, and its
+ * blocks are then freed from the end, 8 MiB at a time on the disk with
+ * the same rests, on a thread of its own: freed in one go they held the
+ * journal for about 100 ms.  A file with another name or another open
+ * descriptor is left to a plain unlink, as is every other unlink.
  *
  * The staging buffer is wiped before it is freed: a raft snapshot's head
  * records carry the aead KEKs.
@@ -66,5 +67,9 @@ void *kr_snapwrite_arm(size_t len, uint64_t bytes_per_sec,
 /* Disarms and unmaps a placeholder (NULL: nothing).  Returns the
  * milliseconds its write took, 0 if it was never written. */
 uint64_t kr_snapwrite_release(void *base, size_t len);
+
+/* How many removed raft snapshots have had their blocks freed in steps
+ * (see above), since the process started. */
+uint64_t kr_snapwrite_shrunk(void);
 
 #endif

@@ -222,23 +222,85 @@ static void test_unlink(void **state)
     errno = 0;
     assert_int_equal(unlink(other), -1);
     assert_int_equal(errno, ENOENT);
-    /* An old raft snapshot is shrunk first, then removed; its .meta and
-     * a missing one as plain unlinks. */
-    snprintf(seg, sizeof(seg), "%s/snapshot-2-8193-11480856", dir);
-    snprintf(other, sizeof(other), "%s/snapshot-2-8193-11480856.meta", dir);
-    fd = open(seg, O_CREAT | O_WRONLY, 0600);
-    assert_int_equal(ftruncate(fd, (20 << 20) + 12345), 0);
-    assert_int_equal(pwrite(fd, "x", 1, 20 << 20), 1);
+    assert_int_equal(rmdir(dir), 0);
+}
+
+/* A sparse file of len bytes at path whose last byte is 'x'. */
+static void make_big(const char *path, off_t len)
+{
+    int fd = open(path, O_CREAT | O_WRONLY, 0600);
+
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, len - 1), 0);
+    assert_int_equal(pwrite(fd, "x", 1, len - 1), 1);
     close(fd);
-    fd = open(other, O_CREAT | O_WRONLY, 0600);
+}
+
+static void assert_whole(int fd, off_t len)
+{
+    struct stat st;
+    char c = 0;
+
+    assert_int_equal(fstat(fd, &st), 0);
+    assert_int_equal(st.st_size, len);
+    assert_int_equal(pread(fd, &c, 1, len - 1), 1);
+    assert_int_equal(c, 'x');
+}
+
+static void wait_shrunk(uint64_t n)
+{
+    for (int i = 0; i < 1000 && kr_snapwrite_shrunk() < n; i++)
+        usleep(10000);
+    assert_int_equal(kr_snapwrite_shrunk(), n);
+}
+
+static void test_unlink_snapshot(void **state)
+{
+    const off_t len = (20 << 20) + 12345;
+    char dir[] = "/var/tmp/kr-unlink-XXXXXX";
+    char snap[128], meta[128], keep[128];
+    uint64_t n0 = kr_snapwrite_shrunk();
+    int fd;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(snap, sizeof(snap), "%s/snapshot-2-8193-11480856", dir);
+    snprintf(meta, sizeof(meta), "%s/snapshot-2-8193-11480856.meta", dir);
+    snprintf(keep, sizeof(keep), "%s/copy", dir);
+    /* Its name goes at once, its blocks in steps on another thread; its
+     * .meta is a plain unlink. */
+    make_big(snap, len);
+    fd = open(meta, O_CREAT | O_WRONLY, 0600);
     close(fd);
-    assert_int_equal(unlink(seg), 0);
-    assert_int_equal(unlink(other), 0);
-    assert_int_equal(access(seg, F_OK), -1);
-    assert_int_equal(access(other, F_OK), -1);
+    assert_int_equal(unlink(snap), 0);
+    assert_int_equal(access(snap, F_OK), -1);
+    assert_int_equal(unlink(meta), 0);
+    assert_int_equal(access(meta, F_OK), -1);
+    wait_shrunk(n0 + 1);
     errno = 0;
-    assert_int_equal(unlink(seg), -1);
+    assert_int_equal(unlink(snap), -1);
     assert_int_equal(errno, ENOENT);
+    /* Open elsewhere (libraft reading it to send): the reader keeps it
+     * whole, and nothing is shrunk. */
+    make_big(snap, len);
+    fd = open(snap, O_RDONLY);
+    assert_int_equal(unlink(snap), 0);
+    assert_int_equal(access(snap, F_OK), -1);
+    usleep(200000);
+    assert_whole(fd, len);
+    close(fd);
+    assert_int_equal(kr_snapwrite_shrunk(), n0 + 1);
+    /* Another name (a hard-linked copy) keeps it whole too. */
+    make_big(snap, len);
+    assert_int_equal(link(snap, keep), 0);
+    assert_int_equal(unlink(snap), 0);
+    usleep(200000);
+    fd = open(keep, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_whole(fd, len);
+    close(fd);
+    assert_int_equal(unlink(keep), 0);
+    assert_int_equal(kr_snapwrite_shrunk(), n0 + 1);
     assert_int_equal(rmdir(dir), 0);
 }
 
@@ -250,6 +312,7 @@ int main(void)
         cmocka_unit_test(test_other_writes_pass_through),
         cmocka_unit_test(test_failing_source_makes_a_short_write),
         cmocka_unit_test(test_unlink),
+        cmocka_unit_test(test_unlink_snapshot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
