@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <openssl/evp.h>
 
@@ -100,11 +101,20 @@ int kr_sha256_bg_new(struct kr_sha256_bg **out)
 
     if (h == NULL)
         return KR_ENOMEM;
-    h->buf[0] = malloc(BG_BUF);
-    h->buf[1] = malloc(BG_BUF);
-    if (h->buf[0] == NULL || h->buf[1] == NULL || kr_sha256_new(&h->sha) != 0) {
-        free(h->buf[0]);
-        free(h->buf[1]);
+    /* The bytes may be an unredacted archive's (aead KEKs): locked when
+     * the memlock limit allows (the server's are, by mlockall), never
+     * in a core dump, wiped when freed. */
+    h->buf[0] = mmap(NULL, 2 * BG_BUF, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (h->buf[0] == MAP_FAILED) {
+        free(h);
+        return KR_ENOMEM;
+    }
+    h->buf[1] = h->buf[0] + BG_BUF;
+    (void)mlock(h->buf[0], 2 * BG_BUF);
+    (void)madvise(h->buf[0], 2 * BG_BUF, MADV_DONTDUMP);
+    if (kr_sha256_new(&h->sha) != 0) {
+        munmap(h->buf[0], 2 * BG_BUF);
         free(h);
         return KR_ENOMEM;
     }
@@ -114,8 +124,7 @@ int kr_sha256_bg_new(struct kr_sha256_bg **out)
         pthread_cond_destroy(&h->cv);
         pthread_mutex_destroy(&h->mu);
         kr_sha256_free(h->sha);
-        free(h->buf[0]);
-        free(h->buf[1]);
+        munmap(h->buf[0], 2 * BG_BUF);
         free(h);
         return KR_EIO;
     }
@@ -177,10 +186,8 @@ void kr_sha256_bg_free(struct kr_sha256_bg *h)
     pthread_cond_destroy(&h->cv);
     pthread_mutex_destroy(&h->mu);
     kr_sha256_free(h->sha);
-    for (unsigned i = 0; i < 2; i++) {
-        explicit_bzero(h->buf[i], BG_BUF);
-        free(h->buf[i]);
-    }
+    explicit_bzero(h->buf[0], 2 * BG_BUF);
+    munmap(h->buf[0], 2 * BG_BUF); /* unlocks */
     free(h);
 }
 

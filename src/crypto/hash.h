@@ -33,8 +33,9 @@ int kr_sha256_final(struct kr_sha256 *h, uint8_t out[KR_SHA256_LEN]);
  * stream overlaps the caller's other work on it (a snapshot save's
  * encoding on the server, the write to its file in the CLI): each
  * update copies the bytes into one of two 1 MiB buffers and returns
- * while the thread hashes the other.  The buffers are wiped when freed
- * (a snapshot holds aead KEKs).  The thread starts with the caller's
+ * while the thread hashes the other.  The buffers are locked when the
+ * memlock limit allows, kept out of core dumps and wiped when freed (a
+ * snapshot holds aead KEKs).  The thread starts with the caller's
  * scheduling priority.  One caller at a time.
  */
 struct kr_sha256_bg;
