@@ -625,6 +625,9 @@ static void rekey_kick(struct kr_keyjobs *j)
     if (!any_rekeying(j->cfg.state)) {
         rk->error[0] = '\0';
         rk->backoff_ms = 0;
+        /* The next rekey sizes its batches afresh (resize). */
+        rk->batch_at = 0;
+        rk->batch = j->cfg.rekey_rate == 0 ? BATCH_MAX : BATCH_MIN;
         return;
     }
     active = kr_state_key_active(j->cfg.state);
