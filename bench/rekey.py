@@ -472,8 +472,15 @@ def run(work, binary, out):
             cluster.wrk(script, url, CLIENTS, 2, wrk_out)   # warm-up
         t_base = time.time()
         out["base"] = []    # (start time, wrk result)
-        for _ in range(BASE_WINDOWS if FG else 0):
+        # Up to three times as many windows as BASE_WINDOWS, until that
+        # many lost no more than STEAL_WARN of the CPU to other guests:
+        # the load's own writeback sometimes keeps the host busy (steal)
+        # for the first windows after it.
+        for _ in range(3 * BASE_WINDOWS if FG else 0):
             out["base"].append(timed_wrk(script, url, wrk_out, servers))
+            if sum(w["steal"] <= STEAL_WARN
+                   for _, w in out["base"]) >= BASE_WINDOWS:
+                break
         out["base_elections"] = watch.elections(t_base, time.time())
 
         old = [k for k, m in keys(leader["base"]).items()
@@ -647,6 +654,16 @@ def main():
     def pooled_dur(rows):
         return cluster.pooled_p99(rows, [w["covered"] / SECS for w in rows])
 
+    # Windows taken again because of steal: the baseline is the ones
+    # that lost little to it (if any did), which can only raise the
+    # ratio; every window is listed above.
+    base_all = base
+    if len(base) > BASE_WINDOWS and any(w["steal"] <= STEAL_WARN
+                                        for w in base):
+        base = [w for w in base if w["steal"] <= STEAL_WARN]
+        print(f"  ({len(base_all) - len(base)} window(s) without rekey "
+              f"lost over {STEAL_WARN * 100:.0f}% of the CPU to steal and "
+              f"were taken again; the baseline is the other {len(base)})")
     p99_base = cluster.pooled_p99(base)
     p99_dur = pooled_dur(dur)
 
