@@ -37,6 +37,7 @@
 #include "cluster/freeze.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/thread.h"
 #include "common/time.h"
 #include "config/config.h"
 #include "crypto/secmem.h"
@@ -186,6 +187,12 @@ static int harden(char *errmsg)
                 "mlockall failed (%s): memory may be swapped; raise "
                 "RLIMIT_MEMLOCK or grant CAP_IPC_LOCK",
                 strerror(errno));
+    if (!kr_thread_can_background())
+        KR_INFO("agent",
+                "raft snapshots are encoded at the loop's priority on "
+                "libuv's workers: lowering theirs needs the right to raise "
+                "it back (CAP_SYS_NICE, or RLIMIT_NICE 20: LimitNICE=20 in "
+                "a systemd unit)");
     return kr_secmem_init(secmem_size(), errmsg);
 }
 

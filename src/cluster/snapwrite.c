@@ -334,8 +334,10 @@ uint64_t kr_snapwrite_shrunk(void)
 
 static void *shrink_main(void *arg)
 {
-    int fd = (int)(intptr_t)arg, prio = kr_thread_background();
+    int fd = (int)(intptr_t)arg;
     struct stat st;
+
+    kr_thread_background_own();
 
     if (fstat(fd, &st) == 0) {
         off_t size = st.st_size;
@@ -354,7 +356,6 @@ static void *shrink_main(void *arg)
     }
     close(fd); /* the rest of the blocks */
     atomic_fetch_add(&shrunk, 1);
-    kr_thread_foreground(prio);
     return NULL;
 }
 

@@ -5,15 +5,51 @@
 #include "common/thread.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #define BACKGROUND_NICE 10
 
+static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+static bool can_restore;
+
 static id_t self(void)
 {
     return (id_t)syscall(SYS_gettid);
+}
+
+/* On a thread of its own (which inherits the creator's nice value):
+ * down one step, then back. */
+static void *probe_main(void *arg)
+{
+    int old;
+
+    (void)arg;
+    errno = 0;
+    old = getpriority(PRIO_PROCESS, self());
+    if ((old == -1 && errno != 0) || old >= 19)
+        return NULL;
+    if (setpriority(PRIO_PROCESS, self(), old + 1) == 0 &&
+        setpriority(PRIO_PROCESS, self(), old) == 0)
+        can_restore = true;
+    return NULL;
+}
+
+static void probe(void)
+{
+    pthread_t t;
+
+    if (pthread_create(&t, NULL, probe_main, NULL) == 0)
+        pthread_join(t, NULL);
+}
+
+bool kr_thread_can_background(void)
+{
+    pthread_once(&probe_once, probe);
+    return can_restore;
 }
 
 int kr_thread_background(void)
@@ -23,8 +59,8 @@ int kr_thread_background(void)
     errno = 0;
     old = getpriority(PRIO_PROCESS, self());
     if (old == -1 && errno != 0)
-        old = 0;
-    if (old < BACKGROUND_NICE)
+        return 0;
+    if (old < BACKGROUND_NICE && kr_thread_can_background())
         (void)setpriority(PRIO_PROCESS, self(), BACKGROUND_NICE);
     return old;
 }
@@ -32,4 +68,16 @@ int kr_thread_background(void)
 void kr_thread_foreground(int saved)
 {
     (void)setpriority(PRIO_PROCESS, self(), saved);
+}
+
+void kr_thread_background_own(void)
+{
+    int old;
+
+    errno = 0;
+    old = getpriority(PRIO_PROCESS, self());
+    if (old == -1 && errno != 0)
+        return;
+    if (old < BACKGROUND_NICE)
+        (void)setpriority(PRIO_PROCESS, self(), BACKGROUND_NICE);
 }

@@ -7,17 +7,31 @@
  * work must not take the CPU from the loop thread, which answers raft
  * heartbeats and requests.  kr_thread_background lowers the calling
  * thread's scheduling priority (nice +10, Linux per-thread) and returns
- * what to pass to kr_thread_foreground afterwards, which restores it when
- * the process may (raising priority back needs CAP_SYS_NICE or a high
- * enough RLIMIT_NICE; without, the worker simply stays at the lower
- * priority, which only ever runs background work).
+ * what to pass to kr_thread_foreground afterwards, which restores it.
+ *
+ * Only where it can be restored: raising a priority back needs
+ * CAP_SYS_NICE or a high enough RLIMIT_NICE (systemd's LimitNICE=), and
+ * the workers are libuv's pool threads, which also run libraft's disk
+ * work (log writes the kernel would not take asynchronously, snapshot
+ * loads); one left at +10 would slow those for good.  So the first call
+ * tries, on a thread of its own, to lower a priority one step and raise
+ * it back; without that right, background work runs at the caller's
+ * priority.
  *
  * Any thread; affects only the calling thread.
  */
 #ifndef KR_COMMON_THREAD_H
 #define KR_COMMON_THREAD_H
 
+#include <stdbool.h>
+
 int kr_thread_background(void);
+/* Whether kr_thread_background lowers anything in this process. */
+bool kr_thread_can_background(void);
 void kr_thread_foreground(int saved);
+/* For a thread of the caller's own that exits when its work is done
+ * (no pool thread): lowers its priority whether or not it could be
+ * raised back. */
+void kr_thread_background_own(void);
 
 #endif

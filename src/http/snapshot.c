@@ -297,8 +297,9 @@ static void save_thread(void *arg)
 {
     struct save *s = arg;
     char err[KR_ERRMSG_SIZE] = "";
-    int prio = kr_thread_background(); /* not the loop's CPU */
     int rv;
+
+    kr_thread_background_own(); /* not the loop's CPU */
 
     s->meta.size = kr_state_frozen_size(s->frozen);
     rv = kr_sha256_bg_new(&s->sha);
@@ -338,7 +339,6 @@ static void save_thread(void *arg)
             memcpy(s->err, err, sizeof(err));
         uv_mutex_unlock(&s->mu);
     }
-    kr_thread_foreground(prio);
     uv_mutex_lock(&s->mu);
     s->finished = true;
     uv_async_send(&s->wake);

@@ -1,0 +1,101 @@
+/*
+ * Unit tests for src/common/thread.c: background priority is given only
+ * where it can be taken back, since the workers are libuv pool threads
+ * that also run libraft's disk work; a thread of our own may keep it.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/thread.h"
+
+static int nice_now(void)
+{
+    errno = 0;
+    return getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+}
+
+/* The child's checks, as exit codes (cmocka's asserts do not cross a
+ * fork): without the right to raise a priority back, the pool's kind of
+ * background leaves it alone; a thread's own may still lower it. */
+static int unprivileged_child(void)
+{
+    struct rlimit none = {0, 0};
+    int saved;
+
+    if (setrlimit(RLIMIT_NICE, &none) != 0)
+        return 10;
+    if (geteuid() == 0 && (setresgid(65534, 65534, 65534) != 0 ||
+                           setresuid(65534, 65534, 65534) != 0))
+        return 11;
+    if (nice_now() != 0)
+        return 12;
+    /* The premise: this process cannot undo a lowered priority. */
+    if (setpriority(PRIO_PROCESS, 0, 1) != 0)
+        return 13;
+    if (setpriority(PRIO_PROCESS, 0, 0) == 0 || nice_now() != 1)
+        return 14;
+    if (kr_thread_can_background())
+        return 1;
+    saved = kr_thread_background();
+    if (saved != 1 || nice_now() != 1)
+        return 2;
+    kr_thread_foreground(saved);
+    if (nice_now() != 1)
+        return 3;
+    kr_thread_background_own();
+    if (nice_now() != 10)
+        return 4;
+    return 0;
+}
+
+/* First, while this process has not probed yet: the fork must probe
+ * afresh. */
+static void test_unprivileged_keeps_priority(void **state)
+{
+    pid_t pid;
+    int status = -1;
+
+    (void)state;
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(unprivileged_child());
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void test_background_is_undone(void **state)
+{
+    int before = nice_now(), saved;
+
+    (void)state;
+    if (!kr_thread_can_background())
+        skip(); /* not run as root, nor with LimitNICE */
+    saved = kr_thread_background();
+    assert_int_equal(saved, before);
+    assert_int_equal(nice_now(), before < 10 ? 10 : before);
+    kr_thread_foreground(saved);
+    assert_int_equal(nice_now(), before);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unprivileged_keeps_priority),
+        cmocka_unit_test(test_background_is_undone),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
