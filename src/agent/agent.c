@@ -189,10 +189,10 @@ static int harden(char *errmsg)
                 strerror(errno));
     if (!kr_thread_can_background())
         KR_INFO("agent",
-                "raft snapshots are encoded at the loop's priority on "
-                "libuv's workers: lowering theirs needs the right to raise "
-                "it back (CAP_SYS_NICE, or RLIMIT_NICE 20: LimitNICE=20 in "
-                "a systemd unit)");
+                "libuv's workers free and allocate the memory around raft "
+                "snapshots at the loop's priority: lowering theirs needs "
+                "the right to raise it back (CAP_SYS_NICE, or RLIMIT_NICE "
+                "20: LimitNICE=20 in a systemd unit)");
     return kr_secmem_init(secmem_size(), errmsg);
 }
 

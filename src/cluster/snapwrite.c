@@ -229,6 +229,49 @@ static bool take(const void *buf, size_t n, struct kr_snapwrite_sink *s,
     return hit;
 }
 
+struct run {
+    kr_snapwrite_source_fn source;
+    void *arg;
+    struct kr_snapwrite_sink *s;
+    int rv;
+    int err; /* errno, when rv is -1 */
+};
+
+static void *run_main(void *p)
+{
+    struct run *r = p;
+
+    r->rv = r->source(r->arg, r->s);
+    if (r->rv == 0)
+        r->rv = write_out(r->s);
+    r->err = errno;
+    return NULL;
+}
+
+/* The source and the last slice, on a thread of its own at background
+ * priority while libraft's (a pool thread) waits for it: a pool thread
+ * may only lower its priority where it can raise it back (thread.h).
+ * Inline if there is no thread to be had. */
+static void *run_bg(void *p)
+{
+    kr_thread_background_own();
+    return run_main(p);
+}
+
+static int run(kr_snapwrite_source_fn source, void *arg,
+               struct kr_snapwrite_sink *s)
+{
+    struct run r = {.source = source, .arg = arg, .s = s, .rv = -1};
+    pthread_t t;
+
+    if (pthread_create(&t, NULL, run_bg, &r) != 0)
+        run_main(&r);
+    else
+        pthread_join(t, NULL);
+    errno = r.err;
+    return r.rv;
+}
+
 /* Replaces libc's pwrite64 for the whole process (see snapwrite.h). */
 ssize_t pwrite64(int fd, const void *buf, size_t n, off64_t off)
 {
@@ -249,9 +292,7 @@ ssize_t pwrite64(int fd, const void *buf, size_t n, off64_t off)
         s.flags = fcntl(fd, F_GETFL);
         s.direct = s.flags >= 0 && off % PAGE == 0 &&
                    fcntl(fd, F_SETFL, s.flags | O_DIRECT) == 0;
-        rv = source(arg, &s);
-        if (rv == 0)
-            rv = write_out(&s);
+        rv = run(source, arg, &s);
         if (s.direct)
             (void)fcntl(fd, F_SETFL, s.flags);
         /* It held the head records, which carry the aead KEKs. */

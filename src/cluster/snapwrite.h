@@ -13,8 +13,10 @@
  * with a source that produces the bytes.  This module defines pwrite64()
  * in the executable, which the dynamic linker binds ahead of libc's for
  * every library (libuv makes libraft's file writes through it).  A call
- * whose buffer and length are the armed placeholder's runs the source,
- * which hands its bytes in pieces to kr_snapwrite_put: each piece is
+ * whose buffer and length are the armed placeholder's runs the source
+ * (on a thread of its own at background priority, common/thread.h,
+ * while the caller waits), which hands its bytes in pieces to
+ * kr_snapwrite_put: each piece is
  * written at the next offset, every few MiB are pushed to the disk
  * (sync_file_range, waiting for it) and dropped from the page cache, and
  * the writer sleeps as needed to stay under the armed rate.  Every other
