@@ -354,7 +354,7 @@ static bool is_snapshot_data(const char *path)
  * one go held ext4's journal for 110-120 ms on this VM, and 4 KiB
  * O_DSYNC writes next to it (the raft log's) waited up to 71-82 ms; in
  * 8 MiB steps they waited at most 3-5.4 ms, and the freeing took 0.6 s
- * (bench/unlink.py).  The name goes first, as a plain unlink would
+ * (bench/disk.py).  The name goes first, as a plain unlink would
  * remove it, and the steps run on a detached thread of their own with
  * the file's last descriptor, so libraft's snapshot work (which makes
  * these removals, and which a follower's log appends wait for while it

@@ -1,0 +1,169 @@
+#!/usr/bin/python3
+"""What a raft snapshot's disk work costs the raft log's writes beside it.
+
+A thread appends 4 KiB with O_DIRECT | O_DSYNC (as libraft writes its
+log) every millisecond or so, and the latency of each append is kept.
+Beside it, on the same file system:
+
+1. slices: a 411 MB snapshot written as keyraft writes one
+   (src/cluster/snapwrite.c): 512 KiB O_DIRECT slices, each on the disk
+   before the next, paced at BENCH_DISK_RATES MB/s; and, for comparison,
+   nothing at all.
+2. removal: an old 411 MB snapshot removed with one unlink, or the way
+   keyraft's unlink() does it: the name first, then the blocks freed
+   from the end 8 MiB at a time, each step fdatasync'ed and followed by
+   a rest three times as long.
+
+It prints the appends' p50/p99/max for each, and the ratio of the
+longest append during a removal, one unlink against the steps.
+
+  /usr/bin/python3 bench/disk.py      # in $BENCH_DIR, default /tmp
+  BENCH_DISK_MB=411 BENCH_DISK_RATES=25,50,100 BENCH_DISK_ROUNDS=2 ...
+
+Put BENCH_DIR on the file system of the servers' data_dir.
+"""
+import mmap
+import os
+import tempfile
+import threading
+import time
+
+SLICE = 512 << 10
+STEP = 8 << 20
+REST = 3
+REST_MAX = 0.1
+LOG_SPAN = 64 << 20
+
+
+def appender(path, stop, lat):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DIRECT | os.O_DSYNC,
+                 0o600)
+    try:
+        os.posix_fallocate(fd, 0, LOG_SPAN)
+        buf = mmap.mmap(-1, 4096)
+        buf.write(b"x" * 4096)
+        off = 0
+        while not stop.is_set():
+            t = time.monotonic()
+            os.pwrite(fd, buf, off)
+            lat.append((t, time.monotonic() - t))
+            off = (off + 4096) % LOG_SPAN
+            time.sleep(0.001)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
+def with_appender(work, fn):
+    """Runs fn() beside the appender; returns (what fn returned, the
+    appends' latencies from its start to its end)."""
+    stop, lat = threading.Event(), []
+    th = threading.Thread(target=appender,
+                          args=(os.path.join(work, "log"), stop, lat))
+    th.start()
+    try:
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        out = fn()
+        t1 = time.monotonic()
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        th.join()
+    return out, sorted(l for t, l in lat if t0 <= t <= t1 + 0.2)
+
+
+def paced_slices(path, size, rate):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)
+    try:
+        buf = mmap.mmap(-1, SLICE)
+        buf.write(os.urandom(SLICE))
+        t0, done = time.monotonic(), 0
+        while done < size:
+            os.pwrite(fd, buf, done)
+            done += SLICE
+            rest = t0 + done / (rate * 1e6) - time.monotonic()
+            if rest > 0:
+                time.sleep(rest)
+    finally:
+        os.close(fd)
+
+
+def make_file(path, size):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        chunk = os.urandom(1 << 20)
+        for _ in range(size >> 20):
+            os.write(fd, chunk)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def stepped_unlink(path):
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.unlink(path)
+        size = os.fstat(fd).st_size
+        while size > STEP:
+            t = time.monotonic()
+            size -= STEP
+            os.ftruncate(fd, size)
+            os.fdatasync(fd)
+            time.sleep(min((time.monotonic() - t) * REST, REST_MAX))
+    finally:
+        os.close(fd)
+
+
+def timed(fn, *args):
+    t = time.monotonic()
+    fn(*args)
+    return time.monotonic() - t
+
+
+def figures(lat):
+    q = lambda p: lat[min(int(len(lat) * p), len(lat) - 1)] * 1000  # noqa
+    return f"p50 {q(.5):5.2f}  p99 {q(.99):5.2f}  max {lat[-1] * 1000:6.1f} ms"
+
+
+def main():
+    size = int(os.environ.get("BENCH_DISK_MB", "411")) << 20
+    rates = [int(r) for r in
+             os.environ.get("BENCH_DISK_RATES", "25,50,100").split(",")]
+    rounds = int(os.environ.get("BENCH_DISK_ROUNDS", "2"))
+    work = tempfile.mkdtemp(prefix="keyraft-disk-bench-",
+                            dir=os.environ.get("BENCH_DIR", "/tmp"))
+    snap = os.path.join(work, "snapshot-1-2-3")
+    try:
+        print(f"4 KiB O_DIRECT|O_DSYNC appends, one a millisecond, beside a "
+              f"{size >> 20} MiB snapshot's disk work, in {work}")
+        worst = {"unlink": 0.0, "steps": 0.0}
+        for _ in range(rounds):
+            _, lat = with_appender(work, lambda: time.sleep(6))
+            print(f"  nothing beside      {figures(lat)}")
+            for rate in rates:
+                _, lat = with_appender(
+                    work, lambda: paced_slices(snap, min(size, rate << 23),
+                                               rate))
+                print(f"  slices at {rate:3} MB/s  {figures(lat)}")
+                stepped_unlink(snap)    # outside the window
+            for how in ("unlink", "steps"):
+                make_file(snap, size)
+                took, lat = with_appender(work, lambda: timed(
+                    os.unlink if how == "unlink" else stepped_unlink, snap))
+                worst[how] = max(worst[how], lat[-1])
+                print(f"  removal, {how:6}    {figures(lat)}  "
+                      f"(took {took * 1000:.0f} ms)")
+        print(f"longest append during a removal: one unlink "
+              f"{worst['unlink'] * 1000:.1f} ms, in 8 MiB steps "
+              f"{worst['steps'] * 1000:.1f} ms -> "
+              f"{worst['unlink'] / max(worst['steps'], 1e-6):.1f}x")
+        print("reproduce: /usr/bin/python3 bench/disk.py")
+    finally:
+        for name in os.listdir(work):
+            os.unlink(os.path.join(work, name))
+        os.rmdir(work)
+
+
+if __name__ == "__main__":
+    main()
