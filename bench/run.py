@@ -20,11 +20,15 @@
 5. Snapshots: save and restore of 1,000,000 Variables, their time and
    peak RSS against the disk's write speed, run last by
    bench/snapshot.py (see there).
+6. Disk: what a raft snapshot's paced writes and the removal of an old
+   one cost 4 KiB O_DSYNC appends beside them, run by bench/disk.py
+   (see there).
 
 Reproduce with: make bench   (or: KEYRAFT_BIN=build/keyraft bench/run.sh)
 Environment: BENCH_SECONDS (default 5) per wrk run; BENCH_CLUSTER=0 skips 3;
 BENCH_REKEY=0 skips 4, BENCH_REKEY_VARS sets its Variable count;
-BENCH_SNAPSHOT=0 skips 5, BENCH_SNAPSHOT_VARS sets its Variable count.
+BENCH_SNAPSHOT=0 skips 5, BENCH_SNAPSHOT_VARS sets its Variable count;
+BENCH_DISK=0 skips 6.
 """
 import json
 import os
@@ -245,12 +249,14 @@ def main():
 
     # The 3-server cluster against etcd: bench/cluster.py (BENCH_CLUSTER=0
     # skips it), the full rekey: bench/rekey.py (BENCH_REKEY=0 skips it),
-    # then snapshots: bench/snapshot.py (BENCH_SNAPSHOT=0 skips it).  This
-    # run fails if any fails.
+    # then snapshots: bench/snapshot.py (BENCH_SNAPSHOT=0 skips it), and
+    # the disk under a snapshot's writes: bench/disk.py (BENCH_DISK=0
+    # skips it).  This run fails if any fails.
     rc = 0
     for name, var in (("cluster.py", "BENCH_CLUSTER"),
                       ("rekey.py", "BENCH_REKEY"),
-                      ("snapshot.py", "BENCH_SNAPSHOT")):
+                      ("snapshot.py", "BENCH_SNAPSHOT"),
+                      ("disk.py", "BENCH_DISK")):
         if os.environ.get(var, "1") != "0":
             rc = subprocess.run(
                 [sys.executable, os.path.join(ROOT, "bench", name)],
