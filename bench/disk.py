@@ -121,6 +121,10 @@ def timed(fn, *args):
     return time.monotonic() - t
 
 
+def p99(lat):
+    return lat[min(int(len(lat) * .99), len(lat) - 1)]
+
+
 def figures(lat):
     q = lambda p: lat[min(int(len(lat) * p), len(lat) - 1)] * 1000  # noqa
     return f"p50 {q(.5):5.2f}  p99 {q(.99):5.2f}  max {lat[-1] * 1000:6.1f} ms"
@@ -138,13 +142,16 @@ def main():
         print(f"4 KiB O_DIRECT|O_DSYNC appends, one a millisecond, beside a "
               f"{size >> 20} MiB snapshot's disk work, in {work}")
         worst = {"unlink": 0.0, "steps": 0.0}
+        quiet, sliced = [], {rate: [] for rate in rates}
         for _ in range(rounds):
             _, lat = with_appender(work, lambda: time.sleep(6))
+            quiet.append(p99(lat))
             print(f"  nothing beside      {figures(lat)}")
             for rate in rates:
                 _, lat = with_appender(
                     work, lambda: paced_slices(snap, min(size, rate << 23),
                                                rate))
+                sliced[rate].append(p99(lat))
                 print(f"  slices at {rate:3} MB/s  {figures(lat)}")
                 stepped_unlink(snap)    # outside the window
             for how in ("unlink", "steps"):
@@ -154,6 +161,11 @@ def main():
                 worst[how] = max(worst[how], lat[-1])
                 print(f"  removal, {how:6}    {figures(lat)}  "
                       f"(took {took * 1000:.0f} ms)")
+        base = max(quiet)
+        print("p99 of the appends beside slices / beside nothing (the "
+              "worst of each): " + ", ".join(
+                  f"{rate} MB/s {max(v) / base:.2f}x"
+                  for rate, v in sliced.items()))
         print(f"longest append during a removal: one unlink "
               f"{worst['unlink'] * 1000:.1f} ms, in 8 MiB steps "
               f"{worst['steps'] * 1000:.1f} ms -> "
