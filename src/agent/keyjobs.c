@@ -612,6 +612,12 @@ static void resize(struct kr_keyjobs *j, uint64_t index)
         rk->batch = BATCH_MAX;
 }
 
+/* The size a rekey's first batch takes (resize grows it from there). */
+static uint32_t first_batch(const struct kr_keyjobs *j)
+{
+    return j->cfg.rekey_rate == 0 ? BATCH_MAX : BATCH_MIN;
+}
+
 /* Starts a batch when a key is rekeying and nothing is in flight. */
 static void rekey_kick(struct kr_keyjobs *j)
 {
@@ -627,7 +633,7 @@ static void rekey_kick(struct kr_keyjobs *j)
         rk->backoff_ms = 0;
         /* The next rekey sizes its batches afresh (resize). */
         rk->batch_at = 0;
-        rk->batch = j->cfg.rekey_rate == 0 ? BATCH_MAX : BATCH_MIN;
+        rk->batch = first_batch(j);
         return;
     }
     active = kr_state_key_active(j->cfg.state);
@@ -665,7 +671,7 @@ int kr_keyjobs_new(struct kr_keyjobs **out, const struct kr_keyjobs_config *cfg)
     if (j == NULL)
         return KR_ENOMEM;
     j->cfg = *cfg;
-    j->rk.batch = cfg->rekey_rate == 0 ? BATCH_MAX : BATCH_MIN;
+    j->rk.batch = first_batch(j);
     uv_idle_init(cfg->loop, &j->idle);
     j->idle.data = j;
     uv_timer_init(cfg->loop, &j->pace);

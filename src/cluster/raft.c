@@ -581,8 +581,7 @@ static int produce(void *arg, struct kr_snapwrite_sink *sink)
                                      (uint8_t)(len >> 24)};
     static const uint8_t zeros[8];
     size_t pad = kr_frame_size(len) - KR_FRAME_HEADER - len;
-    /* Encoding hundreds of MB must not starve the loop. */
-    int prio = kr_thread_background();
+    /* snapwrite runs this on a thread at background priority. */
     int rv = kr_snapwrite_put(sink, head, sizeof(head));
 
     if (rv == 0)
@@ -591,7 +590,6 @@ static int produce(void *arg, struct kr_snapwrite_sink *sink)
                  : -1;
     if (rv == 0)
         rv = kr_snapwrite_put(sink, zeros, pad);
-    kr_thread_foreground(prio);
     return rv;
 }
 

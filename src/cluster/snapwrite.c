@@ -347,6 +347,27 @@ static bool is_snapshot_data(const char *path)
     return numbers == 3;
 }
 
+typedef int (*unlink_fn)(const char *);
+
+static pthread_once_t unlink_once = PTHREAD_ONCE_INIT;
+static unlink_fn libc_unlink;
+
+static void resolve_unlink(void)
+{
+    kr_libc_next("unlink", &libc_unlink, sizeof(libc_unlink));
+}
+
+/* The rest after a removal that began at t0: UNLINK_REST times as long
+ * as it took, at most UNLINK_REST_MAX_NS. */
+static void rest_after(uint64_t t0)
+{
+    uint64_t busy = now_ns() - t0;
+
+    if (busy > UNLINK_REST_MAX_NS / UNLINK_REST)
+        busy = UNLINK_REST_MAX_NS / UNLINK_REST;
+    sleep_until(now_ns() + busy * UNLINK_REST);
+}
+
 /*
  * An old raft snapshot's blocks are freed SHRINK_STEP at a time, from
  * the end, each step on the disk (fdatasync) and followed by a rest as
@@ -384,15 +405,12 @@ static void *shrink_main(void *arg)
         off_t size = st.st_size;
 
         while (size > SHRINK_STEP) {
-            uint64_t t0 = now_ns(), busy;
+            uint64_t t0 = now_ns();
 
             size -= SHRINK_STEP;
             if (ftruncate(fd, size) != 0 || fdatasync(fd) != 0)
                 break;
-            busy = now_ns() - t0;
-            if (busy > UNLINK_REST_MAX_NS / UNLINK_REST)
-                busy = UNLINK_REST_MAX_NS / UNLINK_REST;
-            sleep_until(now_ns() + busy * UNLINK_REST);
+            rest_after(t0);
         }
     }
     close(fd); /* the rest of the blocks */
@@ -400,7 +418,7 @@ static void *shrink_main(void *arg)
     return NULL;
 }
 
-static int unlink_snapshot(const char *path, int (*plain)(const char *))
+static int unlink_snapshot(const char *path)
 {
     int fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
     struct stat st;
@@ -409,13 +427,13 @@ static int unlink_snapshot(const char *path, int (*plain)(const char *))
     int rv, err;
 
     if (fd < 0)
-        return plain(path);
+        return libc_unlink(path);
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
         st.st_size <= SHRINK_STEP) {
         close(fd);
-        return plain(path);
+        return libc_unlink(path);
     }
-    rv = plain(path);
+    rv = libc_unlink(path);
     err = errno;
     if (rv != 0 || fcntl(fd, F_SETLEASE, F_WRLCK) != 0) {
         close(fd); /* someone else has it open: theirs until they close */
@@ -435,32 +453,21 @@ static int unlink_snapshot(const char *path, int (*plain)(const char *))
     return rv;
 }
 
-typedef int (*unlink_fn)(const char *);
-
-static pthread_once_t unlink_once = PTHREAD_ONCE_INIT;
-static unlink_fn libc_unlink;
-
-static void resolve_unlink(void)
-{
-    kr_libc_next("unlink", &libc_unlink, sizeof(libc_unlink));
-}
-
 /* Replaces libc's unlink for the whole process (see snapwrite.h). */
 int unlink(const char *path)
 {
-    uint64_t t0, busy;
-    int rv;
+    uint64_t t0;
+    int rv, err;
 
     pthread_once(&unlink_once, resolve_unlink);
     if (is_snapshot_data(path))
-        return unlink_snapshot(path, libc_unlink);
+        return unlink_snapshot(path);
     if (!is_segment(path))
         return libc_unlink(path);
     t0 = now_ns();
     rv = libc_unlink(path);
-    busy = now_ns() - t0;
-    if (busy > UNLINK_REST_MAX_NS / UNLINK_REST)
-        busy = UNLINK_REST_MAX_NS / UNLINK_REST;
-    sleep_until(now_ns() + busy * UNLINK_REST);
+    err = errno;
+    rest_after(t0);
+    errno = err;
     return rv;
 }

@@ -16,8 +16,8 @@
  * whose buffer and length are the armed placeholder's runs the source
  * (on a thread of its own at background priority, common/thread.h,
  * while the caller waits), which hands its bytes in pieces to
- * kr_snapwrite_put: each piece is
- * written at the next offset, every few MiB are pushed to the disk
+ * kr_snapwrite_put: each piece is written at the next offset, every
+ * slice (512 KiB paced, 4 MiB unpaced) is pushed to the disk
  * (sync_file_range, waiting for it) and dropped from the page cache, and
  * the writer sleeps as needed to stay under the armed rate.  Every other
  * call goes to libc's pwrite64 unchanged.  libraft never reads a

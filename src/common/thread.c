@@ -52,7 +52,10 @@ bool kr_thread_can_background(void)
     return can_restore;
 }
 
-int kr_thread_background(void)
+/* Lowers this thread to BACKGROUND_NICE (if it is higher, and only when
+ * it could be raised back if undoable is set); returns its value before,
+ * 0 when it cannot be read (nothing is changed then). */
+static int lower(bool undoable)
 {
     int old;
 
@@ -60,9 +63,14 @@ int kr_thread_background(void)
     old = getpriority(PRIO_PROCESS, self());
     if (old == -1 && errno != 0)
         return 0;
-    if (old < BACKGROUND_NICE && kr_thread_can_background())
+    if (old < BACKGROUND_NICE && (!undoable || kr_thread_can_background()))
         (void)setpriority(PRIO_PROCESS, self(), BACKGROUND_NICE);
     return old;
+}
+
+int kr_thread_background(void)
+{
+    return lower(true);
 }
 
 void kr_thread_foreground(int saved)
@@ -72,12 +80,5 @@ void kr_thread_foreground(int saved)
 
 void kr_thread_background_own(void)
 {
-    int old;
-
-    errno = 0;
-    old = getpriority(PRIO_PROCESS, self());
-    if (old == -1 && errno != 0)
-        return;
-    if (old < BACKGROUND_NICE)
-        (void)setpriority(PRIO_PROCESS, self(), BACKGROUND_NICE);
+    (void)lower(false);
 }

@@ -6,18 +6,17 @@
  * and the memory work around them keeps libuv's workers busy.  On a
  * machine with few cores (or several servers on one), that work must not
  * take the CPU from the loop thread, which answers raft heartbeats and
- * requests.  kr_thread_background lowers the calling
- * thread's scheduling priority (nice +10, Linux per-thread) and returns
- * what to pass to kr_thread_foreground afterwards, which restores it.
+ * requests.  kr_thread_background lowers the calling thread's
+ * scheduling priority (nice +10, Linux per-thread) and returns what to
+ * pass to kr_thread_foreground afterwards, which restores it.
  *
  * Only where it can be restored: raising a priority back needs
  * CAP_SYS_NICE or a high enough RLIMIT_NICE (systemd's LimitNICE=), and
  * libuv's pool threads also run libraft's disk work (log writes the
- * kernel would not take asynchronously, snapshot loads); one left at +10
- * would slow those for good.  So the first call
- * tries, on a thread of its own, to lower a priority one step and raise
- * it back; without that right, background work runs at the caller's
- * priority.
+ * kernel would not take asynchronously, snapshot loads); one left at
+ * +10 would slow those for good.  So the first call tries, on a thread
+ * of its own, to lower a priority one step and raise it back; without
+ * that right, background work runs at the caller's priority.
  *
  * Any thread; affects only the calling thread.
  */
