@@ -121,13 +121,18 @@ def timed(fn, *args):
     return time.monotonic() - t
 
 
+def quantile(lat, q):
+    """lat sorted."""
+    return lat[min(int(len(lat) * q), len(lat) - 1)]
+
+
 def p99(lat):
-    return lat[min(int(len(lat) * .99), len(lat) - 1)]
+    return quantile(lat, .99)
 
 
 def figures(lat):
-    q = lambda p: lat[min(int(len(lat) * p), len(lat) - 1)] * 1000  # noqa
-    return f"p50 {q(.5):5.2f}  p99 {q(.99):5.2f}  max {lat[-1] * 1000:6.1f} ms"
+    return (f"p50 {quantile(lat, .5) * 1000:5.2f}  "
+            f"p99 {p99(lat) * 1000:5.2f}  max {lat[-1] * 1000:6.1f} ms")
 
 
 def main():
