@@ -60,6 +60,7 @@ struct kr_snap_writer {
     int out_err; /* what the callback returned */
     char out_msg[KR_ERRMSG_SIZE];
     struct kr_sha256 *sha;
+    struct kr_sha256_bg *sha_bg; /* instead of sha: kr_snap_writer_hash_aside */
     char meta_hex[KR_SHA256_HEX_LEN];
     uint8_t state_sum[KR_SHA256_LEN]; /* after finish, or given */
     bool sum_given;
@@ -137,6 +138,7 @@ void kr_snap_writer_free(struct kr_snap_writer *w)
     if (w->a != NULL)
         archive_write_free(w->a);
     kr_sha256_free(w->sha);
+    kr_sha256_bg_free(w->sha_bg);
     free(w);
 }
 
@@ -215,7 +217,9 @@ int kr_snap_writer_data(struct kr_snap_writer *w, const void *p, size_t n,
                        "state.bin is longer than the %" PRIu64
                        " bytes announced",
                        w->size);
-    if (!w->sum_given)
+    if (w->sha_bg != NULL && !w->sum_given)
+        kr_sha256_bg_update(w->sha_bg, p, n);
+    else if (!w->sum_given)
         kr_sha256_update(w->sha, p, n);
     w->written += n;
     return write_all(w, p, n, NAME_STATE, errmsg);
@@ -226,6 +230,16 @@ void kr_snap_writer_state_sum(struct kr_snap_writer *w,
 {
     memcpy(w->state_sum, sum, KR_SHA256_LEN);
     w->sum_given = true;
+}
+
+int kr_snap_writer_hash_aside(struct kr_snap_writer *w, char *errmsg)
+{
+    int rv;
+
+    if (w->sha_bg != NULL)
+        return 0;
+    rv = kr_sha256_bg_new(&w->sha_bg);
+    return rv != 0 ? kr_errf(errmsg, rv, "cannot start hashing state.bin") : 0;
 }
 
 void kr_snap_writer_state_sum_get(const struct kr_snap_writer *w,
@@ -245,7 +259,8 @@ int kr_snap_writer_finish(struct kr_snap_writer *w, char *errmsg)
                        " bytes announced",
                        w->written, w->size);
     if (!w->sum_given) {
-        rv = kr_sha256_final(w->sha, w->state_sum);
+        rv = w->sha_bg != NULL ? kr_sha256_bg_final(w->sha_bg, w->state_sum)
+                               : kr_sha256_final(w->sha, w->state_sum);
         if (rv != 0)
             return kr_errf(errmsg, rv, "hashing state.bin");
     }

@@ -112,6 +112,10 @@ void kr_snap_writer_state_sum(struct kr_snap_writer *w,
                               const uint8_t sum[KR_SHA256_LEN]);
 void kr_snap_writer_state_sum_get(const struct kr_snap_writer *w,
                                   uint8_t out[KR_SHA256_LEN]);
+/* Before the first kr_snap_writer_data: state.bin is hashed on a thread
+ * of the writer's own (kr_sha256_bg), beside the caller's encoding,
+ * instead of on the caller's.  Returns 0 or a kr_err with errmsg. */
+int kr_snap_writer_hash_aside(struct kr_snap_writer *w, char *errmsg);
 
 /* ---- reading ---- */
 
