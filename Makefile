@@ -70,7 +70,9 @@ fuzz: deps
 	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_varbody.c $(FUZZ_VARBODY) -o $(FUZZ_DIR)/fuzz_varbody
 	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_archive.c $(FUZZ_ARCHIVE) -o $(FUZZ_DIR)/fuzz_archive
 	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_jwt.c $(FUZZ_JWT) -o $(FUZZ_DIR)/fuzz_jwt
-	@for f in varbody jwt; do \
+	clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_wantdigest.c src/http/wantdigest.c \
+	  -o $(FUZZ_DIR)/fuzz_wantdigest
+	@for f in varbody jwt wantdigest; do \
 	  mkdir -p $(FUZZ_DIR)/corpus-$$f; \
 	  awk -v d=$(FUZZ_DIR)/corpus-$$f \
 	    '{ f = sprintf("%s/seed-%02d", d, NR); printf "%s", $$0 > f; close(f) }' \
@@ -79,7 +81,7 @@ fuzz: deps
 	@mkdir -p $(FUZZ_DIR)/corpus-archive $(FUZZ_DIR)/corpus-snapshot
 	@/usr/bin/python3 tests/fuzz/make_archive_seed.py \
 	  $(FUZZ_DIR)/corpus-archive/seed-00 $(FUZZ_DIR)/corpus-snapshot/seed-00
-	@for f in entry snapshot config varbody archive jwt; do \
+	@for f in entry snapshot config varbody archive jwt wantdigest; do \
 	  mkdir -p $(FUZZ_DIR)/corpus-$$f; \
 	  echo "fuzz_$$f: $(FUZZ_SECONDS)s"; \
 	  (cd $(FUZZ_DIR) && ./fuzz_$$f -max_total_time=$(FUZZ_SECONDS) \
