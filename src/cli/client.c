@@ -241,6 +241,7 @@ struct sink {
     int fn_err;
     int upload_fd; /* >= 0: the request body */
     bool read_failed;
+    const char *header; /* one more request header, or NULL */
 };
 
 static size_t on_body(char *p, size_t size, size_t n, void *arg)
@@ -421,7 +422,8 @@ static int transfer(struct kr_cli_client *c, const char *method,
         (body != NULL &&
          add_header(&hdrs, "Content-Type: application/json") != 0) ||
         (sink->upload_fd >= 0 &&
-         add_header(&hdrs, "Content-Type: application/octet-stream") != 0))
+         add_header(&hdrs, "Content-Type: application/octet-stream") != 0) ||
+        (sink->header != NULL && add_header(&hdrs, sink->header) != 0))
         goto fail;
     if (url.oom || tok.oom)
         goto fail;
@@ -511,10 +513,12 @@ int kr_cli_client_do(struct kr_cli_client *c, const char *method,
 }
 
 int kr_cli_client_download(struct kr_cli_client *c, const char *path,
-                           const char *query, kr_cli_sink_fn fn, void *arg,
+                           const char *query, const char *header,
+                           kr_cli_sink_fn fn, void *arg,
                            struct kr_cli_resp *resp, char *errmsg)
 {
-    struct sink sink = {.resp = resp, .fn = fn, .arg = arg, .upload_fd = -1};
+    struct sink sink = {
+        .resp = resp, .fn = fn, .arg = arg, .upload_fd = -1, .header = header};
 
     return transfer(c, "GET", path, query, NULL, &sink, 0, resp, errmsg);
 }

@@ -106,10 +106,12 @@ typedef int (*kr_cli_sink_fn)(void *arg, const void *p, size_t n);
  * As kr_cli_client_do for a GET whose 2xx body may be large: the body
  * goes to sink as it arrives (resp->body stays empty); an error status's
  * body is kept in resp->body as usual.  When sink fails the transfer
- * stops and its kr_err is returned (errmsg says "stopped").
+ * stops and its kr_err is returned (errmsg says "stopped").  header, when
+ * not NULL, is one more request header line ("Name: value", borrowed).
  */
 int kr_cli_client_download(struct kr_cli_client *c, const char *path,
-                           const char *query, kr_cli_sink_fn sink, void *arg,
+                           const char *query, const char *header,
+                           kr_cli_sink_fn sink, void *arg,
                            struct kr_cli_resp *resp, char *errmsg);
 
 /*

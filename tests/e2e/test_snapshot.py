@@ -977,3 +977,114 @@ def test_save_streams_and_survives_clients_that_go_away(make_agent, tmp_path):
     a.stop(timeout=40)
     s.close()
     assert time.time() - start < 35 * SLOW
+
+
+class _ArchiveServer:
+    """Plain HTTP on a loopback port that answers every GET with the given
+    bytes, chunked and with no Digest: what a keyraft server that honours
+    Want-Digest: sha-256;q=0 sends.  It stands in for a server whose
+    archive was damaged on the way; it keeps each request's headers."""
+
+    def __init__(self, body):
+        import http.server
+
+        outer = self
+        self.body = body
+        self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                outer.seen.append((self.path, dict(self.headers)))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-gzip")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.send_header("X-Nomad-Index", "7")
+                self.end_headers()
+                for i in range(0, len(outer.body), 65536):
+                    part = outer.body[i:i + 65536]
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                self.wfile.write(b"0\r\n\r\n")
+
+            def log_message(self, *args):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}"
+        self.thread = threading.Thread(target=self.srv.serve_forever)
+        self.thread.start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.srv.shutdown()
+        self.srv.server_close()
+        self.thread.join()
+
+
+def test_save_declines_the_digest_and_checks_what_arrives(make_agent,
+                                                         tmp_path):
+    """Want-Digest: sha-256;q=0 gets the archive streamed as it is encoded
+    (chunked, no Digest, one encoding pass); the CLI asks for that and
+    instead holds the archive to its own SHA256SUMS as it arrives, so a
+    damaged download is refused and the target file stays as it was.
+    Anything but a clear decline keeps the Digest."""
+    a = make_agent()
+    for i in range(500):
+        a.put_var(f"d/{i:04d}", {"v": f"{i}-" + "y" * 3000})
+
+    r = a.api("GET", SNAP, headers={"Want-Digest": "sha-256;q=0"})
+    assert r.status == 200, r
+    assert "Digest" not in r.headers
+    assert r.headers["Transfer-Encoding"] == "chunked"
+    assert "Content-Length" not in r.headers
+    assert list(members(r.body)) == ["meta.json", "state.bin", "SHA256SUMS"]
+    good = r.body
+    assert len(good) > 1 << 20
+    info = json.loads(members(good)["meta.json"])
+    assert info["Size"] == len(members(good)["state.bin"])
+    for v in ("sha-256;q=zero", "sha-256;q=0.5", "sha-256", "md5;q=0",
+              "sha-256;q=0;", ""):
+        r = a.api("GET", SNAP, headers={"Want-Digest": v})
+        assert r.status == 200, (v, r)
+        assert r.headers["Digest"] == "sha-256=" + base64.b64encode(
+            hashlib.sha256(r.body).digest()).decode(), v
+        assert int(r.headers["Content-Length"]) == len(r.body), v
+
+    # The CLI against a server that sends no Digest: a good archive is
+    # saved as it came, and the CLI asked to go without the Digest.
+    target = tmp_path / "t.snap"
+    with _ArchiveServer(good) as srv:
+        r = a.cli("operator", "snapshot", "save", str(target),
+                  env={"KEYRAFT_ADDR": srv.url})
+        assert r.returncode == 0, r.stderr
+        assert srv.seen[0][0] == SNAP
+        assert {k.lower(): v for k, v in srv.seen[0][1].items()}[
+            "want-digest"] == "sha-256;q=0"
+    assert target.read_bytes() == good
+
+    # Damaged on the way: a byte of state.bin changed, the end cut off,
+    # or a member too many.  Each is refused and the target untouched.
+    m = members(good)
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0x40
+    variants = {
+        "flipped": bytes(flipped),
+        "truncated": good[:len(good) * 2 // 3],
+        "extra": pack(m["meta.json"], m["state.bin"],
+                      sums=m["SHA256SUMS"], extra=[("more.bin", b"x")]),
+        "other sums": pack(m["meta.json"], m["state.bin"],
+                           sums=m["SHA256SUMS"].replace(b"0", b"1", 1)),
+    }
+    target.write_bytes(b"the old file")
+    for name, body in variants.items():
+        with _ArchiveServer(body) as srv:
+            r = a.cli("operator", "snapshot", "save", str(target),
+                      env={"KEYRAFT_ADDR": srv.url})
+        assert r.returncode == 1, (name, r.stdout)
+        assert b"the snapshot that arrived is damaged" in r.stderr, \
+            (name, r.stderr)
+        assert target.read_bytes() == b"the old file", name
+        assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p], name
