@@ -9,8 +9,8 @@ measured in the same run.
 2. Save: `keyraft operator snapshot save FILE` timed from start to exit
    (download, Digest check, fsync, rename).  The server's peak RSS while
    it saves comes from VmHWM after resetting it (/proc/PID/clear_refs);
-   the CLI's from wait4.  Then `save -redact`, which holds the download
-   in memory to redact it.
+   the CLI's from wait4.  Then `save -redact`, which redacts the
+   archive as it arrives.
 3. Disk: dd of the archive's size from /dev/zero with conv=fdatasync in
    the same directory: save time / dd time is how close the save is to
    disk write speed.
@@ -217,8 +217,8 @@ def main():
           f"{r['save_cli_kb'] / kb:.0f} MiB = {x(r['save_cli_kb'])}"
           "   goal: < 2x")
     print(f"save -redact: {r['red_s']:.2f} s; CLI peak RSS "
-          f"{r['red_cli_kb'] / kb:.0f} MiB = {x(r['red_cli_kb'])} (it holds "
-          "the download in memory to redact it); server peak +"
+          f"{r['red_cli_kb'] / kb:.0f} MiB = {x(r['red_cli_kb'])} (it "
+          "redacts the archive as it arrives); server peak +"
           f"{(r['red_peak'] - r['rss_before']) / kb:.0f} MiB")
     print(f"restore:  {r['restore_s']:.2f} s into a fresh server = "
           f"{mib / r['restore_s']:.0f} MiB/s of archive "

@@ -5,11 +5,10 @@
  * fsync'ed; on any failure the temporary file is removed and the target
  * is untouched.
  *
- * `save -redact` never writes the unredacted archive to disk: it is held
- * in memory (locked when the memlock limit allows, excluded from core
- * dumps, wiped when freed) until its Digest has been checked, and only
- * the redacted copy is written.  Like Nomad's, it holds the whole
- * download in memory for that.
+ * `save -redact` never writes the unredacted archive to disk: it is
+ * redacted as it arrives, a few MiB behind the download, and only the
+ * redacted copy is written (Nomad's CLI holds the whole download in
+ * memory for that; this one does not).
  */
 #include "cli/snapshot.h"
 
@@ -22,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -121,19 +119,49 @@ static int to_fd(void *arg, const void *p, size_t n, char *errmsg)
  * final fsync does not have all of it to write. */
 #define WRITEBACK_STEP (16u << 20)
 
+/* A file being written, with its writeback started as it grows. */
+struct outfile {
+    int fd;
+    uint64_t written; /* to fd */
+    uint64_t pushed;  /* writeback started up to here */
+};
+
+static int out_write(struct outfile *o, const void *p, size_t n, char *errmsg)
+{
+    int rv = write_all(o->fd, p, n, errmsg);
+
+    o->written += n;
+    if (rv == 0 && o->written - o->pushed >= WRITEBACK_STEP) {
+        /* Start the disk writes now, overlapping the download; the
+         * fsync before the rename still waits for all of them. */
+        (void)sync_file_range(o->fd, (off64_t)o->pushed,
+                              (off64_t)(o->written - o->pushed),
+                              SYNC_FILE_RANGE_WRITE);
+        o->pushed = o->written;
+    }
+    return rv;
+}
+
 /*
- * The archive is checked as it arrives: on_piece feeds a pipe beside the
- * file, and a thread of the save's own reads it through the reader a
- * restore opens it with: every member in order, SHA256SUMS matching
- * both, nothing after.  That vouches for the bytes as a Digest would;
- * state.bin's records are the server's to get right, and a restore
- * checks them all before it changes anything.  The check overlaps the
- * download; a damaged archive is never renamed into place.
+ * The archive is read as it arrives: on_piece feeds a pipe, and a thread
+ * of the save's own reads it through the reader a restore opens it
+ * with: every member in order, SHA256SUMS matching both, nothing after.
+ * Without -redact that is the check (the file is written beside it):
+ * it vouches for the bytes as a Digest would; state.bin's records are
+ * the server's to get right, and a restore checks them all before it
+ * changes anything.  With -redact the thread redacts what it reads into
+ * the file (kr_snap_redact, which checks its input fully), so the
+ * unredacted archive is never whole anywhere: the pipe and curl's and
+ * libarchive's buffers hold a few MiB of it at a time.  Either way the
+ * work overlaps the download, and nothing is renamed into place unless
+ * all of it succeeded.
  */
 #define CHECK_BLOCK (1u << 20)
 
 struct checker {
-    int rfd, wfd; /* the pipe; wfd < 0: not feeding */
+    int rfd, wfd;        /* the pipe; wfd < 0: not feeding */
+    struct outfile *out; /* -redact: the redacted archive goes here */
+    bool out_failed;     /* writing it failed: not the archive's fault */
     pthread_t t;
     bool running;
     atomic_bool failed; /* rv is set: stop the download */
@@ -141,18 +169,45 @@ struct checker {
     char errmsg[KR_ERRMSG_SIZE];
 };
 
+/* The redaction's writer callback. */
+static int to_out(void *arg, const void *p, size_t n, char *errmsg)
+{
+    struct checker *k = arg;
+    int rv = out_write(k->out, p, n, errmsg);
+
+    k->out_failed = k->out_failed || rv != 0;
+    return rv;
+}
+
+static int check_read(struct checker *k, struct kr_snap_reader *r, char *buf)
+{
+    struct kr_snap_writer *w = NULL;
+    size_t n = 1;
+    int rv = 0;
+
+    if (k->out != NULL) {
+        rv = kr_snap_writer_new(&w, to_out, k, k->errmsg);
+        if (rv == 0)
+            rv = kr_snap_redact(r, w, k->errmsg);
+        kr_snap_writer_free(w);
+        return rv;
+    }
+    while (rv == 0 && n > 0)
+        rv = kr_snap_reader_read(r, buf, CHECK_BLOCK, &n, k->errmsg);
+    return rv;
+}
+
 static void *check_main(void *arg)
 {
     struct checker *k = arg;
     struct kr_snap_reader *r = NULL;
     char *buf = malloc(CHECK_BLOCK), small[4096];
-    size_t n = 1;
     ssize_t got;
     int rv = buf != NULL ? kr_snap_reader_open_fd(&r, k->rfd, k->errmsg)
                          : kr_errf(k->errmsg, KR_ENOMEM, "out of memory");
 
-    while (rv == 0 && n > 0)
-        rv = kr_snap_reader_read(r, buf, CHECK_BLOCK, &n, k->errmsg);
+    if (rv == 0)
+        rv = check_read(k, r, buf);
     kr_snap_reader_free(r);
     k->rv = rv;
     if (rv != 0)
@@ -167,11 +222,13 @@ static void *check_main(void *arg)
     return NULL;
 }
 
-static int checker_start(struct checker *k, char *errmsg)
+/* out: NULL to check only, or where the redacted archive goes. */
+static int checker_start(struct checker *k, struct outfile *out, char *errmsg)
 {
     int p[2];
 
     k->rfd = k->wfd = -1;
+    k->out = out;
     if (pipe2(p, O_CLOEXEC) != 0)
         return kr_errf(errmsg, KR_EIO, "cannot check the snapshot: %s",
                        strerror(errno));
@@ -204,48 +261,23 @@ static int checker_end(struct checker *k, char *errmsg)
     if (k->rv == 0)
         return 0;
     snprintf(errmsg, KR_ERRMSG_SIZE, "%s", k->errmsg);
-    kr_errwrap(errmsg, "the snapshot that arrived is damaged");
+    if (!k->out_failed)
+        kr_errwrap(errmsg, "the snapshot that arrived is damaged");
     return k->rv;
 }
 
 struct download {
     struct kr_cli_resp *resp;
     struct kr_sha256_bg *sha; /* a Digest sent, hashed beside the writes */
-    int fd;                   /* >= 0: the archive goes here */
-    uint64_t written;         /* to fd */
-    uint64_t pushed;          /* writeback started up to here */
-    struct kr_buf mem;        /* fd < 0 (-redact): held here */
-    bool locked;
-    struct checker *check; /* fed what reaches fd, or NULL */
-    bool check_stopped;    /* the download was cut short: check failed */
+    struct outfile *out;      /* the archive goes here, or NULL (-redact) */
+    struct checker *check;    /* fed every byte */
+    bool check_stopped;       /* the download was cut short: check failed */
     char errmsg[KR_ERRMSG_SIZE];
 };
-
-/* The unredacted download: locked and kept out of core dumps when it
- * can be, so it reaches neither swap nor a dump. */
-static int hold(struct download *d, size_t n)
-{
-    size_t want = d->mem.len + n;
-
-    if (d->mem.cap < want) {
-        size_t cap = d->resp->content_length > want
-                         ? (size_t)d->resp->content_length
-                         : want + want / 2 + 65536;
-        if (d->locked)
-            munlock(d->mem.data, d->mem.cap);
-        if (kr_buf_reserve(&d->mem, cap - d->mem.len) != 0)
-            return kr_errf(d->errmsg, KR_ENOMEM,
-                           "out of memory holding the snapshot to redact");
-        d->locked = mlock(d->mem.data, d->mem.cap) == 0;
-        (void)madvise(d->mem.data, d->mem.cap, MADV_DONTDUMP);
-    }
-    return 0;
-}
 
 static int on_piece(void *arg, const void *p, size_t n)
 {
     struct download *d = arg;
-    int rv;
 
     /* The headers have all come: a server that sends a Digest anyway
      * (Nomad's way) gets it checked. */
@@ -255,43 +287,23 @@ static int on_piece(void *arg, const void *p, size_t n)
                        "cannot start hashing the snapshot");
     if (d->sha != NULL)
         kr_sha256_bg_update(d->sha, p, n);
-    if (d->check != NULL && atomic_load(&d->check->failed)) {
+    if (atomic_load(&d->check->failed)) {
         d->check_stopped = true;
         return KR_EIO;
     }
-    if (d->check != NULL && write_all(d->check->wfd, p, n, d->errmsg) != 0)
+    if (write_all(d->check->wfd, p, n, d->errmsg) != 0)
         return KR_EIO;
-    if (d->fd >= 0) {
-        rv = write_all(d->fd, p, n, d->errmsg);
-        d->written += n;
-        if (rv == 0 && d->written - d->pushed >= WRITEBACK_STEP) {
-            /* Start the disk writes now, overlapping the download; the
-             * fsync before the rename still waits for all of them. */
-            (void)sync_file_range(d->fd, (off64_t)d->pushed,
-                                  (off64_t)(d->written - d->pushed),
-                                  SYNC_FILE_RANGE_WRITE);
-            d->pushed = d->written;
-        }
-        return rv;
-    }
-    rv = hold(d, n);
-    if (rv == 0)
-        kr_buf_append(&d->mem, p, n);
-    return rv;
+    return d->out != NULL ? out_write(d->out, p, n, d->errmsg) : 0;
 }
 
 /* A Digest header, when the server sent one, must name what arrived. */
-static int check_digest(struct download *d, bool redact, char *errmsg)
+static int check_digest(struct download *d, char *errmsg)
 {
     uint8_t sum[KR_SHA256_LEN];
     char want[KR_SHA256_B64_LEN + 16] = "sha-256=";
 
-    if (d->resp->digest[0] == '\0' && !redact)
-        return 0; /* declined: the checker vouches for the bytes */
     if (d->resp->digest[0] == '\0')
-        return kr_errf(errmsg, KR_EIO,
-                       "the server sent no Digest header: cannot check the "
-                       "snapshot");
+        return 0;       /* declined: the checker vouches for the bytes */
     if (d->sha == NULL) /* a Digest and an empty body */
         return kr_errf(errmsg, KR_EIO, "the server sent an empty snapshot");
     if (kr_sha256_bg_final(d->sha, sum) != 0)
@@ -322,12 +334,11 @@ int kr_cli_snapshot_save_main(int argc, char **argv)
 {
     struct kr_cli_session s;
     struct download d;
-    struct kr_snap_reader *r = NULL;
-    struct kr_snap_writer *w = NULL;
+    struct outfile out = {.fd = -1};
     bool stale = false, redact = false;
     struct checker check = {.rfd = -1, .wfd = -1};
     char errmsg[KR_ERRMSG_SIZE], errmsg2[KR_ERRMSG_SIZE], tmp[4200];
-    int argi = 0, rc = KR_CLI_EXIT_ERROR, fd = -1, rv, rv2;
+    int argi = 0, rc = KR_CLI_EXIT_ERROR, rv, rv2;
     const struct kr_cli_flag flags[] = {
         {"stale", KR_CLI_FLAG_BOOL, &stale, NULL, NULL,
          "The -stale argument defaults to \"false\" which means the leader\n"
@@ -353,39 +364,33 @@ int kr_cli_snapshot_save_main(int argc, char **argv)
     };
 
     memset(&d, 0, sizeof(d));
-    d.fd = -1;
-    kr_buf_init(&d.mem);
     kr_cli_session_init(&s);
     kr_cli_protect_secrets();
     if (!kr_cli_parse_args(&cmd, argc, argv, 1, 1, MSG_ONE_FILE, &argi, &rc))
         goto out;
     if (kr_cli_connect(&s.api, &s.client) != 0)
         goto out;
-    if (tmp_open(argv[argi], tmp, sizeof(tmp), &fd, errmsg) != 0) {
+    if (tmp_open(argv[argi], tmp, sizeof(tmp), &out.fd, errmsg) != 0) {
         kr_cli_error("%s", errmsg);
         goto out;
     }
     if (stale)
         kr_cli_query_add(&s.query, "stale", "");
     d.resp = &s.resp;
-    d.fd = redact ? -1 : fd;
+    d.out = redact ? NULL : &out;
+    d.check = &check;
     /* Declining the Digest, the server sends the archive as it encodes
-     * it instead of encoding it once more first, and the checker holds
-     * it to the archive's own checksums as it arrives.  -redact keeps
-     * the Digest: the length it comes with sizes the memory that holds
-     * the download, and the redaction reads it all anyway. */
-    if (!redact) {
-        if (checker_start(&check, errmsg) != 0) {
-            tmp_abort(fd, tmp);
-            kr_cli_error("%s", errmsg);
-            goto out;
-        }
-        d.check = &check;
+     * it instead of encoding it once more first; the checker holds it
+     * to the archive's own checksums as it arrives (and with -redact
+     * redacts it into the file). */
+    if (checker_start(&check, redact ? &out : NULL, errmsg) != 0) {
+        tmp_abort(out.fd, tmp);
+        kr_cli_error("%s", errmsg);
+        goto out;
     }
-    rv = kr_cli_client_download(s.client, SNAPSHOT_PATH,
-                                kr_cli_buf_str(&s.query),
-                                redact ? NULL : "Want-Digest: sha-256;q=0",
-                                on_piece, &d, &s.resp, errmsg);
+    rv = kr_cli_client_download(
+        s.client, SNAPSHOT_PATH, kr_cli_buf_str(&s.query),
+        "Want-Digest: sha-256;q=0", on_piece, &d, &s.resp, errmsg);
     if (rv == 0)
         rv = kr_cli_resp_check(&s.resp, 0, errmsg);
     else if (d.errmsg[0] != '\0')
@@ -398,20 +403,13 @@ int kr_cli_snapshot_save_main(int argc, char **argv)
         memcpy(errmsg, errmsg2, sizeof(errmsg));
     }
     if (rv == 0)
-        rv = check_digest(&d, redact, errmsg);
-    if (rv == 0 && redact) {
-        rv = kr_snap_reader_open_mem(&r, d.mem.data, d.mem.len, errmsg);
-        if (rv == 0)
-            rv = kr_snap_writer_new(&w, to_fd, &fd, errmsg);
-        if (rv == 0)
-            rv = kr_snap_redact(r, w, errmsg);
-    }
+        rv = check_digest(&d, errmsg);
     if (rv != 0) {
-        tmp_abort(fd, tmp);
+        tmp_abort(out.fd, tmp);
         kr_cli_error("%s", errmsg);
         goto out;
     }
-    rv = tmp_commit(fd, tmp, argv[argi], errmsg);
+    rv = tmp_commit(out.fd, tmp, argv[argi], errmsg);
     if (rv != 0) {
         kr_cli_error("%s", errmsg);
         goto out;
@@ -419,11 +417,6 @@ int kr_cli_snapshot_save_main(int argc, char **argv)
     printf("State file written to %s\n", argv[argi]);
     rc = KR_CLI_EXIT_OK;
 out:
-    kr_snap_writer_free(w);
-    kr_snap_reader_free(r);
-    if (d.locked)
-        munlock(d.mem.data, d.mem.cap);
-    kr_buf_free(&d.mem);
     kr_sha256_bg_free(d.sha);
     kr_cli_session_free(&s);
     return rc;

@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import http.client
 import io
+import itertools
 import json
 import os
 import struct
@@ -1079,12 +1080,25 @@ def test_save_declines_the_digest_and_checks_what_arrives(make_agent,
                            sums=m["SHA256SUMS"].replace(b"0", b"1", 1)),
     }
     target.write_bytes(b"the old file")
-    for name, body in variants.items():
+    for (name, body), flags in itertools.product(variants.items(),
+                                                 ([], ["-redact"])):
         with _ArchiveServer(body) as srv:
-            r = a.cli("operator", "snapshot", "save", str(target),
+            r = a.cli("operator", "snapshot", "save", *flags, str(target),
                       env={"KEYRAFT_ADDR": srv.url})
-        assert r.returncode == 1, (name, r.stdout)
+        assert r.returncode == 1, (name, flags, r.stdout)
         assert b"the snapshot that arrived is damaged" in r.stderr, \
-            (name, r.stderr)
-        assert target.read_bytes() == b"the old file", name
+            (name, flags, r.stderr)
+        assert target.read_bytes() == b"the old file", (name, flags)
         assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p], name
+
+    # -redact redacts as the archive arrives, also with no Digest.
+    with _ArchiveServer(good) as srv:
+        r = a.cli("operator", "snapshot", "save", "-redact", str(target),
+                  env={"KEYRAFT_ADDR": srv.url})
+        assert r.returncode == 0, r.stderr
+    info = inspect(a, target)
+    assert info["RootKeys"] == 1 and info["RedactedKeys"] == 1
+    keys, vars_ = state_of(target.read_bytes())
+    assert len(vars_) == 500
+    assert all(k["wrapped"] == [] and k["flags"] == 1 for k in keys)
+    assert vars_ == state_of(good)[1]
