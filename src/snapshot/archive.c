@@ -117,7 +117,10 @@ int kr_snap_writer_new(struct kr_snap_writer **out, kr_snap_out_fn fn,
         archive_write_set_filter_option(w->a, "gzip", "timestamp", NULL) !=
             ARCHIVE_OK ||
         archive_write_set_format_ustar(w->a) != ARCHIVE_OK ||
-        archive_write_set_bytes_per_block(w->a, 1024 * 1024) != ARCHIVE_OK ||
+        /* Unblocked: the gzip filter's output reaches the callback as it
+         * is made, without a copy into a block of libarchive's (the copy
+         * was 7% of a save's CPU time); no padding either way. */
+        archive_write_set_bytes_per_block(w->a, 0) != ARCHIVE_OK ||
         archive_write_set_bytes_in_last_block(w->a, 1) != ARCHIVE_OK ||
         archive_write_open2(w->a, w, NULL, w_write, NULL, NULL) != ARCHIVE_OK) {
         rv = w_fail(w, errmsg, "setup");
