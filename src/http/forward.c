@@ -17,7 +17,9 @@
  * piece read from the leader is handed to h2o, and the next is read only
  * once h2o has written it, so a relay holds one piece at a time.  The
  * piece is wiped before the buffer is reused.  The time limit then
- * counts from the last progress, not from the start.
+ * counts from the last progress, not from the start.  A chunked answer
+ * (a snapshot whose client sent Want-Digest: sha-256;q=0, which is
+ * forwarded) is decoded as it arrives and sent on chunked.
  */
 #include "http/internal.h"
 
@@ -56,6 +58,17 @@ int phr_parse_response(const char *buf, size_t len, int *minor_version,
                        int *status, const char **msg, size_t *msg_len,
                        struct phr_header *headers, size_t *num_headers,
                        size_t last_len);
+/* Its chunked decoder: the fields every version has, then room for
+ * those later versions added (two counters), zeroed as it asks. */
+struct phr_chunked_decoder {
+    size_t bytes_left_in_chunk;
+    char consume_trailer;
+    char hex_count;
+    char state;
+    uint64_t later[8];
+};
+ssize_t phr_decode_chunked(struct phr_chunked_decoder *decoder, char *buf,
+                           size_t *bufsz);
 
 struct pooled {
     uv_stream_t *stream;
@@ -82,7 +95,9 @@ struct fwd {
     bool failing; /* cut the body short once h2o gives f->in back */
     bool keep;
     size_t stream_off;
-    uint64_t body_left;
+    uint64_t body_left; /* UINT64_MAX: chunked, end not seen yet */
+    bool chunked;       /* the leader's answer is; decoded as it comes */
+    struct phr_chunked_decoder dechunk;
     /* The op is freed once its timer has closed and no write is in
      * flight: a write can complete after the answer was relayed. */
     bool write_pending;
@@ -175,6 +190,24 @@ static void stream_more(struct fwd *f)
 
     if (f->sending || f->done)
         return;
+    if (f->chunked && avail > 0 && f->body_left > 0) {
+        /* Decoded in place: what is left is the body in the bytes that
+         * came; the framing is gone. */
+        size_t got = avail;
+        ssize_t rest = phr_decode_chunked(
+            &f->dechunk, (char *)f->in.data + f->stream_off, &got);
+
+        if (rest == -1) {
+            fwd_fail(f, 502, "malformed answer from the cluster leader");
+            return;
+        }
+        f->in.len = f->stream_off + got;
+        avail = got;
+        if (rest >= 0) { /* the last chunk came */
+            f->body_left = got;
+            f->keep = f->keep && rest == 0;
+        }
+    }
     if (avail > f->body_left)
         avail = (size_t)f->body_left;
     if (avail == 0) {
@@ -247,7 +280,7 @@ static int try_relay(struct fwd *f, bool *keep)
     const char *msg;
     char ctype[128] = "text/plain; charset=utf-8";
     int minor, status, hlen;
-    bool have_len = false;
+    bool have_len = false, chunked = false;
     h2o_req_t *req = f->p.req;
 
     hlen = phr_parse_response((const char *)f->in.data, f->in.len, &minor,
@@ -265,6 +298,11 @@ static int try_relay(struct fwd *f, bool *keep)
             snprintf(num, sizeof(num), "%.*s", (int)h->value_len, h->value);
             body_len = strtoull(num, NULL, 10);
             have_len = true;
+        } else if (h->name_len == 17 &&
+                   strncasecmp(h->name, "transfer-encoding", 17) == 0 &&
+                   h->value_len == 7 &&
+                   strncasecmp(h->value, "chunked", 7) == 0) {
+            chunked = true;
         } else if (h->name_len == 10 &&
                    strncasecmp(h->name, "connection", 10) == 0 &&
                    h->value_len == 5 &&
@@ -272,9 +310,14 @@ static int try_relay(struct fwd *f, bool *keep)
             *keep = false;
         }
     }
-    /* Our own servers always send Content-Length. */
-    if (!have_len || (body_len > MAX_RESPONSE && req == NULL))
+    /* Our own servers send Content-Length, or chunk a snapshot whose
+     * client declined its Digest: relayed as a stream, chunked too. */
+    if (chunked && !have_len && req != NULL) {
+        f->streaming = f->chunked = true;
+        body_len = UINT64_MAX;
+    } else if (!have_len || (body_len > MAX_RESPONSE && req == NULL)) {
         return -1;
+    }
     if (req != NULL && body_len > STREAM_MIN)
         f->streaming = true;
     else if (f->in.len < (size_t)hlen + body_len)
@@ -295,7 +338,7 @@ static int try_relay(struct fwd *f, bool *keep)
     if (f->streaming) {
         req->res.status = status;
         req->res.reason = status == 200 ? "OK" : "";
-        req->res.content_length = body_len;
+        req->res.content_length = f->chunked ? SIZE_MAX : body_len;
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE,
                        NULL, ctype, strlen(ctype));
         f->keep = *keep;
@@ -458,16 +501,17 @@ static void fwd_timeout(uv_timer_t *t)
 static int serialise(struct fwd *f, h2o_req_t *req)
 {
     static const char *const copied[] = {"x-nomad-token", "authorization",
-                                         "content-type"};
+                                         "content-type", "want-digest"};
     struct kr_buf *b = &f->out;
 
     kr_buf_printf(b, "%.*s %.*s HTTP/1.1\r\nHost: keyraft\r\n",
                   (int)req->method.len, req->method.base, (int)req->path.len,
                   req->path.base);
     for (size_t i = 0; i < sizeof(copied) / sizeof(copied[0]); i++) {
-        ssize_t at = h2o_find_header_by_str(&req->headers, copied[i],
-                                            strlen(copied[i]), -1);
-        if (at >= 0) {
+        ssize_t at = -1;
+        /* Every occurrence, in order: the leader reads them as sent. */
+        while ((at = h2o_find_header_by_str(&req->headers, copied[i],
+                                            strlen(copied[i]), at)) >= 0) {
             const h2o_iovec_t *v = &req->headers.entries[at].value;
             kr_buf_printf(b, "%s: %.*s\r\n", copied[i], (int)v->len, v->base);
         }

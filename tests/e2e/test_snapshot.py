@@ -204,6 +204,14 @@ def test_save_from_cluster_restore_into_fresh_server(make_cluster, make_agent,
 
     # Through a follower (relayed, streaming), and stale from the other.
     via = save(f1, tmp_path / "via-follower.snap")
+    # Declining the Digest through a follower: it forwards Want-Digest,
+    # and relays the leader's chunked answer chunked.
+    r = f1.api("GET", SNAP, headers={"Want-Digest": "sha-256;q=0"})
+    assert r.status == 200, r
+    assert "Digest" not in r.headers and "Content-Length" not in r.headers
+    assert r.headers["Transfer-Encoding"] == "chunked"
+    assert list(members(r.body)) == ["meta.json", "state.bin", "SHA256SUMS"]
+    assert state_of(r.body) == state_of(via)
     stale = save(f2, tmp_path / "stale.snap", "-stale")
     assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
     for snap in (via, stale):
