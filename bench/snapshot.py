@@ -7,9 +7,11 @@ measured in the same run.
    bench/rekey/<0000000..> PUT with HTTP/1.1 pipelining as bench/rekey.py
    does.
 2. Save: `keyraft operator snapshot save FILE` timed from start to exit
-   (download, Digest check, fsync, rename).  The server's peak RSS while
-   it saves comes from VmHWM after resetting it (/proc/PID/clear_refs);
-   the CLI's from wait4.  Then `save -redact`, which redacts the
+   (download with the archive checked as it arrives, fsync, rename).
+   The server's peak RSS while it saves comes from VmHWM after
+   resetting it (/proc/PID/clear_refs), the CLI's from wait4; the CPU
+   time both spent (/proc/PID/stat, wait4) bounds the wall time from
+   below when they share the machine's cores.  Then `save -redact`, which redacts the
    archive as it arrives.
 3. Disk: dd of the archive's size from /dev/zero with conv=fdatasync in
    the same directory: save time / dd time is how close the save is to
@@ -79,8 +81,16 @@ def reset_peak(pid):
         return False
 
 
+def cpu_s(pid):
+    """The process's user + system CPU time so far, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def timed(argv, env):
-    """Runs argv; returns (seconds, peak RSS in KiB, stdout, stderr)."""
+    """Runs argv; returns (seconds, peak RSS in KiB, CPU seconds, stdout,
+    stderr)."""
     out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
     start = time.time()
     p = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
@@ -92,7 +102,7 @@ def timed(argv, env):
     o, e = out.read().decode(), err.read().decode()
     if p.returncode != 0:
         raise SystemExit(f"bench: {' '.join(argv[1:4])} failed: {e.strip()}")
-    return secs, ru.ru_maxrss, o, e
+    return secs, ru.ru_maxrss, ru.ru_utime + ru.ru_stime, o, e
 
 
 def dd(path, nbytes):
@@ -127,15 +137,17 @@ def run(work, binary, out):
         snap = os.path.join(work, "bench.snap")
         out["rss_before"] = status_kb(pid, "VmRSS")
         out["peak_ok"] = reset_peak(pid)
-        out["save_s"], out["save_cli_kb"], _, _ = timed(
+        cpu0 = cpu_s(pid)
+        out["save_s"], out["save_cli_kb"], out["save_cli_cpu"], _, _ = timed(
             [binary, "operator", "snapshot", "save", snap], env)
+        out["save_srv_cpu"] = cpu_s(pid) - cpu0
         out["save_peak"] = status_kb(pid, "VmHWM")
         out["archive"] = os.path.getsize(snap)
         out["state_bin"] = inspect_size(binary, snap)
         out["dd_s"] = dd(os.path.join(work, "dd.bin"), out["archive"])
         red = os.path.join(work, "red.snap")
         reset_peak(pid)
-        out["red_s"], out["red_cli_kb"], _, _ = timed(
+        out["red_s"], out["red_cli_kb"], _, _, _ = timed(
             [binary, "operator", "snapshot", "save", "-redact", red], env)
         out["red_peak"] = status_kb(pid, "VmHWM")
         out["red_size"] = os.path.getsize(red)
@@ -148,7 +160,7 @@ def run(work, binary, out):
         env["KEYRAFT_ADDR"] = dst["base"]
         out["dst_before"] = status_kb(dpid, "VmRSS")
         reset_peak(dpid)
-        out["restore_s"], out["restore_cli_kb"], o, _ = timed(
+        out["restore_s"], out["restore_cli_kb"], _, o, _ = timed(
             [binary, "operator", "snapshot", "restore", snap], env)
         if o.strip() != "Snapshot Restored":
             raise SystemExit(f"bench: restore said {o!r}")
@@ -208,6 +220,11 @@ def main():
           f"dd conv=fdatasync of the same bytes here: {r['dd_s']:.2f} s = "
           f"{mib / r['dd_s']:.0f} MiB/s  ->  {speed:.2f}x disk write speed"
           "   goal: 1.00x")
+    cpu = r["save_srv_cpu"] + r["save_cli_cpu"]
+    print(f"  CPU time: server {r['save_srv_cpu']:.2f} s + CLI "
+          f"{r['save_cli_cpu']:.2f} s = {cpu:.2f} s; over the "
+          f"{os.cpu_count()} cores they share, at least {cpu / os.cpu_count():.2f} s "
+          "of wall time")
     peak = "" if r["peak_ok"] else " (VmHWM not resettable: since start)"
     print(f"  server RSS {r['rss_before'] / kb:.0f} MiB before, peak "
           f"{r['save_peak'] / kb:.0f} MiB while saving{peak}: +"
