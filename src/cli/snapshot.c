@@ -161,11 +161,15 @@ static int out_write(struct outfile *o, const void *p, size_t n, char *errmsg)
 struct checker {
     int rfd, wfd;        /* the pipe; wfd < 0: not feeding */
     struct outfile *out; /* -redact: the redacted archive goes here */
-    bool out_failed;     /* writing it failed: not the archive's fault */
+    uint64_t fed;        /* bytes written to the pipe (main thread) */
     pthread_t t;
     bool running;
-    atomic_bool failed; /* rv is set: stop the download */
+    atomic_bool failed; /* the thread's verdict is in: stop the download */
+    /* the thread's, read after the join */
     int rv;
+    bool blame;        /* rv comes from the archive, not from this side */
+    bool out_failed;   /* writing the redacted archive failed */
+    uint64_t consumed; /* bytes the archive took up */
     char errmsg[KR_ERRMSG_SIZE];
 };
 
@@ -179,21 +183,24 @@ static int to_out(void *arg, const void *p, size_t n, char *errmsg)
     return rv;
 }
 
+/* Reads r to its end (with -redact, redacting it into k->out). */
 static int check_read(struct checker *k, struct kr_snap_reader *r, char *buf)
 {
     struct kr_snap_writer *w = NULL;
     size_t n = 1;
     int rv = 0;
 
-    if (k->out != NULL) {
+    if (k->out != NULL)
         rv = kr_snap_writer_new(&w, to_out, k, k->errmsg);
-        if (rv == 0)
-            rv = kr_snap_redact(r, w, k->errmsg);
-        kr_snap_writer_free(w);
-        return rv;
+    if (rv == 0 && w != NULL) {
+        rv = kr_snap_redact(r, w, k->errmsg);
+        k->blame = rv != 0 && !k->out_failed;
     }
-    while (rv == 0 && n > 0)
+    while (rv == 0 && w == NULL && n > 0) {
         rv = kr_snap_reader_read(r, buf, CHECK_BLOCK, &n, k->errmsg);
+        k->blame = rv != 0;
+    }
+    kr_snap_writer_free(w);
     return rv;
 }
 
@@ -203,21 +210,29 @@ static void *check_main(void *arg)
     struct kr_snap_reader *r = NULL;
     char *buf = malloc(CHECK_BLOCK), small[4096];
     ssize_t got;
-    int rv = buf != NULL ? kr_snap_reader_open_fd(&r, k->rfd, k->errmsg)
-                         : kr_errf(k->errmsg, KR_ENOMEM, "out of memory");
+    int rv = 0;
 
+    if (buf == NULL)
+        rv = kr_errf(k->errmsg, KR_ENOMEM, "out of memory");
+    if (rv == 0) {
+        rv = kr_snap_reader_open_fd(&r, k->rfd, k->errmsg);
+        k->blame = rv != 0 && rv != KR_ENOMEM;
+    }
     if (rv == 0)
         rv = check_read(k, r, buf);
+    if (rv == 0)
+        k->consumed = kr_snap_reader_consumed(r);
     kr_snap_reader_free(r);
     k->rv = rv;
-    if (rv != 0)
-        atomic_store(&k->failed, true);
-    /* What the reader left (a bad archive's rest, the end's padding) is
-     * read off, so a write to the pipe never waits for a reader gone. */
+    atomic_store(&k->failed, rv != 0);
+    /* What the reader left (a bad archive's rest) is read off, so a
+     * write to the pipe never waits for a reader gone. */
     do
         got = buf != NULL ? read(k->rfd, buf, CHECK_BLOCK)
                           : read(k->rfd, small, sizeof(small));
     while (got > 0 || (got < 0 && errno == EINTR));
+    if (buf != NULL) /* it held state.bin, aead KEKs and all */
+        explicit_bzero(buf, CHECK_BLOCK);
     free(buf);
     return NULL;
 }
@@ -225,45 +240,58 @@ static void *check_main(void *arg)
 /* out: NULL to check only, or where the redacted archive goes. */
 static int checker_start(struct checker *k, struct outfile *out, char *errmsg)
 {
-    int p[2];
+    int p[2] = {-1, -1}, rv = 0;
 
-    k->rfd = k->wfd = -1;
     k->out = out;
+    atomic_init(&k->failed, false);
     if (pipe2(p, O_CLOEXEC) != 0)
-        return kr_errf(errmsg, KR_EIO, "cannot check the snapshot: %s",
-                       strerror(errno));
+        rv = kr_errf(errmsg, KR_EIO, "cannot check the snapshot: %s",
+                     strerror(errno));
     /* A larger pipe lets the check lag a block behind the download
      * without holding it up; the default size does too, only slower. */
-    (void)fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
+    if (rv == 0)
+        (void)fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
     k->rfd = p[0];
     k->wfd = p[1];
-    atomic_init(&k->failed, false);
-    if (pthread_create(&k->t, NULL, check_main, k) != 0) {
+    if (rv == 0 && pthread_create(&k->t, NULL, check_main, k) != 0)
+        rv = kr_errf(errmsg, KR_ENOMEM, "cannot start checking the snapshot");
+    k->running = rv == 0;
+    if (rv != 0 && p[0] >= 0) {
         close(p[0]);
         close(p[1]);
         k->rfd = k->wfd = -1;
-        return kr_errf(errmsg, KR_ENOMEM, "cannot start checking the snapshot");
     }
-    k->running = true;
-    return 0;
+    return rv;
 }
 
-/* Ends the feed and waits for the verdict: 0 or the check's error. */
+/* Ends the feed and waits for the verdict: 0 or the check's error,
+ * which says "damaged" when the archive is to blame. */
 static int checker_end(struct checker *k, char *errmsg)
 {
-    if (!k->running)
-        return 0;
-    close(k->wfd);
-    k->wfd = -1;
-    pthread_join(k->t, NULL);
-    close(k->rfd);
-    k->running = false;
-    if (k->rv == 0)
-        return 0;
-    snprintf(errmsg, KR_ERRMSG_SIZE, "%s", k->errmsg);
-    if (!k->out_failed)
+    bool blame = false;
+    int rv = 0;
+
+    if (k->running) {
+        close(k->wfd);
+        k->wfd = -1;
+        pthread_join(k->t, NULL);
+        close(k->rfd);
+        k->running = false;
+        rv = k->rv;
+        blame = k->blame;
+    }
+    if (rv != 0) {
+        snprintf(errmsg, KR_ERRMSG_SIZE, "%s", k->errmsg);
+    } else if (k->consumed != k->fed) {
+        /* libarchive reads past the gzip stream's end without a word */
+        rv = kr_errf(errmsg, KR_EINVAL,
+                     "%" PRIu64 " bytes follow the end of the archive",
+                     k->fed - k->consumed);
+        blame = true;
+    }
+    if (blame)
         kr_errwrap(errmsg, "the snapshot that arrived is damaged");
-    return k->rv;
+    return rv;
 }
 
 struct download {
@@ -278,22 +306,26 @@ struct download {
 static int on_piece(void *arg, const void *p, size_t n)
 {
     struct download *d = arg;
+    int rv = 0;
 
     /* The headers have all come: a server that sends a Digest anyway
      * (Nomad's way) gets it checked. */
     if (d->resp->digest[0] != '\0' && d->sha == NULL &&
         kr_sha256_bg_new(&d->sha) != 0)
-        return kr_errf(d->errmsg, KR_ENOMEM,
-                       "cannot start hashing the snapshot");
-    if (d->sha != NULL)
+        rv = kr_errf(d->errmsg, KR_ENOMEM, "cannot start hashing the snapshot");
+    if (rv == 0 && d->sha != NULL)
         kr_sha256_bg_update(d->sha, p, n);
-    if (atomic_load(&d->check->failed)) {
+    if (rv == 0 && atomic_load(&d->check->failed)) {
         d->check_stopped = true;
-        return KR_EIO;
+        rv = KR_EIO;
     }
-    if (write_all(d->check->wfd, p, n, d->errmsg) != 0)
-        return KR_EIO;
-    return d->out != NULL ? out_write(d->out, p, n, d->errmsg) : 0;
+    if (rv == 0)
+        rv = write_all(d->check->wfd, p, n, d->errmsg);
+    if (rv == 0)
+        d->check->fed += n;
+    if (rv == 0 && d->out != NULL)
+        rv = out_write(d->out, p, n, d->errmsg);
+    return rv;
 }
 
 /* A Digest header, when the server sent one, must name what arrived. */
@@ -301,20 +333,27 @@ static int check_digest(struct download *d, char *errmsg)
 {
     uint8_t sum[KR_SHA256_LEN];
     char want[KR_SHA256_B64_LEN + 16] = "sha-256=";
+    int rv = 0;
 
+    /* No Digest: declined, and the checker vouches for the bytes. */
     if (d->resp->digest[0] == '\0')
-        return 0;       /* declined: the checker vouches for the bytes */
-    if (d->sha == NULL) /* a Digest and an empty body */
-        return kr_errf(errmsg, KR_EIO, "the server sent an empty snapshot");
-    if (kr_sha256_bg_final(d->sha, sum) != 0)
-        return kr_errf(errmsg, KR_ECRYPTO, "hashing the snapshot");
+        goto out;
+    if (d->sha == NULL) { /* a Digest and an empty body */
+        rv = kr_errf(errmsg, KR_EIO, "the server sent an empty snapshot");
+        goto out;
+    }
+    if (kr_sha256_bg_final(d->sha, sum) != 0) {
+        rv = kr_errf(errmsg, KR_ECRYPTO, "hashing the snapshot");
+        goto out;
+    }
     kr_base64_encode(sum, sizeof(sum), want + 8);
     if (strcmp(d->resp->digest, want) != 0)
-        return kr_errf(errmsg, KR_EIO,
-                       "the snapshot does not match its Digest header (%s, "
-                       "received %s): the download was damaged",
-                       d->resp->digest, want);
-    return 0;
+        rv = kr_errf(errmsg, KR_EIO,
+                     "the snapshot does not match its Digest header (%s, "
+                     "received %s): the download was damaged",
+                     d->resp->digest, want);
+out:
+    return rv;
 }
 
 static const char SAVE_ABOUT[] =

@@ -201,6 +201,9 @@ static void stream_more(struct fwd *f)
             fwd_fail(f, 502, "malformed answer from the cluster leader");
             return;
         }
+        /* The bytes the body moved up from: wiped now, since the reset
+         * after the send wipes only up to the new length. */
+        explicit_bzero(f->in.data + f->stream_off + got, avail - got);
         f->in.len = f->stream_off + got;
         avail = got;
         if (rest >= 0) { /* the last chunk came */
@@ -314,6 +317,8 @@ static int try_relay(struct fwd *f, bool *keep)
      * client declined its Digest: relayed as a stream, chunked too. */
     if (chunked && !have_len && req != NULL) {
         f->streaming = f->chunked = true;
+        /* Through the last CRLF: a pooled connection starts clean. */
+        f->dechunk.consume_trailer = 1;
         body_len = UINT64_MAX;
     } else if (!have_len || (body_len > MAX_RESPONSE && req == NULL)) {
         return -1;

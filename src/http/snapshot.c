@@ -120,7 +120,8 @@ struct save {
     size_t len[RING];
     unsigned head, count;
     bool inflight;
-    bool hashed;   /* the first pass is done (or skipped): size, digest, rv */
+    bool hashed;   /* headers may go: first pass done (size, digest, rv) or,
+                    * one pass, first block ready or thread done (rv) */
     bool finished; /* the thread is about to return */
     bool cancel;   /* the loop wants the thread to stop */
     uint64_t size; /* of the archive; without a Digest, known at the end */
@@ -221,6 +222,7 @@ static int publish(struct save *s, bool last, char *errmsg)
     uv_mutex_lock(&s->mu);
     s->len[s->fill_idx] = s->fill_len;
     s->count++;
+    s->hashed = true; /* one pass: the headers can go with the first block */
     uv_async_send(&s->wake);
     while (!last && s->count == RING && !s->cancel)
         uv_cond_wait(&s->cond, &s->mu);
@@ -332,16 +334,17 @@ static void save_thread(void *arg)
     kr_thread_background_own(); /* not the loop's CPU */
 
     s->meta.size = kr_state_frozen_size(s->frozen);
-    if (s->with_digest)
+    if (s->with_digest) {
         rv = first_pass(s, err);
-    uv_mutex_lock(&s->mu);
-    s->size = s->produced;
-    s->hashed = true;
-    s->rv = rv;
-    if (rv != 0)
-        memcpy(s->err, err, sizeof(err));
-    uv_async_send(&s->wake);
-    uv_mutex_unlock(&s->mu);
+        uv_mutex_lock(&s->mu);
+        s->size = s->produced;
+        s->hashed = true;
+        s->rv = rv;
+        if (rv != 0)
+            memcpy(s->err, err, sizeof(err));
+        uv_async_send(&s->wake);
+        uv_mutex_unlock(&s->mu);
+    }
 
     if (rv == 0) {
         s->fill_idx = 0;
@@ -357,13 +360,17 @@ static void save_thread(void *arg)
         if (rv == 0 && s->fill_len > 0)
             rv = publish(s, true, err);
         uv_mutex_lock(&s->mu);
-        s->size = s->produced;
+        if (!s->with_digest) /* the headers did not say it: now known */
+            s->size = s->produced;
         s->rv = rv;
         if (rv != 0)
             memcpy(s->err, err, sizeof(err));
         uv_mutex_unlock(&s->mu);
     }
     uv_mutex_lock(&s->mu);
+    /* Without a Digest, a save that failed before its first block still
+     * gets a 500 instead of a body cut short. */
+    s->hashed = true;
     s->finished = true;
     uv_async_send(&s->wake);
     uv_mutex_unlock(&s->mu);
@@ -373,7 +380,7 @@ static void save_proceed(h2o_generator_t *g, h2o_req_t *req);
 static void save_stop(h2o_generator_t *g, h2o_req_t *req);
 
 /* Loop: the response's headers, once the first pass is done or, without
- * a Digest, once the view is whole. */
+ * a Digest, once the first block is ready. */
 static void save_start(struct save *s)
 {
     h2o_req_t *r = s->p.req;
@@ -465,12 +472,13 @@ static void save_pump(struct save *s)
         h2o_send(s->p.req, NULL, 0, H2O_SEND_STATE_FINAL);
         KR_INFO("snapshot",
                 "sent snapshot %s: %" PRIu64
-                " bytes%s; state frozen in %" PRIu64
-                " ms, archive hashed in %" PRIu64 " ms, sent in %" PRIu64 " ms",
+                " bytes%s; state frozen in %" PRIu64 " ms, %s in %" PRIu64
+                " ms, sent in %" PRIu64 " ms",
                 s->meta.id, s->size,
                 s->with_digest ? "" : " (no Digest asked: one pass)",
-                s->t_filled - s->t_start, s->t_hashed - s->t_filled,
-                kr_time_mono_ms() - s->t_hashed);
+                s->t_filled - s->t_start,
+                s->with_digest ? "archive hashed" : "first block encoded",
+                s->t_hashed - s->t_filled, kr_time_mono_ms() - s->t_hashed);
     }
     save_free(s);
 }

@@ -237,12 +237,14 @@ void kr_snap_writer_state_sum(struct kr_snap_writer *w,
 
 int kr_snap_writer_hash_aside(struct kr_snap_writer *w, char *errmsg)
 {
-    int rv;
+    int rv = 0;
 
-    if (w->sha_bg != NULL)
-        return 0;
-    rv = kr_sha256_bg_new(&w->sha_bg);
-    return rv != 0 ? kr_errf(errmsg, rv, "cannot start hashing state.bin") : 0;
+    KR_BUG_ON(w->written != 0 || w->sum_given);
+    if (w->sha_bg == NULL)
+        rv = kr_sha256_bg_new(&w->sha_bg);
+    if (rv != 0)
+        kr_errf(errmsg, rv, "cannot start hashing state.bin");
+    return rv;
 }
 
 void kr_snap_writer_state_sum_get(const struct kr_snap_writer *w,
@@ -286,7 +288,8 @@ struct kr_snap_reader {
     struct kr_snap_meta meta;
     struct kr_sha256 *sha;
     uint8_t meta_sum[KR_SHA256_LEN];
-    uint64_t left; /* state.bin bytes still to read */
+    uint64_t left;  /* state.bin bytes still to read */
+    uint64_t input; /* bytes the archive came in, or UINT64_MAX: unknown */
     bool done;
 };
 
@@ -522,6 +525,7 @@ static struct kr_snap_reader *reader_new(char *errmsg)
         kr_errf(errmsg, KR_ENOMEM, "out of memory");
         return NULL;
     }
+    r->input = UINT64_MAX;
     return r;
 }
 
@@ -536,6 +540,7 @@ int kr_snap_reader_open_mem(struct kr_snap_reader **out, const void *p,
     r = reader_new(errmsg);
     if (r == NULL)
         return KR_ENOMEM;
+    r->input = n;
     if (archive_read_open_memory(r->a, p, n) != ARCHIVE_OK)
         rv = r_fail(r, errmsg, "cannot open");
     else
@@ -552,13 +557,19 @@ int kr_snap_reader_open_fd(struct kr_snap_reader **out, int fd, char *errmsg)
 {
     struct kr_snap_reader *r;
     struct stat st;
+    off_t at;
     int rv;
 
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0)
+    if (fstat(fd, &st) != 0)
+        memset(&st, 0, sizeof(st));
+    if (S_ISREG(st.st_mode) && st.st_size == 0)
         return kr_errf(errmsg, KR_EINVAL, "snapshot archive is empty");
     r = reader_new(errmsg);
     if (r == NULL)
         return KR_ENOMEM;
+    at = lseek(fd, 0, SEEK_CUR);
+    if (S_ISREG(st.st_mode) && at >= 0 && at <= st.st_size)
+        r->input = (uint64_t)(st.st_size - at);
     if (archive_read_open_fd(r->a, fd, READ_BLOCK) != ARCHIVE_OK)
         rv = r_fail(r, errmsg, "cannot open");
     else
@@ -584,6 +595,13 @@ void kr_snap_reader_free(struct kr_snap_reader *r)
 const struct kr_snap_meta *kr_snap_reader_meta(const struct kr_snap_reader *r)
 {
     return &r->meta;
+}
+
+uint64_t kr_snap_reader_consumed(const struct kr_snap_reader *r)
+{
+    la_int64_t n = archive_filter_bytes(r->a, -1);
+
+    return n > 0 ? (uint64_t)n : 0;
 }
 
 static int hex_digit(char c)
@@ -692,6 +710,14 @@ static int read_tail(struct kr_snap_reader *r, char *errmsg)
                                                  : "");
     if (rv != ARCHIVE_EOF)
         return r_fail(r, errmsg, "after SHA256SUMS");
+    /* libarchive reads past the gzip stream's end without a word;
+     * what it consumed is the stream. */
+    if (r->input != UINT64_MAX &&
+        (uint64_t)archive_filter_bytes(r->a, -1) != r->input)
+        return kr_errf(errmsg, KR_EINVAL,
+                       "invalid snapshot archive: %" PRIu64
+                       " bytes follow the gzip stream",
+                       r->input - (uint64_t)archive_filter_bytes(r->a, -1));
     return 0;
 }
 

@@ -131,6 +131,12 @@ int kr_snap_reader_open_fd(struct kr_snap_reader **out, int fd, char *errmsg);
 void kr_snap_reader_free(struct kr_snap_reader *r);
 /* Borrowed for the reader's life. */
 const struct kr_snap_meta *kr_snap_reader_meta(const struct kr_snap_reader *r);
+/* The bytes of input the archive took up so far: after the last read,
+ * its length.  A reader of memory or of a regular file refuses bytes
+ * after the gzip stream itself; one of a pipe cannot know its input's
+ * length, so its caller compares this with what it fed.  The reader's
+ * thread. */
+uint64_t kr_snap_reader_consumed(const struct kr_snap_reader *r);
 /*
  * Reads up to cap bytes of state.bin into buf.  *n == 0 means state.bin
  * is complete and the rest of the archive checked: SHA256SUMS matches

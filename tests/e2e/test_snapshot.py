@@ -212,6 +212,13 @@ def test_save_from_cluster_restore_into_fresh_server(make_cluster, make_agent,
     assert r.headers["Transfer-Encoding"] == "chunked"
     assert list(members(r.body)) == ["meta.json", "state.bin", "SHA256SUMS"]
     assert state_of(r.body) == state_of(via)
+    # The relay's connection to the leader is clean for what comes next.
+    for i in range(5):
+        r = f1.api("GET", SNAP, headers={"Want-Digest": "sha-256;q=0"})
+        assert r.status == 200 and state_of(r.body) == state_of(via), r
+        w = f1.api("PUT", f"/v1/var/after/relay{i}", {"Items": {"i": str(i)}})
+        assert w.status == 200, w
+        leader.api("DELETE", f"/v1/var/after/relay{i}")
     stale = save(f2, tmp_path / "stale.snap", "-stale")
     assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
     for snap in (via, stale):
@@ -605,6 +612,8 @@ def test_bad_archives_change_nothing(make_cluster, tmp_path):
     tampered[-100] ^= 1
     cases = [
         ("truncated", good[:len(good) // 2], "invalid snapshot archive"),
+        ("trailing bytes", good + b"\0" * 1000,
+         "1000 bytes follow the gzip stream"),
         ("tampered", pack(m["meta.json"], bytes(tampered), m["SHA256SUMS"]),
          "state.bin does not match its checksum"),
         ("extra member", pack(m["meta.json"], state,
@@ -1082,6 +1091,7 @@ def test_save_declines_the_digest_and_checks_what_arrives(make_agent,
     variants = {
         "flipped": bytes(flipped),
         "truncated": good[:len(good) * 2 // 3],
+        "trailing": good + os.urandom(3000),
         "extra": pack(m["meta.json"], m["state.bin"],
                       sums=m["SHA256SUMS"], extra=[("more.bin", b"x")]),
         "other sums": pack(m["meta.json"], m["state.bin"],
