@@ -147,14 +147,15 @@ static int out_write(struct outfile *o, const void *p, size_t n, char *errmsg)
  * of the save's own reads it through the reader a restore opens it
  * with: every member in order, SHA256SUMS matching both, nothing after.
  * Without -redact that is the check (the file is written beside it):
- * it vouches for the bytes as a Digest would; state.bin's records are
- * the server's to get right, and a restore checks them all before it
- * changes anything.  With -redact the thread redacts what it reads into
- * the file (kr_snap_redact, which checks its input fully), so the
- * unredacted archive is never whole anywhere: the pipe and curl's and
- * libarchive's buffers hold a few MiB of it at a time.  Either way the
- * work overlaps the download, and nothing is renamed into place unless
- * all of it succeeded.
+ * it vouches for everything a restore reads, as a Digest would (the
+ * gzip header's time and trailer's CRC-32 are all it leaves out; no
+ * reader here looks at them); state.bin's records are the server's to
+ * get right, and a restore checks them all before it changes anything.  With
+ * -redact the thread redacts what it reads into the file (kr_snap_redact, which
+ * checks its input fully), so the unredacted archive is never whole anywhere:
+ * the pipe and curl's and libarchive's buffers hold a few MiB of it at a time.
+ * Either way the work overlaps the download, and nothing is renamed into place
+ * unless all of it succeeded.
  */
 #define CHECK_BLOCK (1u << 20)
 
