@@ -358,8 +358,12 @@ static void on_written_block(uv_fs_t *fs)
 
 static void on_body(h2o_socket_t *sock, const char *err);
 
-/* Moves what has arrived into the file, one block at a time, reading
- * more only while no write is pending. */
+/*
+ * Moves what has arrived into the file a whole block at a time (a write
+ * is a trip through libuv's thread pool: one per socket read made the
+ * upload of a million Variables take seconds), reading on while a write
+ * is pending until a second block waits in the socket's buffer.
+ */
 static void pump(struct upload *u)
 {
     h2o_buffer_t *in = u->sock != NULL ? u->sock->input : NULL;
@@ -367,20 +371,22 @@ static void pump(struct upload *u)
     size_t n;
     uv_buf_t b;
 
-    if (left == 0) {
+    if (left == 0 && !u->fs_busy) {
         route(u);
         return;
     }
     if (u->sock == NULL)
         return;
     n = in->size < left ? in->size : (size_t)left;
-    if (n == 0) {
-        h2o_socket_read_start(u->sock, on_body);
+    if (u->fs_busy || (n < BLOCK && n < left)) {
+        if (in->size < 2 * BLOCK)
+            h2o_socket_read_start(u->sock, on_body);
+        else
+            h2o_socket_read_stop(u->sock);
         return;
     }
     if (n > BLOCK)
         n = BLOCK;
-    h2o_socket_read_stop(u->sock);
     memcpy(u->block, in->bytes, n);
     /* The socket's copy holds the archive too. */
     explicit_bzero(in->bytes, n);
@@ -392,6 +398,8 @@ static void pump(struct upload *u)
                     on_written_block) != 0) {
         u->fs_busy = false;
         reply_error(u, 500, "writing the upload: cannot queue the write");
+    } else if (u->sock->input->size < 2 * BLOCK) { /* consume may swap it */
+        h2o_socket_read_start(u->sock, on_body);
     }
 }
 
@@ -425,8 +433,7 @@ static void on_body(h2o_socket_t *sock, const char *err)
         return;
     }
     touch(u);
-    if (!u->fs_busy)
-        pump(u);
+    pump(u);
 }
 
 static void continue_sent(h2o_socket_t *sock, const char *err)
