@@ -87,6 +87,7 @@ struct upload {
     uint8_t *block;
     uv_fs_t fs;
     bool fs_busy;
+    size_t fs_len; /* the receiving write in flight: its bytes */
     /* forwarding */
     char leader[256];
     uint64_t waited_ms;
@@ -352,11 +353,32 @@ static void on_written_block(uv_fs_t *fs)
                     u->srv->deps.data_dir, uv_strerror((int)n));
         return;
     }
+    if ((size_t)n != u->fs_len) { /* the rest has left the socket's buffer */
+        reply_error(u, 500,
+                    "writing the upload to %s: %zd of %zu bytes written "
+                    "(is the disk full?)",
+                    u->srv->deps.data_dir, n, u->fs_len);
+        return;
+    }
     u->received += (uint64_t)n;
     pump(u);
 }
 
 static void on_body(h2o_socket_t *sock, const char *err);
+
+/* Reads on while less than two blocks wait in the socket's buffer and
+ * the rest of the body (left bytes, past any write in flight) is not all
+ * in it: never past the body, so a client that shuts its side once it
+ * has sent it is not taken for one that went away. */
+static void read_on(struct upload *u, uint64_t left)
+{
+    size_t have = u->sock->input->size; /* consume may have swapped it */
+
+    if (have < 2 * BLOCK && have < left)
+        h2o_socket_read_start(u->sock, on_body);
+    else
+        h2o_socket_read_stop(u->sock);
+}
 
 /*
  * Moves what has arrived into the file a whole block at a time (a write
@@ -379,10 +401,7 @@ static void pump(struct upload *u)
         return;
     n = in->size < left ? in->size : (size_t)left;
     if (u->fs_busy || (n < BLOCK && n < left)) {
-        if (in->size < 2 * BLOCK)
-            h2o_socket_read_start(u->sock, on_body);
-        else
-            h2o_socket_read_stop(u->sock);
+        read_on(u, left - (u->fs_busy ? u->fs_len : 0));
         return;
     }
     if (n > BLOCK)
@@ -394,12 +413,13 @@ static void pump(struct upload *u)
     b = uv_buf_init((char *)u->block, (unsigned)n);
     u->fs.data = u;
     u->fs_busy = true;
+    u->fs_len = n;
     if (uv_fs_write(u->srv->deps.loop, &u->fs, u->fd, &b, 1, -1,
                     on_written_block) != 0) {
         u->fs_busy = false;
         reply_error(u, 500, "writing the upload: cannot queue the write");
-    } else if (u->sock->input->size < 2 * BLOCK) { /* consume may swap it */
-        h2o_socket_read_start(u->sock, on_body);
+    } else {
+        read_on(u, left - n);
     }
 }
 

@@ -1120,3 +1120,34 @@ def test_save_declines_the_digest_and_checks_what_arrives(make_agent,
     assert len(vars_) == 500
     assert all(k["wrapped"] == [] and k["flags"] == 1 for k in keys)
     assert vars_ == state_of(good)[1]
+
+
+def test_restore_from_a_client_that_shuts_its_side(make_agent, tmp_path):
+    """A client may shut its side of the connection once the body is out
+    (shutdown(SHUT_WR)) and wait for the answer: the server receives the
+    body a block at a time while reading on, but never reads past it, so
+    that end is not taken for a client that went away.  The body spans
+    several 1 MiB blocks, sent as fast as the socket takes it."""
+    import socket
+    a = make_agent()
+    for i in range(600):
+        a.put_var(f"shut/{i:04d}", {"v": f"{i}-" + os.urandom(3000).hex()})
+    body = save(a, tmp_path / "shut.snap")
+    assert len(body) > 3 << 20
+    want = read_all(a)
+
+    b = make_agent(name="b")
+    s = socket.create_connection(("127.0.0.1", b.http_port),
+                                 timeout=30 * SLOW)
+    s.sendall(f"PUT {SNAP} HTTP/1.1\r\nHost: x\r\nContent-Length: "
+              f"{len(body)}\r\n\r\n".encode() + body)
+    s.shutdown(socket.SHUT_WR)
+    answer = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        answer += chunk
+    s.close()
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert read_all(b) == want
