@@ -634,7 +634,7 @@ fail:
 
 struct jwks_op {
     struct kr_http_pending p; /* first */
-    bool waited;
+    uint64_t deadline_ms;     /* waiting for keys ends then (monotonic) */
 };
 
 /* Deprecated keys are not published, nor are redacted ones: they have
@@ -699,6 +699,7 @@ static void jwks_serve(void *arg, int status)
     const struct kr_root_key *missing;
     int64_t threshold = srv->deps.cfg->server.root_key_rotation_threshold;
     int64_t newest;
+    uint64_t now;
     uint64_t idx;
     uint32_t r;
     char cc[64];
@@ -707,13 +708,17 @@ static void jwks_serve(void *arg, int status)
     (void)status;
     if (o->p.req == NULL)
         goto out;
+    /* The listed keys get KR_HTTP_KEY_WAIT_MS in all, one wait after
+     * another: after a restore or a start each is decrypted anew, and
+     * the first ready is not the last. */
     missing = jwks_missing(srv);
-    if (missing != NULL && !o->waited) {
-        o->waited = true;
-        if (kr_keyring_wait(srv->deps.keyring, missing->key_id,
-                            KR_HTTP_KEY_WAIT_MS, jwks_serve, o, NULL) == 0)
-            return;
-    }
+    now = kr_time_mono_ms();
+    if (o->deadline_ms == 0)
+        o->deadline_ms = now + KR_HTTP_KEY_WAIT_MS;
+    if (missing != NULL && now < o->deadline_ms &&
+        kr_keyring_wait(srv->deps.keyring, missing->key_id,
+                        o->deadline_ms - now, jwks_serve, o, NULL) == 0)
+        return;
     if (missing != NULL) {
         kr_http_reply_error(o->p.req, 503,
                             "key %s is not decrypted on this server yet",
