@@ -120,7 +120,7 @@ struct save {
     size_t len[RING];
     unsigned head, count;
     bool inflight;
-    bool hashed;   /* headers may go: first pass done (size, digest, rv) or,
+    bool ready;    /* headers may go: first pass done (size, digest, rv) or,
                     * one pass, first block ready or thread done (rv) */
     bool finished; /* the thread is about to return */
     bool cancel;   /* the loop wants the thread to stop */
@@ -222,7 +222,7 @@ static int publish(struct save *s, bool last, char *errmsg)
     uv_mutex_lock(&s->mu);
     s->len[s->fill_idx] = s->fill_len;
     s->count++;
-    s->hashed = true; /* one pass: the headers can go with the first block */
+    s->ready = true; /* one pass: the headers can go with the first block */
     uv_async_send(&s->wake);
     while (!last && s->count == RING && !s->cancel)
         uv_cond_wait(&s->cond, &s->mu);
@@ -338,7 +338,7 @@ static void save_thread(void *arg)
         rv = first_pass(s, err);
         uv_mutex_lock(&s->mu);
         s->size = s->produced;
-        s->hashed = true;
+        s->ready = true;
         s->rv = rv;
         if (rv != 0)
             memcpy(s->err, err, sizeof(err));
@@ -370,7 +370,7 @@ static void save_thread(void *arg)
     uv_mutex_lock(&s->mu);
     /* Without a Digest, a save that failed before its first block still
      * gets a 500 instead of a body cut short. */
-    s->hashed = true;
+    s->ready = true;
     s->finished = true;
     uv_async_send(&s->wake);
     uv_mutex_unlock(&s->mu);
@@ -410,7 +410,7 @@ static void save_start(struct save *s)
 /* Loop: whatever can happen next; called on every wake and proceed. */
 static void save_pump(struct save *s)
 {
-    bool hashed, finished, send = false;
+    bool ready, finished, send = false;
     size_t len = 0;
     uint8_t *blk = NULL;
     int rv;
@@ -422,7 +422,7 @@ static void save_pump(struct save *s)
         s->cancel = true;
         uv_cond_signal(&s->cond);
     }
-    hashed = s->hashed;
+    ready = s->ready;
     finished = s->finished;
     rv = s->rv;
     if (s->started && !s->inflight && s->count > 0 && !s->cancel) {
@@ -443,7 +443,7 @@ static void save_pump(struct save *s)
         save_free(s);
         return;
     }
-    if (!s->started && hashed) {
+    if (!s->started && ready) {
         if (rv != 0) {
             KR_ERROR("snapshot", "save failed: %s", s->err);
             kr_http_reply_error(s->p.req, 500, "saving snapshot: %s", s->err);

@@ -712,12 +712,11 @@ static int read_tail(struct kr_snap_reader *r, char *errmsg)
         return r_fail(r, errmsg, "after SHA256SUMS");
     /* libarchive reads past the gzip stream's end without a word;
      * what it consumed is the stream. */
-    if (r->input != UINT64_MAX &&
-        (uint64_t)archive_filter_bytes(r->a, -1) != r->input)
+    if (r->input != UINT64_MAX && kr_snap_reader_consumed(r) != r->input)
         return kr_errf(errmsg, KR_EINVAL,
                        "invalid snapshot archive: %" PRIu64
                        " bytes follow the gzip stream",
-                       r->input - (uint64_t)archive_filter_bytes(r->a, -1));
+                       r->input - kr_snap_reader_consumed(r));
     return 0;
 }
 
