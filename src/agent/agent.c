@@ -35,6 +35,7 @@
 #include "cluster/raft.h"
 #include "cluster/rpc.h"
 #include "cluster/freeze.h"
+#include "cluster/rheap.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/thread.h"
@@ -329,6 +330,7 @@ static void on_tick(uv_timer_t *t)
     if (a->stopping)
         return;
     check_lag(a);
+    kr_rheap_flush();
     kr_keyring_sync(a->keyring);
     kr_raft_observe(a->raft);
     ensure_active_key(a);
@@ -661,6 +663,8 @@ int kr_agent_main(int argc, char **argv)
     }
     uv_loop_init(&a.loop);
     kr_freeze_enable(&a.loop);
+    if (kr_rheap_install() != 0)
+        KR_WARN("agent", "libraft frees stay on the event loop: no thread");
     rv = kr_keyring_new(&a.keyring, &a.loop, a.providers, a.n_providers,
                         a.state);
     if (rv != 0) {
@@ -747,6 +751,7 @@ int kr_agent_main(int argc, char **argv)
     uv_signal_start(&a.sigterm, on_signal, SIGTERM);
 
     uv_run(&a.loop, UV_RUN_DEFAULT);
+    kr_rheap_uninstall();
     if (uv_loop_close(&a.loop) != 0)
         KR_WARN("agent", "event loop closed with handles still open");
     cleanup(&a);
@@ -758,6 +763,7 @@ int kr_agent_main(int argc, char **argv)
 fail_loop:
     kr_keyring_close(a.keyring);
     uv_run(&a.loop, UV_RUN_DEFAULT);
+    kr_rheap_uninstall();
     uv_loop_close(&a.loop);
     cleanup(&a);
     return 1;

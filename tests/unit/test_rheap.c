@@ -1,0 +1,174 @@
+/*
+ * Unit tests for src/cluster/rheap.c: libraft's frees on the installing
+ * (loop) thread wait in a batch until a flush, a full batch or
+ * uninstall, and are then carried out by the freeing thread; frees on
+ * other threads happen at once.  Under AddressSanitizer (make asan) a
+ * block freed twice or never would fail the run too.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <time.h>
+
+#include <raft.h>
+#include <uv.h>
+
+#include "cluster/rheap.h"
+
+/* Waits up to 5 s for kr_rheap_freed() to reach want; returns it. */
+static uint64_t wait_freed(uint64_t want)
+{
+    struct timespec ms = {0, 1000000};
+
+    for (int i = 0; i < 5000 && kr_rheap_freed() < want; i++)
+        nanosleep(&ms, NULL);
+    return kr_rheap_freed();
+}
+
+/* Gives the freeing thread time to do what it (wrongly) might. */
+static void settle(void)
+{
+    struct timespec t = {0, 50000000};
+
+    nanosleep(&t, NULL);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    return kr_rheap_install();
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    kr_rheap_uninstall();
+    return 0;
+}
+
+static void test_loop_frees_wait_for_a_flush(void **state)
+{
+    uint64_t before = kr_rheap_freed();
+    void *p = raft_malloc(100);
+
+    (void)state;
+    assert_non_null(p);
+    raft_free(p);
+    raft_free(NULL);
+    settle();
+    assert_int_equal(kr_rheap_freed(), before);
+    kr_rheap_flush();
+    assert_int_equal(wait_freed(before + 1), before + 1);
+}
+
+static void other_thread(void *arg)
+{
+    raft_free(arg);
+}
+
+static void test_other_threads_free_at_once(void **state)
+{
+    uint64_t before = kr_rheap_freed();
+    uv_thread_t t;
+    void *p = raft_calloc(4, 32);
+
+    (void)state;
+    assert_non_null(p);
+    assert_int_equal(uv_thread_create(&t, other_thread, p), 0);
+    assert_int_equal(uv_thread_join(&t), 0);
+    kr_rheap_flush();
+    settle();
+    /* Not batched: nothing for the freeing thread. */
+    assert_int_equal(kr_rheap_freed(), before);
+}
+
+static void test_a_full_batch_goes_without_a_flush(void **state)
+{
+    uint64_t before = kr_rheap_freed();
+
+    (void)state;
+    for (unsigned i = 0; i < RHEAP_BATCH; i++) {
+        void *p = raft_malloc(16);
+        assert_non_null(p);
+        raft_free(p);
+    }
+    assert_int_equal(wait_freed(before + RHEAP_BATCH), before + RHEAP_BATCH);
+}
+
+static void test_a_batch_of_many_bytes_goes_without_a_flush(void **state)
+{
+    uint64_t before = kr_rheap_freed();
+    unsigned n = RHEAP_BATCH_BYTES / (1u << 20);
+
+    (void)state;
+    /* n blocks of 1 MiB reach the byte limit; one fewer does not. */
+    for (unsigned i = 0; i < n; i++) {
+        void *p = raft_malloc(1u << 20);
+        assert_non_null(p);
+        raft_free(p);
+        if (i + 2 == n) {
+            settle();
+            assert_int_equal(kr_rheap_freed(), before);
+        }
+    }
+    assert_int_equal(wait_freed(before + n), before + n);
+}
+
+static void test_aligned_blocks(void **state)
+{
+    uint64_t before = kr_rheap_freed();
+    void *p = raft_aligned_alloc(4096, 100);
+
+    (void)state;
+    assert_non_null(p);
+    assert_int_equal((uintptr_t)p % 4096, 0);
+    raft_aligned_free(4096, p);
+    kr_rheap_flush();
+    assert_int_equal(wait_freed(before + 1), before + 1);
+}
+
+static void test_uninstall_frees_what_waits(void **state)
+{
+    uint64_t before = kr_rheap_freed();
+    void *p;
+
+    (void)state;
+    for (int i = 0; i < 10; i++) {
+        p = raft_realloc(NULL, 64);
+        assert_non_null(p);
+        raft_free(p);
+    }
+    kr_rheap_uninstall();
+    /* uninstall waited for the thread: every block is freed now. */
+    assert_int_equal(kr_rheap_freed(), before + 10);
+    /* The default heap is back: a free is not batched. */
+    p = raft_malloc(8);
+    assert_non_null(p);
+    raft_free(p);
+    assert_int_equal(kr_rheap_freed(), before + 10);
+    /* Installing again works (teardown uninstalls). */
+    assert_int_equal(kr_rheap_install(), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_loop_frees_wait_for_a_flush,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_threads_free_at_once,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_full_batch_goes_without_a_flush,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_batch_of_many_bytes_goes_without_a_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_aligned_blocks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_uninstall_frees_what_waits, setup,
+                                        teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
