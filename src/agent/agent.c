@@ -663,8 +663,17 @@ int kr_agent_main(int argc, char **argv)
     }
     uv_loop_init(&a.loop);
     kr_freeze_enable(&a.loop);
-    if (kr_rheap_install() != 0)
+    if (kr_rheap_install() != 0) {
         KR_WARN("agent", "libraft frees stay on the event loop: no thread");
+    } else {
+        unsigned arena;
+
+        if (kr_rheap_arena(&arena))
+            KR_DEBUG("agent",
+                     "libraft's blocks come from jemalloc arena %u, which "
+                     "keeps its pages for reuse",
+                     arena);
+    }
     rv = kr_keyring_new(&a.keyring, &a.loop, a.providers, a.n_providers,
                         a.state);
     if (rv != 0) {

@@ -32,6 +32,7 @@
 #include "cluster/rpc.h"
 #include "cluster/transport.h"
 #include "cluster/freeze.h"
+#include "cluster/rheap.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/thread.h"
@@ -1679,11 +1680,37 @@ const char *kr_raft_leader_address(struct kr_raft *r)
     return addr != NULL ? addr : "";
 }
 
+/*
+ * libraft 0.15 (log.c) doubles its log's ring of entries and its table of
+ * reference counts on the loop once the log fills them: the ring to
+ * (size + 1) * 2 entries when the log holds size - 1, the table to twice
+ * its buckets when the log spans more indexes than it has.  Once the
+ * log holds three quarters of either, the next block is made ahead
+ * (cluster/rheap.h); struct raft_log is public in raft.h, and only read.
+ */
+static void expect_growth(struct kr_raft *r)
+{
+    const struct raft_log *l = &r->raft.log;
+    size_t want[2], n_want = 0, n;
+
+    if (!r->started || l->size == 0) {
+        kr_rheap_expect(want, 0);
+        return;
+    }
+    n = l->front <= l->back ? l->back - l->front : l->size - l->front + l->back;
+    if (n >= l->size / 4 * 3)
+        want[n_want++] = (l->size + 1) * 2 * sizeof(struct raft_entry);
+    if (l->refs_size > 0 && n >= l->refs_size / 4 * 3)
+        want[n_want++] = l->refs_size * 2 * sizeof(struct raft_entry_ref);
+    kr_rheap_expect(want, n_want);
+}
+
 void kr_raft_observe(struct kr_raft *r)
 {
     if (r->started && *kr_raft_leader_address(r) != '\0')
         r->leader_seen_ms = r->io.time(&r->io);
     grow_spare(r);
+    expect_growth(r);
 }
 
 uint64_t kr_raft_last_contact_ms(struct kr_raft *r)

@@ -1,10 +1,15 @@
 /* See rheap.h. */
 #include "cluster/rheap.h"
 
+#include <dlfcn.h>
 #include <malloc.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 #include <raft.h>
 #include <uv.h>
@@ -18,6 +23,21 @@ struct batch {
     size_t bytes;
 };
 
+/* A zeroed block made ahead for a calloc of exactly bytes (rheap.h). */
+enum spare_state {
+    SPARE_NONE,      /* a free slot */
+    SPARE_WANTED,    /* asked for; the thread has not started it */
+    SPARE_MAKING,    /* the thread is making it */
+    SPARE_CANCELLED, /* the same, no longer wanted: freed once made */
+    SPARE_READY,     /* p holds it */
+    SPARE_DROP,      /* p is no longer wanted: the thread frees it */
+};
+struct spare {
+    size_t bytes;
+    void *p;
+    enum spare_state state;
+};
+
 static struct {
     bool installed;
     bool stop;
@@ -25,8 +45,30 @@ static struct {
     uv_mutex_t mu;
     uv_cond_t cv;
     struct batch inbox; /* under mu: handed over, not taken yet */
+    struct spare spares[RHEAP_SPARES]; /* under mu */
     atomic_uint_fast64_t freed;
+    atomic_uint_fast64_t spares_used;
 } H;
+
+/*
+ * jemalloc's non-standard API, looked up at install time: present when
+ * the executable is linked with jemalloc (src/main.c), absent in the
+ * unit tests and the sanitizer build, which use the C library's heap.
+ * The flag encodings are jemalloc's ABI (MALLOCX_ARENA and
+ * MALLOCX_TCACHE_NONE in jemalloc.h).
+ */
+#define JE_ARENA(a) ((int)(((unsigned)(a) + 1u) << 20))
+#define JE_TCACHE_NONE ((int)(1 << 8))
+#define JE_ZERO ((int)0x40)
+
+static struct {
+    void *(*mallocx)(size_t size, int flags);
+    void *(*rallocx)(void *ptr, size_t size, int flags);
+    int (*mallctl)(const char *name, void *oldp, size_t *oldlenp, void *newp,
+                   size_t newlen);
+    int flags; /* 0: not in use */
+    unsigned arena;
+} J;
 
 /* Loop thread only. */
 static _Thread_local bool on_loop;
@@ -58,17 +100,80 @@ static void batch_free_all(struct batch *b)
     b->bytes = 0;
 }
 
+/* Under H.mu: a spare the thread must make or drop, or NULL. */
+static struct spare *spare_work(void)
+{
+    for (size_t i = 0; i < RHEAP_SPARES; i++)
+        if (H.spares[i].state == SPARE_WANTED ||
+            H.spares[i].state == SPARE_DROP)
+            return &H.spares[i];
+    return NULL;
+}
+
+/* A zeroed block of bytes with every page already faulted in (and so
+ * zeroed and locked by the kernel) here rather than on the loop. */
+static void *prefault(size_t bytes)
+{
+    volatile uint8_t *p = calloc(1, bytes);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+    if (p == NULL)
+        return NULL;
+    for (size_t off = 0; off < bytes; off += page)
+        p[off] = 0;
+    p[bytes - 1] = 0;
+    return (void *)p;
+}
+
+/* Under H.mu, which it drops while it allocates or frees. */
+static void do_spare(struct spare *sp)
+{
+    size_t bytes = sp->bytes;
+    void *p;
+
+    if (sp->state == SPARE_DROP) {
+        p = sp->p;
+        *sp = (struct spare){0};
+        uv_mutex_unlock(&H.mu);
+        free(p);
+        uv_mutex_lock(&H.mu);
+        return;
+    }
+    if (H.stop) { /* uninstall: nothing will take it */
+        *sp = (struct spare){0};
+        return;
+    }
+    sp->state = SPARE_MAKING;
+    uv_mutex_unlock(&H.mu);
+    p = prefault(bytes);
+    uv_mutex_lock(&H.mu);
+    if (sp->state == SPARE_MAKING && p != NULL) {
+        sp->p = p;
+        sp->state = SPARE_READY;
+        return;
+    }
+    *sp = (struct spare){0};
+    uv_mutex_unlock(&H.mu);
+    free(p);
+    uv_mutex_lock(&H.mu);
+}
+
 static void thread_main(void *arg)
 {
     struct batch work = {0}, t;
+    struct spare *sp = NULL;
 
     (void)arg;
     uv_mutex_lock(&H.mu);
     for (;;) {
-        while (H.inbox.n == 0 && !H.stop)
+        while (H.inbox.n == 0 && (sp = spare_work()) == NULL && !H.stop)
             uv_cond_wait(&H.cv, &H.mu);
-        if (H.inbox.n == 0)
+        if (H.inbox.n == 0 && sp == NULL)
             break; /* stopping, and nothing left */
+        if (H.inbox.n == 0) {
+            do_spare(sp);
+            continue;
+        }
         t = H.inbox;
         H.inbox = work;
         work = t;
@@ -106,30 +211,76 @@ static void hand_over(void)
     batch_free_all(&pending);
 }
 
+/* Whether a block of size comes from our arena: blocks of
+ * RHEAP_ARENA_MAX and more (a restore's chunks, libraft's tables) go to
+ * jemalloc's arena for large blocks, which gives them back at once. */
+static bool in_arena(size_t size)
+{
+    return J.flags != 0 && size < RHEAP_ARENA_MAX;
+}
+
 static void *h_malloc(void *data, size_t size)
 {
     (void)data;
+    if (in_arena(size))
+        return J.mallocx(size != 0 ? size : 1, J.flags);
     return malloc(size);
+}
+
+/* A made spare of exactly bytes, taken; NULL if there is none. */
+static void *take_spare(size_t bytes)
+{
+    void *p = NULL;
+
+    if (bytes < RHEAP_SPARE_MIN || !H.installed)
+        return NULL;
+    uv_mutex_lock(&H.mu);
+    for (size_t i = 0; i < RHEAP_SPARES && p == NULL; i++) {
+        if (H.spares[i].state == SPARE_READY && H.spares[i].bytes == bytes) {
+            p = H.spares[i].p;
+            H.spares[i] = (struct spare){0};
+        }
+    }
+    uv_mutex_unlock(&H.mu);
+    if (p != NULL)
+        atomic_fetch_add(&H.spares_used, 1);
+    return p;
 }
 
 static void *h_calloc(void *data, size_t nmemb, size_t size)
 {
+    void *p;
+
     (void)data;
+    if (size != 0 && nmemb > SIZE_MAX / size)
+        return NULL;
+    p = take_spare(nmemb * size);
+    if (p != NULL)
+        return p;
+    if (in_arena(nmemb * size))
+        return J.mallocx(nmemb * size != 0 ? nmemb * size : 1,
+                         J.flags | JE_ZERO);
     return calloc(nmemb, size);
 }
 
 static void *h_realloc(void *data, void *ptr, size_t size)
 {
     (void)data;
+    if (in_arena(size))
+        return ptr == NULL ? J.mallocx(size != 0 ? size : 1, J.flags)
+                           : J.rallocx(ptr, size != 0 ? size : 1, J.flags);
     return realloc(ptr, size);
 }
 
 static void *h_aligned_alloc(void *data, size_t alignment, size_t size)
 {
     (void)data;
+    if (in_arena(size) && alignment != 0 && (alignment & (alignment - 1)) == 0)
+        return J.mallocx(size != 0 ? size : 1,
+                         J.flags | (int)__builtin_ctzl(alignment));
     /* C11 wants size to be a multiple of alignment. */
-    return aligned_alloc(alignment, (size + alignment - 1) / alignment *
-                                        alignment);
+    return aligned_alloc(alignment,
+                         (size + alignment - 1) / alignment * alignment);
 }
 
 static void h_free(void *data, void *ptr)
@@ -163,6 +314,39 @@ static struct raft_heap heap = {
     .aligned_free = h_aligned_free,
 };
 
+static void *sym(const char *name)
+{
+    return dlsym(RTLD_DEFAULT, name);
+}
+
+/* An arena of jemalloc's for libraft's blocks that keeps the pages it is
+ * given back, for the next ones (see rheap.h).  Leaves J.flags 0 when
+ * there is no jemalloc or the arena cannot be made. */
+static void make_arena(void)
+{
+    void *p[3] = {sym("mallocx"), sym("rallocx"), sym("mallctl")};
+    unsigned ind;
+    size_t len = sizeof(ind);
+    ssize_t never = -1;
+    char name[64];
+
+    if (J.flags != 0)
+        return; /* made by an earlier install */
+    for (size_t i = 0; i < 3; i++)
+        if (p[i] == NULL)
+            return;
+    memcpy(&J.mallocx, &p[0], sizeof(p[0]));
+    memcpy(&J.rallocx, &p[1], sizeof(p[1]));
+    memcpy(&J.mallctl, &p[2], sizeof(p[2]));
+    if (J.mallctl("arenas.create", &ind, &len, NULL, 0) != 0)
+        return;
+    snprintf(name, sizeof(name), "arena.%u.dirty_decay_ms", ind);
+    if (J.mallctl(name, NULL, NULL, &never, sizeof(never)) != 0)
+        return;
+    J.arena = ind;
+    J.flags = JE_ARENA(ind) | JE_TCACHE_NONE;
+}
+
 int kr_rheap_install(void)
 {
     if (H.installed)
@@ -179,6 +363,7 @@ int kr_rheap_install(void)
         uv_mutex_destroy(&H.mu);
         return KR_ENOMEM;
     }
+    make_arena();
     on_loop = true;
     H.installed = true;
     raft_heap_set(&heap);
@@ -203,6 +388,9 @@ void kr_rheap_uninstall(void)
     uv_cond_signal(&H.cv);
     uv_mutex_unlock(&H.mu);
     uv_thread_join(&H.thread);
+    for (size_t i = 0; i < RHEAP_SPARES; i++)
+        free(H.spares[i].p); /* ready, or to drop */
+    memset(H.spares, 0, sizeof(H.spares));
     uv_cond_destroy(&H.cv);
     uv_mutex_destroy(&H.mu);
     free(H.inbox.p);
@@ -210,6 +398,81 @@ void kr_rheap_uninstall(void)
     H.inbox = (struct batch){0};
     pending = (struct batch){0};
     on_loop = false;
+}
+
+static bool in_set(const size_t *set, size_t n, size_t bytes)
+{
+    for (size_t i = 0; i < n; i++)
+        if (set[i] == bytes)
+            return true;
+    return false;
+}
+
+void kr_rheap_expect(const size_t *bytes, size_t n)
+{
+    if (!H.installed)
+        return;
+    uv_mutex_lock(&H.mu);
+    for (size_t i = 0; i < RHEAP_SPARES; i++) {
+        struct spare *sp = &H.spares[i];
+
+        if (in_set(bytes, n, sp->bytes)) {
+            if (sp->state == SPARE_CANCELLED)
+                sp->state = SPARE_MAKING; /* wanted after all */
+            continue;
+        }
+        if (sp->state == SPARE_WANTED)
+            *sp = (struct spare){0};
+        else if (sp->state == SPARE_MAKING)
+            sp->state = SPARE_CANCELLED;
+        else if (sp->state == SPARE_READY)
+            sp->state = SPARE_DROP;
+    }
+    for (size_t k = 0; k < n; k++) {
+        struct spare *free_slot = NULL;
+        bool have = bytes[k] < RHEAP_SPARE_MIN || in_set(bytes, k, bytes[k]);
+
+        for (size_t i = 0; i < RHEAP_SPARES && !have; i++) {
+            struct spare *sp = &H.spares[i];
+
+            if (sp->bytes == bytes[k] && sp->state != SPARE_NONE &&
+                sp->state != SPARE_DROP)
+                have = true;
+            else if (sp->state == SPARE_NONE && free_slot == NULL)
+                free_slot = sp;
+        }
+        if (!have && free_slot != NULL)
+            *free_slot =
+                (struct spare){.bytes = bytes[k], .state = SPARE_WANTED};
+    }
+    uv_cond_signal(&H.cv);
+    uv_mutex_unlock(&H.mu);
+}
+
+size_t kr_rheap_spares_ready(void)
+{
+    size_t n = 0;
+
+    if (!H.installed)
+        return 0;
+    uv_mutex_lock(&H.mu);
+    for (size_t i = 0; i < RHEAP_SPARES; i++)
+        n += H.spares[i].state == SPARE_READY;
+    uv_mutex_unlock(&H.mu);
+    return n;
+}
+
+uint64_t kr_rheap_spares_used(void)
+{
+    return atomic_load(&H.spares_used);
+}
+
+bool kr_rheap_arena(unsigned *arena)
+{
+    if (J.flags == 0)
+        return false;
+    *arena = J.arena;
+    return true;
 }
 
 uint64_t kr_rheap_freed(void)

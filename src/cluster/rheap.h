@@ -21,17 +21,46 @@
  * libraft's disk work) happen at once.  If noting a pointer needs memory
  * that cannot be had, the block is freed at once.
  *
+ * Pages kept.  As the log grew back after a snapshot, the loop touched
+ * fresh pages (jemalloc unmaps freed pages 100 ms later, src/main.c)
+ * and spent up to 10 ms more in page faults, each page zeroed and
+ * locked.  So where the executable is linked with jemalloc, libraft's
+ * blocks under RHEAP_ARENA_MAX come from an arena of their own that
+ * keeps the pages of freed blocks for the next ones (dirty_decay_ms
+ * -1): it holds as much as libraft's small blocks ever held at once,
+ * about the log up to a snapshot.  Larger blocks (a restore's 1 MiB
+ * chunks, libraft's tables) still go back at once: kept, a restore's
+ * chunks could not be reused by the state it builds, and its peak RSS
+ * rose from 1.7x to 2.1x of its state.bin.
+ *
+ * Growth made ahead.  libraft keeps its log in a ring of entries and its
+ * reference counts in a hash table, and doubles each, with calloc and a
+ * copy on the loop, once the log holds as many entries as it has room
+ * for.  At 10^5 entries and more, nearly all of that time went to page
+ * faults in the new, zeroed block: 17-27 ms, twice, on every server at
+ * about the same entry (their logs start at the same snapshot index).
+ * kr_rheap_expect, called by cluster/raft.c when a table is three
+ * quarters full, has the freeing thread make a zeroed block of the size
+ * the next growth will ask for, its pages faulted in; a calloc of
+ * exactly that size takes it.  When the table is no longer that full
+ * (a snapshot compacted the log first) the block is freed again.  At
+ * most RHEAP_SPARES are kept.
+ *
  * The blocks are not wiped: libraft's log entries are ordinary heap
  * memory (docs/architecture.md, "Secret memory").
  */
 #ifndef KR_CLUSTER_RHEAP_H
 #define KR_CLUSTER_RHEAP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define RHEAP_BATCH 4096u
 #define RHEAP_BATCH_BYTES (8u << 20)
+#define RHEAP_ARENA_MAX (1u << 20)
+#define RHEAP_SPARES 2
+#define RHEAP_SPARE_MIN (1u << 20) /* smaller growth is cheap */
 
 /* On the loop thread, before raft starts: starts the freeing thread and
  * installs the heap.  0, or a kr_err (the default heap stays). */
@@ -44,6 +73,21 @@ void kr_rheap_flush(void);
  * freeing thread to finish and stop, and puts libraft's default heap
  * back.  Nothing when not installed. */
 void kr_rheap_uninstall(void);
+
+/* Loop thread: callocs of exactly these sizes are coming (n of them,
+ * 0 for none).  Has a zeroed block of each made ahead, unless one is
+ * made or being made, as long as fewer than RHEAP_SPARES are; drops
+ * those of any other size.  Sizes under RHEAP_SPARE_MIN are ignored. */
+void kr_rheap_expect(const size_t *bytes, size_t n);
+
+/* Blocks made ahead and not taken yet; made ahead and taken so far.
+ * Any thread. */
+size_t kr_rheap_spares_ready(void);
+uint64_t kr_rheap_spares_used(void);
+
+/* Whether libraft's blocks come from an arena of their own (jemalloc),
+ * and which. */
+bool kr_rheap_arena(unsigned *arena);
 
 /* Blocks freed from batches so far: by the freeing thread, or on the
  * loop when a batch could not be handed over.  Any thread. */

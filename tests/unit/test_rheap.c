@@ -2,7 +2,9 @@
  * Unit tests for src/cluster/rheap.c: libraft's frees on the installing
  * (loop) thread wait in a batch until a flush, a full batch or
  * uninstall, and are then carried out by the freeing thread; frees on
- * other threads happen at once.  Under AddressSanitizer (make asan) a
+ * other threads happen at once.  Blocks expected ahead are made zeroed,
+ * taken by a calloc of exactly their size, and dropped when no longer
+ * expected.  Under AddressSanitizer (make asan) a
  * block freed twice or never would fail the run too.
  */
 #include <setjmp.h>
@@ -154,13 +156,81 @@ static void test_uninstall_frees_what_waits(void **state)
     assert_int_equal(kr_rheap_install(), 0);
 }
 
+/* Waits up to 5 s for kr_rheap_spares_ready() to be want. */
+static size_t wait_ready(size_t want)
+{
+    struct timespec ms = {0, 1000000};
+
+    for (int i = 0; i < 5000 && kr_rheap_spares_ready() != want; i++)
+        nanosleep(&ms, NULL);
+    return kr_rheap_spares_ready();
+}
+
+#define SPARE (2u << 20)
+
+static void test_an_expected_block_is_made_and_taken(void **state)
+{
+    uint64_t used = kr_rheap_spares_used();
+    size_t sizes[] = {SPARE, 4096}; /* the small one is ignored */
+    unsigned char *p;
+
+    (void)state;
+    kr_rheap_expect(sizes, 2);
+    assert_int_equal(wait_ready(1), 1);
+    settle();
+    assert_int_equal(kr_rheap_spares_ready(), 1);
+    /* Another size does not take it. */
+    p = raft_calloc(SPARE / 64, 32);
+    assert_non_null(p);
+    raft_free(p);
+    assert_int_equal(kr_rheap_spares_used(), used);
+    p = raft_calloc(SPARE / 32, 32);
+    assert_non_null(p);
+    assert_int_equal(kr_rheap_spares_used(), used + 1);
+    assert_int_equal(kr_rheap_spares_ready(), 0);
+    for (size_t i = 0; i < SPARE; i++)
+        if (p[i] != 0)
+            fail_msg("byte %zu of the block made ahead is %u", i, p[i]);
+    raft_free(p);
+    /* Taken means gone: the same size again is not made again unless
+     * expected again. */
+    settle();
+    assert_int_equal(kr_rheap_spares_ready(), 0);
+}
+
+static void test_a_block_no_longer_expected_is_dropped(void **state)
+{
+    uint64_t used = kr_rheap_spares_used();
+    size_t sizes[] = {SPARE, 2 * SPARE, 3 * SPARE};
+    void *p;
+
+    (void)state;
+    /* Two at most. */
+    kr_rheap_expect(sizes, 3);
+    assert_int_equal(wait_ready(RHEAP_SPARES), RHEAP_SPARES);
+    settle();
+    assert_int_equal(kr_rheap_spares_ready(), RHEAP_SPARES);
+    /* Only the second is still expected. */
+    kr_rheap_expect(sizes + 1, 1);
+    assert_int_equal(wait_ready(1), 1);
+    p = raft_calloc(1, SPARE);
+    assert_non_null(p);
+    raft_free(p);
+    assert_int_equal(kr_rheap_spares_used(), used);
+    p = raft_calloc(1, 2 * SPARE);
+    assert_non_null(p);
+    raft_free(p);
+    assert_int_equal(kr_rheap_spares_used(), used + 1);
+    kr_rheap_expect(NULL, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_loop_frees_wait_for_a_flush,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_other_threads_free_at_once,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loop_frees_wait_for_a_flush, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_other_threads_free_at_once, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_a_full_batch_goes_without_a_flush,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
@@ -168,6 +238,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_aligned_blocks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uninstall_frees_what_waits, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_an_expected_block_is_made_and_taken, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_block_no_longer_expected_is_dropped, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
