@@ -57,7 +57,7 @@ struct kr_config_server {
     int64_t root_key_rotation_threshold; /* ns, default 720h */
     int64_t root_key_gc_interval;        /* ns, default 10m */
     int64_t root_key_gc_threshold;       /* ns, default 1h */
-    int root_key_rekey_rate;             /* Variables/s, 0 = any, 25000 */
+    int root_key_rekey_rate;             /* Variables/s, 0 = any, 20000 */
     int64_t start_timeout;               /* ns, default 30s */
     char *oidc_issuer;                   /* "" when not set */
     int raft_snapshot_threshold;         /* entries between snapshots, 8192 */

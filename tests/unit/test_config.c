@@ -98,7 +98,7 @@ static void test_defaults(void **state)
     assert_true(cfg->server.root_key_rotation_threshold == 720 * 3600 * SEC);
     assert_true(cfg->server.root_key_gc_interval == 600 * SEC);
     assert_true(cfg->server.root_key_gc_threshold == 3600 * SEC);
-    assert_int_equal(cfg->server.root_key_rekey_rate, 25000);
+    assert_int_equal(cfg->server.root_key_rekey_rate, 20000);
     assert_true(cfg->server.start_timeout == 30 * SEC);
     assert_string_equal(cfg->server.oidc_issuer, "");
     assert_int_equal(cfg->n_keyrings, 0);
