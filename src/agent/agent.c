@@ -306,7 +306,8 @@ static void become_ready(struct agent *a)
  * less the time the loop spent waiting for events (UV_METRICS_IDLE_TIME,
  * kr_freeze_enable).  Raft heartbeats, HTTP and forwarding all waited
  * that long.  A late tick saw only the turns that held it up; this sees
- * every turn, each raft snapshot's compaction among them.
+ * every turn, each raft snapshot's compaction among them.  Also where
+ * libraft's frees of a turn go to their thread (cluster/rheap.h).
  */
 #define BUSY_WARN_MS 500
 #define BUSY_DEBUG_MS 20
@@ -330,6 +331,7 @@ static void check_busy(uv_prepare_t *h)
     }
     a->busy_mark_ns = now;
     a->busy_mark_idle_ns = idle;
+    kr_rheap_turn();
 }
 
 static void on_tick(uv_timer_t *t)

@@ -2,7 +2,6 @@
 #include "cluster/rheap.h"
 
 #include <dlfcn.h>
-#include <malloc.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -16,11 +15,12 @@
 
 #include "common/err.h"
 
-/* Pointers to free, with the sum of their blocks' usable sizes. */
+/* Up to RHEAP_BATCH pointers to free.  Batches are kept for reuse, so
+ * handing one over neither allocates nor touches fresh pages. */
 struct batch {
-    void **p;
-    size_t n, cap;
-    size_t bytes;
+    struct batch *next;
+    size_t n;
+    void *p[RHEAP_BATCH];
 };
 
 /* A zeroed block made ahead for a calloc of exactly bytes (rheap.h). */
@@ -44,7 +44,9 @@ static struct {
     uv_thread_t thread;
     uv_mutex_t mu;
     uv_cond_t cv;
-    struct batch inbox; /* under mu: handed over, not taken yet */
+    struct batch *full, **full_tail; /* under mu: handed over */
+    struct batch *empty;             /* under mu: for reuse */
+    size_t n_empty;
     struct spare spares[RHEAP_SPARES]; /* under mu */
     atomic_uint_fast64_t freed;
     atomic_uint_fast64_t spares_used;
@@ -70,26 +72,12 @@ static struct {
     unsigned arena;
 } J;
 
-/* Loop thread only. */
+/* Empty batches kept for reuse beyond what is in flight. */
+#define EMPTY_KEEP 64
+
+/* Loop thread only: the batch being filled (NULL: none yet). */
 static _Thread_local bool on_loop;
-static struct batch pending;
-
-static bool batch_grow(struct batch *b, size_t need)
-{
-    size_t cap = b->cap != 0 ? b->cap : 256;
-    void **p;
-
-    while (cap < need)
-        cap *= 2;
-    if (cap == b->cap)
-        return true;
-    p = realloc(b->p, cap * sizeof(*p));
-    if (p == NULL)
-        return false;
-    b->p = p;
-    b->cap = cap;
-    return true;
-}
+static struct batch *pending;
 
 static void batch_free_all(struct batch *b)
 {
@@ -97,7 +85,21 @@ static void batch_free_all(struct batch *b)
         free(b->p[i]);
     atomic_fetch_add(&H.freed, b->n);
     b->n = 0;
-    b->bytes = 0;
+}
+
+/* Under H.mu: an empty batch back to the pool (or freed, past
+ * EMPTY_KEEP, after dropping the lock). */
+static void batch_recycle(struct batch *b)
+{
+    if (H.n_empty < EMPTY_KEEP) {
+        b->next = H.empty;
+        H.empty = b;
+        H.n_empty++;
+        return;
+    }
+    uv_mutex_unlock(&H.mu);
+    free(b);
+    uv_mutex_lock(&H.mu);
 }
 
 /* Under H.mu: a spare the thread must make or drop, or NULL. */
@@ -160,55 +162,56 @@ static void do_spare(struct spare *sp)
 
 static void thread_main(void *arg)
 {
-    struct batch work = {0}, t;
+    struct batch *work, *next;
     struct spare *sp = NULL;
 
     (void)arg;
     uv_mutex_lock(&H.mu);
     for (;;) {
-        while (H.inbox.n == 0 && (sp = spare_work()) == NULL && !H.stop)
+        while (H.full == NULL && (sp = spare_work()) == NULL && !H.stop)
             uv_cond_wait(&H.cv, &H.mu);
-        if (H.inbox.n == 0 && sp == NULL)
+        if (H.full == NULL && sp == NULL)
             break; /* stopping, and nothing left */
-        if (H.inbox.n == 0) {
+        if (H.full == NULL) {
             do_spare(sp);
             continue;
         }
-        t = H.inbox;
-        H.inbox = work;
-        work = t;
+        work = H.full;
+        H.full = NULL;
+        H.full_tail = &H.full;
         uv_mutex_unlock(&H.mu);
-        batch_free_all(&work);
+        for (struct batch *b = work; b != NULL; b = b->next)
+            batch_free_all(b);
         uv_mutex_lock(&H.mu);
+        for (; work != NULL; work = next) {
+            next = work->next;
+            batch_recycle(work);
+        }
     }
     uv_mutex_unlock(&H.mu);
-    free(work.p);
 }
 
-/* Loop thread: pending goes to the freeing thread (the arrays swap when
- * the inbox is empty, so neither is reallocated in the steady state). */
+/* Loop thread: the batch being filled goes to the freeing thread, and an
+ * empty one from the pool (or a new one) takes its place. */
 static void hand_over(void)
 {
-    struct batch t;
+    struct batch *b = pending;
 
-    if (pending.n == 0)
+    if (b == NULL || b->n == 0)
         return;
     uv_mutex_lock(&H.mu);
-    if (H.inbox.n == 0) {
-        t = H.inbox;
-        H.inbox = pending;
-        pending = t;
-    } else if (batch_grow(&H.inbox, H.inbox.n + pending.n)) {
-        for (size_t i = 0; i < pending.n; i++)
-            H.inbox.p[H.inbox.n++] = pending.p[i];
-        H.inbox.bytes += pending.bytes;
-        pending.n = 0;
-        pending.bytes = 0;
+    b->next = NULL;
+    *H.full_tail = b;
+    H.full_tail = &b->next;
+    pending = H.empty;
+    if (pending != NULL) {
+        H.empty = pending->next;
+        H.n_empty--;
     }
     uv_cond_signal(&H.cv);
     uv_mutex_unlock(&H.mu);
-    /* Not handed over (no memory to grow the inbox): freed here. */
-    batch_free_all(&pending);
+    if (pending == NULL)
+        pending = calloc(1, sizeof(*pending)); /* NULL: frees go at once */
 }
 
 /* Whether a block of size comes from our arena: blocks of
@@ -288,14 +291,12 @@ static void h_free(void *data, void *ptr)
     (void)data;
     if (ptr == NULL)
         return;
-    if (!on_loop || !H.installed ||
-        (pending.n == pending.cap && !batch_grow(&pending, pending.n + 1))) {
+    if (!on_loop || !H.installed || pending == NULL) {
         free(ptr);
         return;
     }
-    pending.p[pending.n++] = ptr;
-    pending.bytes += malloc_usable_size(ptr);
-    if (pending.n >= RHEAP_BATCH || pending.bytes >= RHEAP_BATCH_BYTES)
+    pending->p[pending->n++] = ptr;
+    if (pending->n == RHEAP_BATCH)
         hand_over();
 }
 
@@ -358,7 +359,13 @@ int kr_rheap_install(void)
         return KR_ENOMEM;
     }
     H.stop = false;
-    if (uv_thread_create(&H.thread, thread_main, NULL) != 0) {
+    H.full = NULL;
+    H.full_tail = &H.full;
+    pending = calloc(1, sizeof(*pending));
+    if (pending == NULL ||
+        uv_thread_create(&H.thread, thread_main, NULL) != 0) {
+        free(pending);
+        pending = NULL;
         uv_cond_destroy(&H.cv);
         uv_mutex_destroy(&H.mu);
         return KR_ENOMEM;
@@ -373,6 +380,13 @@ int kr_rheap_install(void)
 void kr_rheap_flush(void)
 {
     if (H.installed && on_loop)
+        hand_over();
+}
+
+void kr_rheap_turn(void)
+{
+    if (H.installed && on_loop && pending != NULL &&
+        pending->n >= RHEAP_TURN_MIN)
         hand_over();
 }
 
@@ -393,10 +407,15 @@ void kr_rheap_uninstall(void)
     memset(H.spares, 0, sizeof(H.spares));
     uv_cond_destroy(&H.cv);
     uv_mutex_destroy(&H.mu);
-    free(H.inbox.p);
-    free(pending.p);
-    H.inbox = (struct batch){0};
-    pending = (struct batch){0};
+    free(pending); /* empty: handed over above */
+    pending = NULL;
+    while (H.empty != NULL) {
+        struct batch *b = H.empty;
+
+        H.empty = b->next;
+        free(b);
+    }
+    H.n_empty = 0;
     on_loop = false;
 }
 

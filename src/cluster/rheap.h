@@ -15,11 +15,14 @@
  * kr_rheap_install gives libraft (raft_heap_set) the C library's
  * allocation functions and a free that, on the loop thread, only notes
  * the pointer.  The noted pointers go to the freeing thread in batches:
- * when a batch holds RHEAP_BATCH pointers or RHEAP_BATCH_BYTES of blocks,
- * and from the agent's tick (kr_rheap_flush), so nothing waits longer
- * than a tick.  Frees on any other thread (libuv's workers run some of
- * libraft's disk work) happen at once.  If noting a pointer needs memory
- * that cannot be had, the block is freed at once.
+ * when a batch holds RHEAP_BATCH pointers, after any loop turn that
+ * noted RHEAP_TURN_MIN or more (kr_rheap_turn: a compaction's frees go
+ * at the next turn, not a handful at a time), and from the agent's tick
+ * (kr_rheap_flush), so nothing waits longer than a tick.  Batches are
+ * kept for reuse: growing one array instead put page faults back on the
+ * loop at each snapshot's end.  Frees on any other thread (libuv's
+ * workers run some of libraft's disk work) happen at once, as does
+ * every free when no batch could be had.
  *
  * Pages kept.  As the log grew back after a snapshot, the loop touched
  * fresh pages (jemalloc unmaps freed pages 100 ms later, src/main.c)
@@ -57,7 +60,7 @@
 #include <stdint.h>
 
 #define RHEAP_BATCH 4096u
-#define RHEAP_BATCH_BYTES (8u << 20)
+#define RHEAP_TURN_MIN 64u
 #define RHEAP_ARENA_MAX (1u << 20)
 #define RHEAP_SPARES 2
 #define RHEAP_SPARE_MIN (1u << 20) /* smaller growth is cheap */
@@ -68,6 +71,10 @@ int kr_rheap_install(void);
 
 /* Loop thread: hands the pointers noted so far to the freeing thread. */
 void kr_rheap_flush(void);
+
+/* Loop thread, once per loop turn: the same, if RHEAP_TURN_MIN or more
+ * are noted. */
+void kr_rheap_turn(void);
 
 /* Loop thread, once raft is closed: frees what is noted, waits for the
  * freeing thread to finish and stop, and puts libraft's default heap

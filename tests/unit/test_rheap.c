@@ -1,9 +1,9 @@
 /*
  * Unit tests for src/cluster/rheap.c: libraft's frees on the installing
- * (loop) thread wait in a batch until a flush, a full batch or
- * uninstall, and are then carried out by the freeing thread; frees on
- * other threads happen at once.  Blocks expected ahead are made zeroed,
- * taken by a calloc of exactly their size, and dropped when no longer
+ * (loop) thread wait in a batch until a flush, a full batch, a turn with
+ * enough of them, or uninstall, and are then carried out by the freeing thread;
+ * frees on other threads happen at once.  Blocks expected ahead are made
+ * zeroed, taken by a calloc of exactly their size, and dropped when no longer
  * expected.  Under AddressSanitizer (make asan) a
  * block freed twice or never would fail the run too.
  */
@@ -101,23 +101,28 @@ static void test_a_full_batch_goes_without_a_flush(void **state)
     assert_int_equal(wait_freed(before + RHEAP_BATCH), before + RHEAP_BATCH);
 }
 
-static void test_a_batch_of_many_bytes_goes_without_a_flush(void **state)
+static void test_a_turn_hands_over_many_not_few(void **state)
 {
     uint64_t before = kr_rheap_freed();
-    unsigned n = RHEAP_BATCH_BYTES / (1u << 20);
 
     (void)state;
-    /* n blocks of 1 MiB reach the byte limit; one fewer does not. */
-    for (unsigned i = 0; i < n; i++) {
+    for (unsigned i = 0; i + 1 < RHEAP_TURN_MIN; i++) {
         void *p = raft_malloc(1u << 20);
         assert_non_null(p);
         raft_free(p);
-        if (i + 2 == n) {
-            settle();
-            assert_int_equal(kr_rheap_freed(), before);
-        }
     }
-    assert_int_equal(wait_freed(before + n), before + n);
+    kr_rheap_turn();
+    settle();
+    assert_int_equal(kr_rheap_freed(), before);
+    raft_free(raft_malloc(32));
+    kr_rheap_turn();
+    assert_int_equal(wait_freed(before + RHEAP_TURN_MIN),
+                     before + RHEAP_TURN_MIN);
+    /* Batches are reused: a second round works the same. */
+    for (unsigned i = 0; i < 2 * RHEAP_BATCH; i++)
+        raft_free(raft_malloc(16));
+    assert_int_equal(wait_freed(before + RHEAP_TURN_MIN + 2 * RHEAP_BATCH),
+                     before + RHEAP_TURN_MIN + 2 * RHEAP_BATCH);
 }
 
 static void test_aligned_blocks(void **state)
@@ -233,8 +238,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_full_batch_goes_without_a_flush,
                                         setup, teardown),
-        cmocka_unit_test_setup_teardown(
-            test_a_batch_of_many_bytes_goes_without_a_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_turn_hands_over_many_not_few,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_aligned_blocks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uninstall_frees_what_waits, setup,
                                         teardown),
