@@ -1694,7 +1694,7 @@ static void expect_growth(struct kr_raft *r)
     size_t want[2], n_want = 0, n;
 
     if (!r->started || l->size == 0) {
-        kr_rheap_expect(want, 0);
+        kr_rheap_expect(NULL, 0);
         return;
     }
     n = l->front <= l->back ? l->back - l->front : l->size - l->front + l->back;

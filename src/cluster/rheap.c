@@ -2,6 +2,7 @@
 #include "cluster/rheap.h"
 
 #include <dlfcn.h>
+#include <malloc.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -79,10 +80,18 @@ static struct {
 static _Thread_local bool on_loop;
 static struct batch *pending;
 
+/* libraft's blocks hold log entries, aead KEKs among them, and the
+ * arena keeps its pages: each is wiped before it is freed. */
+static void wipe_free(void *p)
+{
+    explicit_bzero(p, malloc_usable_size(p));
+    free(p);
+}
+
 static void batch_free_all(struct batch *b)
 {
     for (size_t i = 0; i < b->n; i++)
-        free(b->p[i]);
+        wipe_free(b->p[i]);
     atomic_fetch_add(&H.freed, b->n);
     b->n = 0;
 }
@@ -252,18 +261,19 @@ static void *take_spare(size_t bytes)
 
 static void *h_calloc(void *data, size_t nmemb, size_t size)
 {
+    size_t total;
     void *p;
 
     (void)data;
     if (size != 0 && nmemb > SIZE_MAX / size)
         return NULL;
-    p = take_spare(nmemb * size);
-    if (p != NULL)
-        return p;
-    if (in_arena(nmemb * size))
-        return J.mallocx(nmemb * size != 0 ? nmemb * size : 1,
-                         J.flags | JE_ZERO);
-    return calloc(nmemb, size);
+    total = nmemb * size;
+    p = take_spare(total);
+    if (p == NULL && in_arena(total))
+        p = J.mallocx(total != 0 ? total : 1, J.flags | JE_ZERO);
+    else if (p == NULL)
+        p = calloc(nmemb, size);
+    return p;
 }
 
 static void *h_realloc(void *data, void *ptr, size_t size)
@@ -292,7 +302,7 @@ static void h_free(void *data, void *ptr)
     if (ptr == NULL)
         return;
     if (!on_loop || !H.installed || pending == NULL) {
-        free(ptr);
+        wipe_free(ptr);
         return;
     }
     pending->p[pending->n++] = ptr;
@@ -427,44 +437,54 @@ static bool in_set(const size_t *set, size_t n, size_t bytes)
     return false;
 }
 
+/* Under H.mu: the slot for a spare of bytes that is wanted, being
+ * made or made; NULL if none. */
+static struct spare *spare_for(size_t bytes)
+{
+    for (size_t i = 0; i < RHEAP_SPARES; i++)
+        if (H.spares[i].bytes == bytes && H.spares[i].state != SPARE_NONE &&
+            H.spares[i].state != SPARE_DROP)
+            return &H.spares[i];
+    return NULL;
+}
+
 void kr_rheap_expect(const size_t *bytes, size_t n)
 {
+    bool changed = false;
+
     if (!H.installed)
         return;
     uv_mutex_lock(&H.mu);
     for (size_t i = 0; i < RHEAP_SPARES; i++) {
         struct spare *sp = &H.spares[i];
+        enum spare_state was = sp->state;
 
-        if (in_set(bytes, n, sp->bytes)) {
-            if (sp->state == SPARE_CANCELLED)
-                sp->state = SPARE_MAKING; /* wanted after all */
+        if (in_set(bytes, n, sp->bytes) && was == SPARE_CANCELLED)
+            sp->state = SPARE_MAKING; /* wanted after all */
+        else if (in_set(bytes, n, sp->bytes))
             continue;
-        }
-        if (sp->state == SPARE_WANTED)
+        else if (was == SPARE_WANTED)
             *sp = (struct spare){0};
-        else if (sp->state == SPARE_MAKING)
+        else if (was == SPARE_MAKING)
             sp->state = SPARE_CANCELLED;
-        else if (sp->state == SPARE_READY)
+        else if (was == SPARE_READY)
             sp->state = SPARE_DROP;
+        changed |= sp->state != was;
     }
     for (size_t k = 0; k < n; k++) {
-        struct spare *free_slot = NULL;
-        bool have = bytes[k] < RHEAP_SPARE_MIN || in_set(bytes, k, bytes[k]);
-
-        for (size_t i = 0; i < RHEAP_SPARES && !have; i++) {
-            struct spare *sp = &H.spares[i];
-
-            if (sp->bytes == bytes[k] && sp->state != SPARE_NONE &&
-                sp->state != SPARE_DROP)
-                have = true;
-            else if (sp->state == SPARE_NONE && free_slot == NULL)
-                free_slot = sp;
+        if (bytes[k] < RHEAP_SPARE_MIN || spare_for(bytes[k]) != NULL)
+            continue;
+        for (size_t i = 0; i < RHEAP_SPARES; i++) {
+            if (H.spares[i].state == SPARE_NONE) {
+                H.spares[i] =
+                    (struct spare){.bytes = bytes[k], .state = SPARE_WANTED};
+                changed = true;
+                break;
+            }
         }
-        if (!have && free_slot != NULL)
-            *free_slot =
-                (struct spare){.bytes = bytes[k], .state = SPARE_WANTED};
     }
-    uv_cond_signal(&H.cv);
+    if (changed)
+        uv_cond_signal(&H.cv);
     uv_mutex_unlock(&H.mu);
 }
 

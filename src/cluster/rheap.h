@@ -49,8 +49,11 @@
  * (a snapshot compacted the log first) the block is freed again.  At
  * most RHEAP_SPARES are kept.
  *
- * The blocks are not wiped: libraft's log entries are ordinary heap
- * memory (docs/architecture.md, "Secret memory").
+ * Every block is wiped before it is freed (on the freeing thread, for
+ * the loop's): log entries carry aead KEKs, and the arena keeps its
+ * pages instead of giving them back to the kernel, which would zero
+ * them.  The live entries are ordinary heap memory all the same
+ * (docs/architecture.md, "Secret memory").
  */
 #ifndef KR_CLUSTER_RHEAP_H
 #define KR_CLUSTER_RHEAP_H
