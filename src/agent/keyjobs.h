@@ -22,11 +22,13 @@
  * 512 Variables or 1 MiB per raft entry (KR_ENTRY_VAR_REKEY).  Each item
  * carries the ModifyIndex it was read at, so the state machine skips a
  * Variable a client rewrote meanwhile; each batch moves the checkpoint,
- * so a new leader resumes where the last batch left off.  The work is cut
- * into slices of at most 256 re-encryptions per loop iteration so
- * foreground requests keep flowing, and paced at root_key_rekey_rate
- * Variables per second.  A key whose material this server
- * cannot use stops the walk at its first Variable; the job reports the
+ * so a new leader resumes where the last batch left off.  The walk is
+ * cut into slices of at most 256 Variables per loop iteration so
+ * foreground requests keep flowing; it copies their ciphertexts, and
+ * each full batch is re-encrypted on libuv's pool at background priority
+ * (the loop serves the clients), then proposed.  The job is paced at
+ * root_key_rekey_rate Variables per second.  A key whose material this
+ * server cannot use stops the walk at its first Variable; the job reports the
  * key and why (kr_keyjobs_rekey_error) and retries with backoff, and the
  * key stays rekeying.  A key restored from a redacted snapshot is such a
  * key for good: the job keeps reporting it and never marks it done; only
@@ -34,7 +36,8 @@
  * key is never promoted.
  *
  * Only the leader runs jobs; every server may call these functions.
- * Loop thread only.
+ * Loop thread only (the pool's re-encryption touches only the batch and
+ * the job's cipher copies, which the loop leaves alone meanwhile).
  */
 #ifndef KR_AGENT_KEYJOBS_H
 #define KR_AGENT_KEYJOBS_H

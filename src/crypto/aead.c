@@ -53,6 +53,29 @@ void kr_aead_free(struct kr_aead *a)
     free(a);
 }
 
+int kr_aead_copy(const struct kr_aead *a, struct kr_aead **out)
+{
+    struct kr_aead *c = calloc(1, sizeof(*c));
+    int rv = KR_ENOMEM;
+
+    if (c == NULL)
+        goto out;
+    c->enc = EVP_CIPHER_CTX_new();
+    c->dec = EVP_CIPHER_CTX_new();
+    if (c->enc == NULL || c->dec == NULL)
+        goto out;
+    rv = KR_ECRYPTO;
+    if (EVP_CIPHER_CTX_copy(c->enc, a->enc) != 1 ||
+        EVP_CIPHER_CTX_copy(c->dec, a->dec) != 1)
+        goto out;
+    *out = c;
+    c = NULL;
+    rv = 0;
+out:
+    kr_aead_free(c);
+    return rv;
+}
+
 int kr_aead_seal_with_nonce(struct kr_aead *a,
                             const uint8_t nonce[KR_AEAD_NONCE_LEN],
                             const uint8_t *aad, size_t aadlen,

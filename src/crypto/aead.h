@@ -28,6 +28,11 @@ struct kr_aead;
 int kr_aead_new(struct kr_aead **out, const uint8_t key[KR_AEAD_KEY_LEN]);
 void kr_aead_free(struct kr_aead *a);
 
+/* A copy of a, with its own contexts (the expanded keys are copied; the
+ * key itself is not needed), for another thread to use while a's owner
+ * goes on.  KR_ENOMEM or KR_ECRYPTO. */
+int kr_aead_copy(const struct kr_aead *a, struct kr_aead **out);
+
 /* Encrypts pt into out, which must hold ptlen + KR_AEAD_OVERHEAD bytes, with
  * a fresh random nonce.  aad may be NULL when aadlen is 0. */
 int kr_aead_seal(struct kr_aead *a, const uint8_t *aad, size_t aadlen,

@@ -609,6 +609,65 @@ int kr_keyring_open(struct kr_keyring *kr, const char *key_id,
     return 0;
 }
 
+struct kr_keyring_cipher {
+    char key_id[KR_UUID_LEN + 1];
+    struct kr_aead *aead;
+};
+
+int kr_keyring_cipher_copy(const struct kr_keyring *kr, const char *key_id,
+                           struct kr_keyring_cipher **out)
+{
+    const struct cipher_set *c = set_find(kr, key_id);
+    struct kr_keyring_cipher *k;
+    int rv;
+
+    if (c == NULL)
+        return KR_ENOTREADY;
+    k = calloc(1, sizeof(*k));
+    if (k == NULL)
+        return KR_ENOMEM;
+    memcpy(k->key_id, c->key_id, sizeof(k->key_id));
+    rv = kr_aead_copy(c->aead, &k->aead);
+    if (rv != 0) {
+        free(k);
+        return rv;
+    }
+    *out = k;
+    return 0;
+}
+
+void kr_keyring_cipher_free(struct kr_keyring_cipher *c)
+{
+    if (c == NULL)
+        return;
+    kr_aead_free(c->aead);
+    free(c);
+}
+
+const char *kr_keyring_cipher_key_id(const struct kr_keyring_cipher *c)
+{
+    return c->key_id;
+}
+
+int kr_keyring_reseal(struct kr_keyring_cipher *from,
+                      struct kr_keyring_cipher *to, uint8_t *data, size_t len,
+                      uint8_t *scratch)
+{
+    size_t n = 0;
+    int rv;
+
+    if (len < KR_AEAD_OVERHEAD)
+        return KR_ECRYPTO;
+    rv = kr_aead_open(from->aead, (const uint8_t *)from->key_id,
+                      strlen(from->key_id), data, len, scratch, &n);
+    if (rv != 0)
+        return KR_ECRYPTO;
+    rv = kr_aead_seal(to->aead, (const uint8_t *)to->key_id, strlen(to->key_id),
+                      scratch, n, data);
+    explicit_bzero(scratch, n);
+    return rv;
+}
+
 struct kr_signer *kr_keyring_signer(const struct kr_keyring *kr,
                                     const char *key_id, enum kr_sign_kind kind)
 {

@@ -103,6 +103,30 @@ int kr_keyring_open(struct kr_keyring *kr, const char *key_id,
                     const uint8_t *data, size_t len, struct kr_secret **out);
 
 /*
+ * A private copy of key_id's DEK cipher (its expanded key, in ordinary
+ * heap memory like the keyring's own, wiped when freed), for another
+ * thread: the keyring's ciphers are the loop's.  The copy does not follow
+ * the keyring; a key's material never changes.  KR_ENOTREADY when the
+ * key is not installed.
+ */
+struct kr_keyring_cipher;
+int kr_keyring_cipher_copy(const struct kr_keyring *kr, const char *key_id,
+                           struct kr_keyring_cipher **out);
+void kr_keyring_cipher_free(struct kr_keyring_cipher *c);
+const char *kr_keyring_cipher_key_id(const struct kr_keyring_cipher *c);
+
+/*
+ * Re-encrypts data, sealed under from as kr_keyring_seal does, under to,
+ * in place (the length is the same).  scratch (len bytes, secure memory)
+ * holds the plaintext meanwhile and is wiped before this returns.
+ * KR_ECRYPTO when data is not authentic under from (data is unchanged).
+ * Any thread, with ciphers that thread alone uses.
+ */
+int kr_keyring_reseal(struct kr_keyring_cipher *from,
+                      struct kr_keyring_cipher *to, uint8_t *data, size_t len,
+                      uint8_t *scratch);
+
+/*
  * The signing key of key_id's cipher set: its RSA key (KR_SIGN_RSA; NULL
  * for a key that has none) or its Ed25519 key, whose seed is the DEK
  * (KR_SIGN_ED25519).  NULL when the key is not installed.  Borrowed: valid

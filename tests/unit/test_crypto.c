@@ -4,6 +4,7 @@
  * failures, wrap/unwrap round trips with tamper detection, and the JWS
  * signers: Ed25519 against RFC 8032, RS256 sign/verify and public numbers.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -111,6 +112,67 @@ static void test_gcm_nonces_differ(void **state)
     assert_int_equal(kr_aead_seal(a, NULL, 0, pt, 16, a2), 0);
     assert_memory_not_equal(a1, a2, 12);
     kr_aead_free(a);
+}
+
+/* A copy opens what the original sealed and the reverse, and each works
+ * on its own thread at the same time (the rekey job's copies run on
+ * libuv's pool while the loop uses the keyring's). */
+struct copy_run {
+    struct kr_aead *a;
+    uint8_t tag; /* this thread's plaintext byte */
+    int failures;
+};
+
+static void *copy_round_trips(void *arg)
+{
+    struct copy_run *r = arg;
+    uint8_t pt[200], out[200 + KR_AEAD_OVERHEAD], back[200];
+    size_t n;
+
+    memset(pt, r->tag, sizeof(pt));
+    for (int i = 0; i < 20000; i++) {
+        if (kr_aead_seal(r->a, pt, 8, pt, sizeof(pt), out) != 0 ||
+            kr_aead_open(r->a, pt, 8, out, sizeof(out), back, &n) != 0 ||
+            n != sizeof(pt) || memcmp(back, pt, n) != 0)
+            r->failures++;
+    }
+    return NULL;
+}
+
+static void test_gcm_copy_is_independent(void **state)
+{
+    uint8_t key[32] = {3}, other[32] = {4}, pt[40], out[40 + KR_AEAD_OVERHEAD];
+    uint8_t back[40];
+    struct kr_aead *a = NULL, *b = NULL, *c = NULL;
+    struct copy_run ra, rb;
+    pthread_t t;
+    size_t n;
+
+    (void)state;
+    memset(pt, 'p', sizeof(pt));
+    assert_int_equal(kr_aead_new(&a, key), 0);
+    assert_int_equal(kr_aead_new(&c, other), 0);
+    assert_int_equal(kr_aead_copy(a, &b), 0);
+    assert_int_equal(kr_aead_seal(a, NULL, 0, pt, sizeof(pt), out), 0);
+    assert_int_equal(kr_aead_open(b, NULL, 0, out, sizeof(out), back, &n), 0);
+    assert_memory_equal(back, pt, sizeof(pt));
+    assert_int_equal(kr_aead_seal(b, NULL, 0, pt, sizeof(pt), out), 0);
+    assert_int_equal(kr_aead_open(a, NULL, 0, out, sizeof(out), back, &n), 0);
+    /* The copy holds a's key, not another. */
+    assert_int_equal(kr_aead_open(c, NULL, 0, out, sizeof(out), back, &n),
+                     KR_ECRYPTO);
+    ra = (struct copy_run){.a = a, .tag = 'a'};
+    rb = (struct copy_run){.a = b, .tag = 'b'};
+    assert_int_equal(pthread_create(&t, NULL, copy_round_trips, &rb), 0);
+    copy_round_trips(&ra);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(ra.failures, 0);
+    assert_int_equal(rb.failures, 0);
+    /* Freeing the original leaves the copy whole. */
+    kr_aead_free(a);
+    assert_int_equal(kr_aead_open(b, NULL, 0, out, sizeof(out), back, &n), 0);
+    kr_aead_free(b);
+    kr_aead_free(c);
 }
 
 static struct kr_config_keyring aead_cfg = {
@@ -349,6 +411,7 @@ int main(void)
         cmocka_unit_test(test_gcm_known_answer),
         cmocka_unit_test(test_gcm_rejects_tampering),
         cmocka_unit_test(test_gcm_nonces_differ),
+        cmocka_unit_test(test_gcm_copy_is_independent),
         cmocka_unit_test(test_aead_wrap_round_trip),
         cmocka_unit_test(test_aead_rejects_params),
         cmocka_unit_test(test_signer_rejects_garbage),
