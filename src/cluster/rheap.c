@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "common/err.h"
+#include "common/thread.h"
 
 /* Up to RHEAP_BATCH pointers to free.  Batches are kept for reuse, so
  * handing one over neither allocates nor touches fresh pages. */
@@ -175,6 +176,9 @@ static void thread_main(void *arg)
     struct spare *sp = NULL;
 
     (void)arg;
+    /* Wiping and freeing a compacted log (hundreds of MB at a snapshot's
+     * end) is bulk work: it must not take the CPU from the loops. */
+    kr_thread_background_own();
     uv_mutex_lock(&H.mu);
     for (;;) {
         while (H.full == NULL && (sp = spare_work()) == NULL && !H.stop)
