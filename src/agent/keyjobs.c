@@ -913,6 +913,8 @@ void kr_keyjobs_tick(struct kr_keyjobs *j)
             batch_clear(&j->rk);
             stop_walk(j);
         }
+        if (!j->rk.sealing) /* only a leader rekeys */
+            ciphers_drop(&j->rk);
         return;
     }
     if (!j->leader) {
