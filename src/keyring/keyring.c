@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/thread.h"
 #include "common/time.h"
 #include "crypto/aead.h"
 #include "crypto/rand.h"
@@ -686,6 +687,8 @@ static void gen_work(uv_work_t *req)
     struct kr_root_key *k = &g->meta;
     struct kr_secret *dek = NULL, *rsa = NULL;
     struct kr_entry e;
+    /* An RSA key takes tens to hundreds of ms of CPU: not the loop's. */
+    int prio = kr_thread_background();
     int rv;
 
     rv = kr_rand_uuid(k->key_id);
@@ -730,6 +733,7 @@ out:
     g->status = rv;
     kr_secret_free(dek);
     kr_secret_free(rsa);
+    kr_thread_foreground(prio);
 }
 
 static void gen_done(uv_work_t *req, int status)
