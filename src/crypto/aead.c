@@ -6,6 +6,7 @@
 #include "crypto/aead.h"
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,28 +20,44 @@ struct kr_aead {
     EVP_CIPHER_CTX *dec;
 };
 
-int kr_aead_new(struct kr_aead **out, const uint8_t key[KR_AEAD_KEY_LEN])
+/* An aead with two fresh contexts, or NULL (out of memory). */
+static struct kr_aead *aead_alloc(void)
 {
-    struct kr_aead *a = NULL;
-    int rv = KR_ENOMEM;
+    struct kr_aead *a = calloc(1, sizeof(*a));
 
-    a = calloc(1, sizeof(*a));
     if (a == NULL)
-        goto out;
+        return NULL;
     a->enc = EVP_CIPHER_CTX_new();
     a->dec = EVP_CIPHER_CTX_new();
-    if (a->enc == NULL || a->dec == NULL)
-        goto out;
-    rv = KR_ECRYPTO;
-    if (EVP_EncryptInit_ex(a->enc, EVP_aes_256_gcm(), NULL, key, NULL) != 1 ||
-        EVP_DecryptInit_ex(a->dec, EVP_aes_256_gcm(), NULL, key, NULL) != 1)
-        goto out;
+    if (a->enc == NULL || a->dec == NULL) {
+        kr_aead_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+/* Hands a over in *out when ok, else frees it: KR_ECRYPTO. */
+static int aead_finish(struct kr_aead *a, bool ok, struct kr_aead **out)
+{
+    if (!ok) {
+        kr_aead_free(a);
+        return KR_ECRYPTO;
+    }
     *out = a;
-    a = NULL;
-    rv = 0;
-out:
-    kr_aead_free(a);
-    return rv;
+    return 0;
+}
+
+int kr_aead_new(struct kr_aead **out, const uint8_t key[KR_AEAD_KEY_LEN])
+{
+    struct kr_aead *a = aead_alloc();
+
+    if (a == NULL)
+        return KR_ENOMEM;
+    return aead_finish(
+        a,
+        EVP_EncryptInit_ex(a->enc, EVP_aes_256_gcm(), NULL, key, NULL) == 1 &&
+            EVP_DecryptInit_ex(a->dec, EVP_aes_256_gcm(), NULL, key, NULL) == 1,
+        out);
 }
 
 void kr_aead_free(struct kr_aead *a)
@@ -55,25 +72,14 @@ void kr_aead_free(struct kr_aead *a)
 
 int kr_aead_copy(const struct kr_aead *a, struct kr_aead **out)
 {
-    struct kr_aead *c = calloc(1, sizeof(*c));
-    int rv = KR_ENOMEM;
+    struct kr_aead *c = aead_alloc();
 
     if (c == NULL)
-        goto out;
-    c->enc = EVP_CIPHER_CTX_new();
-    c->dec = EVP_CIPHER_CTX_new();
-    if (c->enc == NULL || c->dec == NULL)
-        goto out;
-    rv = KR_ECRYPTO;
-    if (EVP_CIPHER_CTX_copy(c->enc, a->enc) != 1 ||
-        EVP_CIPHER_CTX_copy(c->dec, a->dec) != 1)
-        goto out;
-    *out = c;
-    c = NULL;
-    rv = 0;
-out:
-    kr_aead_free(c);
-    return rv;
+        return KR_ENOMEM;
+    return aead_finish(c,
+                       EVP_CIPHER_CTX_copy(c->enc, a->enc) == 1 &&
+                           EVP_CIPHER_CTX_copy(c->dec, a->dec) == 1,
+                       out);
 }
 
 int kr_aead_seal_with_nonce(struct kr_aead *a,
