@@ -666,7 +666,8 @@ int kr_keyring_reseal(struct kr_keyring_cipher *from,
     rv = kr_aead_seal(to->aead, (const uint8_t *)to->key_id, strlen(to->key_id),
                       scratch, n, data);
     explicit_bzero(scratch, n);
-    return rv;
+    /* Not the data's fault (the random source or OpenSSL failed). */
+    return rv == 0 ? 0 : KR_EIO;
 }
 
 struct kr_signer *kr_keyring_signer(const struct kr_keyring *kr,

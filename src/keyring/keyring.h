@@ -119,8 +119,9 @@ const char *kr_keyring_cipher_key_id(const struct kr_keyring_cipher *c);
  * Re-encrypts data, sealed under from as kr_keyring_seal does, under to,
  * in place (the length is the same).  scratch (len bytes, secure memory)
  * holds the plaintext meanwhile and is wiped before this returns.
- * KR_ECRYPTO when data is not authentic under from (data is unchanged).
- * Any thread, with ciphers that thread alone uses.
+ * KR_ECRYPTO when data is not authentic under from (data is unchanged);
+ * KR_EIO when sealing failed (data is then undefined).  Any thread, with
+ * ciphers that thread alone uses.
  */
 int kr_keyring_reseal(struct kr_keyring_cipher *from,
                       struct kr_keyring_cipher *to, uint8_t *data, size_t len,
