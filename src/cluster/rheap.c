@@ -67,7 +67,6 @@ static struct {
 
 static struct {
     void *(*mallocx)(size_t size, int flags);
-    void *(*rallocx)(void *ptr, size_t size, int flags);
     int (*mallctl)(const char *name, void *oldp, size_t *oldlenp, void *newp,
                    size_t newlen);
     int flags; /* 0: not in use */
@@ -280,13 +279,28 @@ static void *h_calloc(void *data, size_t nmemb, size_t size)
     return p;
 }
 
+static void h_free(void *data, void *ptr);
+
+/* Never the C library's or jemalloc's realloc: a block they move is
+ * freed unwiped.  A block that already has room stays where it is;
+ * otherwise the bytes move to a new one and the old goes through
+ * h_free, wiped. */
 static void *h_realloc(void *data, void *ptr, size_t size)
 {
-    (void)data;
-    if (in_arena(size))
-        return ptr == NULL ? J.mallocx(size != 0 ? size : 1, J.flags)
-                           : J.rallocx(ptr, size != 0 ? size : 1, J.flags);
-    return realloc(ptr, size);
+    size_t have;
+    void *p;
+
+    if (ptr == NULL)
+        return h_malloc(data, size);
+    have = malloc_usable_size(ptr);
+    if (size != 0 && size <= have)
+        return ptr;
+    p = h_malloc(data, size);
+    if (p == NULL)
+        return NULL;
+    memcpy(p, ptr, have < size ? have : size);
+    h_free(data, ptr);
+    return p;
 }
 
 static void *h_aligned_alloc(void *data, size_t alignment, size_t size)
@@ -339,7 +353,7 @@ static void *sym(const char *name)
  * there is no jemalloc or the arena cannot be made. */
 static void make_arena(void)
 {
-    void *p[3] = {sym("mallocx"), sym("rallocx"), sym("mallctl")};
+    void *p[2] = {sym("mallocx"), sym("mallctl")};
     unsigned ind;
     size_t len = sizeof(ind);
     ssize_t never = -1;
@@ -347,12 +361,11 @@ static void make_arena(void)
 
     if (J.flags != 0)
         return; /* made by an earlier install */
-    for (size_t i = 0; i < 3; i++)
+    for (size_t i = 0; i < 2; i++)
         if (p[i] == NULL)
             return;
     memcpy(&J.mallocx, &p[0], sizeof(p[0]));
-    memcpy(&J.rallocx, &p[1], sizeof(p[1]));
-    memcpy(&J.mallctl, &p[2], sizeof(p[2]));
+    memcpy(&J.mallctl, &p[1], sizeof(p[1]));
     if (J.mallctl("arenas.create", &ind, &len, NULL, 0) != 0)
         return;
     snprintf(name, sizeof(name), "arena.%u.dirty_decay_ms", ind);

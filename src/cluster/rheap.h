@@ -52,7 +52,9 @@
  * Every block is wiped before it is freed (on the freeing thread, for
  * the loop's): log entries carry aead KEKs, and the arena keeps its
  * pages instead of giving them back to the kernel, which would zero
- * them.  The live entries are ordinary heap memory all the same
+ * them.  So a realloc that must move a block copies it and frees the
+ * old one the same way (the allocator's own realloc would not wipe
+ * it).  The live entries are ordinary heap memory all the same
  * (docs/architecture.md, "Secret memory").
  */
 #ifndef KR_CLUSTER_RHEAP_H

@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -138,6 +139,32 @@ static void test_aligned_blocks(void **state)
     assert_int_equal(wait_freed(before + 1), before + 1);
 }
 
+/* A block that grows moves to a new one with its bytes, and the old
+ * goes through the heap's free (wiped, batched): never realloc's own
+ * free.  One with room stays put. */
+static void test_realloc_frees_through_the_heap(void **state)
+{
+    uint64_t before = kr_rheap_freed();
+    unsigned char *p = raft_malloc(64), *q;
+
+    (void)state;
+    assert_non_null(p);
+    memset(p, 0xa5, 64);
+    q = raft_realloc(p, 32);
+    assert_ptr_equal(q, p);
+    q = raft_realloc(p, 256 << 10);
+    assert_non_null(q);
+    for (int i = 0; i < 32; i++)
+        assert_int_equal(q[i], 0xa5);
+    settle();
+    assert_int_equal(kr_rheap_freed(), before);
+    kr_rheap_flush();
+    assert_int_equal(wait_freed(before + 1), before + 1);
+    raft_free(q);
+    kr_rheap_flush();
+    assert_int_equal(wait_freed(before + 2), before + 2);
+}
+
 static void test_uninstall_frees_what_waits(void **state)
 {
     uint64_t before = kr_rheap_freed();
@@ -241,6 +268,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_turn_hands_over_many_not_few,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_aligned_blocks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_realloc_frees_through_the_heap,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_uninstall_frees_what_waits, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(
