@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -15,16 +16,18 @@
 
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
 static bool can_restore;
+static bool can_idle;
 
 static id_t self(void)
 {
     return (id_t)syscall(SYS_gettid);
 }
 
-/* On a thread of its own (which inherits the creator's nice value):
- * down one step, then back. */
+/* On a thread of its own (which inherits the creator's nice value and
+ * class): down one step, then back; into the idle class, then back. */
 static void *probe_main(void *arg)
 {
+    struct sched_param none = {0};
     int old;
 
     (void)arg;
@@ -35,6 +38,10 @@ static void *probe_main(void *arg)
     if (setpriority(PRIO_PROCESS, self(), old + 1) == 0 &&
         setpriority(PRIO_PROCESS, self(), old) == 0)
         can_restore = true;
+    if (can_restore && sched_getscheduler(0) == SCHED_OTHER &&
+        sched_setscheduler(0, SCHED_IDLE, &none) == 0 &&
+        sched_setscheduler(0, SCHED_OTHER, &none) == 0)
+        can_idle = true;
     return NULL;
 }
 
@@ -81,4 +88,22 @@ void kr_thread_foreground(int saved)
 void kr_thread_background_own(void)
 {
     (void)lower(false);
+}
+
+bool kr_thread_idle(void)
+{
+    struct sched_param none = {0};
+
+    pthread_once(&probe_once, probe);
+    return can_idle && sched_getscheduler(0) == SCHED_OTHER &&
+           sched_setscheduler(0, SCHED_IDLE, &none) == 0;
+}
+
+void kr_thread_unidle(void)
+{
+    struct sched_param none = {0};
+
+    /* The nice value is kept across the change. */
+    if (sched_getscheduler(0) == SCHED_IDLE)
+        (void)sched_setscheduler(0, SCHED_OTHER, &none);
 }

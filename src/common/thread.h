@@ -18,6 +18,22 @@
  * of its own, to lower a priority one step and raise it back; without
  * that right, background work runs at the caller's priority.
  *
+ * The idle class.  nice +10 lowers a thread's share of the CPU, but the
+ * scheduler may still let it run out its slice before a loop thread that
+ * wakes on the same core gets it back (Linux 6.18 here): a raft
+ * snapshot's encoder
+ * at +10 was running on the waiting loop's core for 40% of the loops'
+ * run-queue delays over 1 ms during a full rekey (perf sched, 3 servers
+ * on 2 cores).  A thread in SCHED_IDLE gives way at once, and runs only
+ * on a core nothing else wants, so it may starve on a busy machine: its
+ * caller must watch its progress and leave the class when it falls
+ * behind (snapwrite does).  Offered only where leaving it is allowed
+ * (the right above), and not for pool threads: they take locks the loop
+ * also takes (allocator, libuv's queue), and an idle-class holder keeps
+ * such a lock for as long as the cores stay busy.  The one trial with
+ * the pool's background work in the idle class had a 5 s window of the
+ * rekey benchmark with a 154 ms p99.
+ *
  * Any thread; affects only the calling thread.
  */
 #ifndef KR_COMMON_THREAD_H
@@ -33,5 +49,11 @@ void kr_thread_foreground(int saved);
  * (no pool thread): lowers its priority whether or not it could be
  * raised back. */
 void kr_thread_background_own(void);
+/* For a thread of the caller's own: moves it to the idle class, if it
+ * could leave it again; true if it did. */
+bool kr_thread_idle(void);
+/* Back from kr_thread_idle to the normal class, at the nice value the
+ * thread had. */
+void kr_thread_unidle(void);
 
 #endif

@@ -2,6 +2,7 @@
  * Unit tests for src/common/thread.c: background priority is given only
  * where it can be taken back, since the workers are libuv pool threads
  * that also run libraft's disk work; a thread of our own may keep it.
+ * The idle class likewise, and leaving it keeps the thread's nice value.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +12,8 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -56,6 +59,9 @@ static int unprivileged_child(void)
     kr_thread_background_own();
     if (nice_now() != 10)
         return 4;
+    /* It could not leave the idle class again: it is never entered. */
+    if (kr_thread_idle() || sched_getscheduler(0) != SCHED_OTHER)
+        return 5;
     return 0;
 }
 
@@ -90,11 +96,53 @@ static void test_background_is_undone(void **state)
     assert_int_equal(nice_now(), before);
 }
 
+struct idle_seen {
+    bool idle;     /* what kr_thread_idle said */
+    int class_in;  /* the class after it */
+    int class_out; /* and after kr_thread_unidle */
+    int nice_in, nice_out;
+};
+
+static void *idle_main(void *arg)
+{
+    struct idle_seen *s = arg;
+
+    kr_thread_background_own();
+    s->idle = kr_thread_idle();
+    s->class_in = sched_getscheduler(0);
+    s->nice_in = nice_now();
+    kr_thread_unidle();
+    s->class_out = sched_getscheduler(0);
+    s->nice_out = nice_now();
+    return NULL;
+}
+
+/* On a thread of its own, as snapwrite's writer uses it. */
+static void test_idle_is_left(void **state)
+{
+    struct idle_seen s = {0};
+    pthread_t t;
+
+    (void)state;
+    if (!kr_thread_can_background())
+        skip(); /* not run as root, nor with LimitNICE */
+    assert_int_equal(pthread_create(&t, NULL, idle_main, &s), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(s.idle);
+    assert_int_equal(s.class_in, SCHED_IDLE);
+    assert_int_equal(s.nice_in, 10);
+    assert_int_equal(s.class_out, SCHED_OTHER);
+    assert_int_equal(s.nice_out, 10);
+    /* This thread was not touched. */
+    assert_int_equal(sched_getscheduler(0), SCHED_OTHER);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unprivileged_keeps_priority),
         cmocka_unit_test(test_background_is_undone),
+        cmocka_unit_test(test_idle_is_left),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
