@@ -265,9 +265,10 @@ def settle(servers, leader, timeout=600):
 
 
 def snapshots_done(servers, timeout=120):
-    """Waits until no server is writing a raft snapshot (two polls 0.5 s
-    apart agree): the load ends with one on every server, which belongs
-    to neither the baseline nor the rekey.  Returns the seconds waited."""
+    """Waits until no server is writing a raft snapshot or freeing the
+    blocks of removed ones (two polls 0.5 s apart agree): the load ends
+    with one on every server, which belongs to neither the baseline nor
+    the rekey.  Returns the seconds waited."""
     start = time.time()
     quiet = 0
     while quiet < 2:
@@ -278,8 +279,10 @@ def snapshots_done(servers, timeout=120):
         for s in servers:
             st, body = cluster.http("GET", s["base"] + "/v1/agent/health")
             try:
-                busy |= st == 200 and json.loads(body)["raft"][
-                    "snapshot_running"]
+                if st == 200:
+                    raft = json.loads(body)["raft"]
+                    busy |= (raft["snapshot_running"] or
+                             raft.get("freeing_bytes", 0) > 0)
             except (ValueError, KeyError):
                 busy = True
         quiet = 0 if busy else quiet + 1
@@ -604,8 +607,8 @@ def main():
           f"({NVARS / r['load_s']:.0f}/s), pipelined PUTs to the leader; "
           f"{r['load_503']} answered 503 and were sent again; "
           f"followers caught up {r['settle_s']:.1f} s later; the raft "
-          f"snapshots the load set off were done {r['quiet_s']:.1f} s "
-          "after that")
+          f"snapshots the load set off were done, and their old files "
+          f"freed, {r['quiet_s']:.1f} s after that")
     print(f"rekey:     {r['total']:,} Variables in {r['rekey_s']:.1f} s = "
           f"{r['total'] / r['rekey_s']:.0f} Variables/s (rotate?full=true "
           "until the rekey status says Running false; 50 ms polling)")

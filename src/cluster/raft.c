@@ -1643,6 +1643,7 @@ void kr_raft_snapshot_stats(struct kr_raft *r,
 {
     *out = r->snap.stats;
     out->running = r->snap.frozen != NULL;
+    out->freeing_bytes = kr_snapwrite_freeing();
 }
 
 uint64_t kr_raft_last_index(struct kr_raft *r)

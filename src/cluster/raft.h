@@ -118,6 +118,9 @@ struct kr_raft_snapshot_stats {
     uint64_t last_loop_ms;  /* the freeze, on the loop (in steps) */
     uint64_t last_write_ms; /* encoding and paced write (snapwrite.h) */
     uint64_t last_ms;       /* from the freeze until raft stored it */
+    /* Bytes of removed snapshots and log segments whose blocks are
+     * still being freed, in this process (kr_snapwrite_freeing). */
+    uint64_t freeing_bytes;
 };
 void kr_raft_snapshot_stats(struct kr_raft *r,
                             struct kr_raft_snapshot_stats *out);

@@ -41,6 +41,11 @@
 #define SLICE_UNPACED (4u << 20)
 #define PAGE 4096u /* O_DIRECT's alignment, for every file system we run on */
 
+/* A paced write runs in the idle class (common/thread.h) while it keeps
+ * within IDLE_LAG_NS of its pace; further behind, it is starved, and
+ * goes back to the normal class (at background nice) for good. */
+#define IDLE_LAG_NS 1000000000u
+
 /* After removing an old log segment, libraft's thread rests UNLINK_REST
  * times as long as the removal took (at most UNLINK_REST_MAX_NS). */
 #define UNLINK_REST 3u
@@ -74,7 +79,15 @@ struct kr_snapwrite_sink {
     size_t staged;
     int flags;   /* the file's status flags before we came */
     bool direct; /* O_DIRECT is on: slices skip the page cache */
+    bool idle;   /* the writing thread is in the idle class */
 };
+
+static atomic_uint_least64_t unidled; /* paced writes that fell behind */
+
+uint64_t kr_snapwrite_unidled(void)
+{
+    return atomic_load(&unidled);
+}
 
 static void resolve(void)
 {
@@ -183,9 +196,17 @@ static int write_out(struct kr_snapwrite_sink *s)
     }
     s->done += n;
     s->staged = 0;
-    if (s->rate > 0)
-        sleep_until(s->t0_ns +
-                    (uint64_t)((double)s->done * 1e9 / (double)s->rate));
+    if (s->rate > 0) {
+        uint64_t due =
+            s->t0_ns + (uint64_t)((double)s->done * 1e9 / (double)s->rate);
+
+        if (s->idle && now_ns() > due + IDLE_LAG_NS) {
+            kr_thread_unidle();
+            s->idle = false;
+            atomic_fetch_add(&unidled, 1);
+        }
+        sleep_until(due);
+    }
     return 0;
 }
 
@@ -250,11 +271,16 @@ static void *run_main(void *p)
 
 /* The source and the last slice, on a thread of its own at background
  * priority while libraft's (a pool thread) waits for it: a pool thread
- * may only lower its priority where it can raise it back (thread.h).
- * Inline if there is no thread to be had. */
+ * may only lower its priority where it can raise it back (thread.h).  A
+ * paced write also goes into the idle class, which write_out leaves if
+ * the write falls behind.  Inline if there is no thread to be had. */
 static void *run_bg(void *p)
 {
+    struct run *r = p;
+
     kr_thread_background_own();
+    if (r->s->rate > 0)
+        r->s->idle = kr_thread_idle();
     return run_main(p);
 }
 
@@ -369,61 +395,145 @@ static void rest_after(uint64_t t0)
 }
 
 /*
- * An old raft snapshot's blocks are freed SHRINK_STEP at a time, from
- * the end, each step on the disk (fdatasync) and followed by a rest as
- * long as a segment's removal gets (above).  Unlinking a 411 MB file in
- * one go held ext4's journal for 110-120 ms on this VM, and 4 KiB
- * O_DSYNC writes next to it (the raft log's) waited up to 71-82 ms; in
- * 8 MiB steps they waited at most 3-5.4 ms, and the freeing took 0.6 s
- * (bench/disk.py).  The name goes first, as a plain unlink would
- * remove it, and the steps run on a detached thread of their own with
- * the file's last descriptor, so libraft's snapshot work (which makes
- * these removals, and which a follower's log appends wait for while it
- * installs a snapshot) is not held up.  Only a file that nothing else
- * can see is shrunk: one name, a regular file, and no other open
- * descriptor anywhere (a write lease is refused otherwise; once the
- * name is gone, nobody opens it anew).  Anything else is a plain
- * unlink.
+ * A removed raft snapshot's or log segment's blocks are freed SHRINK_STEP
+ * at a time, from the end, each step on the disk (fdatasync), at
+ * SHRINK_RATE over all files, on one thread of background priority.
+ * Unlinking a 411 MB file in one go held ext4's journal for 110-120 ms
+ * on this VM, and 4 KiB O_DSYNC writes next to it (the raft log's)
+ * waited up to 71-82 ms (bench/disk.py).  In 8 MiB steps, each followed
+ * by a rest three times its length, the journal was no longer held, but
+ * the disk is mounted with discard: every freed extent is discarded at
+ * the journal commit, an 8 MiB discard took the disk 3 ms, and over the
+ * 0.7-0.8 s an old snapshot took to free the raft log's sync writes had
+ * a p99 of 3.1 ms (max 9.5 ms), against 0.5 ms the rest of a full rekey
+ * (perf record of block:block_rq_issue/complete).  1 MiB steps at
+ * 64 MiB/s keep each discard short and rare: in the same trace the
+ * 430-530 MB freed after each snapshot went out over 6-7 s, and the
+ * log's writes kept a p99 of 0.3-0.5 ms.
+ *
+ * The name goes first, as a plain unlink would remove it, and the file's
+ * last descriptor goes to the thread, so libraft's snapshot work (which
+ * makes these removals, and which a follower's log appends wait for
+ * while it installs a snapshot) is not held up.  Only a file that
+ * nothing else can see is shrunk: one name, a regular file, and no other
+ * open descriptor anywhere (a write lease is refused otherwise; once the
+ * name is gone, nobody opens it anew).  Anything else, and a file
+ * beyond SHRINK_QUEUE_MAX waiting ones, is a plain unlink.
  */
-#define SHRINK_STEP (8 << 20)
+#define SHRINK_STEP (1 << 20)
+#define SHRINK_RATE (64u << 20) /* bytes per second */
+#define SHRINK_QUEUE_MAX 256
 
-static atomic_uint_least64_t shrunk; /* files freed in steps */
+static atomic_uint_least64_t shrunk;  /* files freed in steps */
+static atomic_uint_least64_t freeing; /* bytes still to free */
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct {
+        int fd;
+        off_t size;
+    } files[SHRINK_QUEUE_MAX]; /* a ring of files to free */
+    size_t first, n;
+    bool started;
+} shq = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 uint64_t kr_snapwrite_shrunk(void)
 {
     return atomic_load(&shrunk);
 }
 
-static void *shrink_main(void *arg)
+uint64_t kr_snapwrite_freeing(void)
 {
-    int fd = (int)(intptr_t)arg;
-    struct stat st;
+    return atomic_load(&freeing);
+}
 
-    kr_thread_background_own();
+/* Frees the blocks of fd, of size bytes, from the end, a step at a
+ * time, and closes it. */
+static void shrink_file(int fd, off_t size)
+{
+    off_t left = size;
 
-    if (fstat(fd, &st) == 0) {
-        off_t size = st.st_size;
+    while (left > SHRINK_STEP) {
+        uint64_t t0 = now_ns(), busy, rest;
 
-        while (size > SHRINK_STEP) {
-            uint64_t t0 = now_ns();
-
-            size -= SHRINK_STEP;
-            if (ftruncate(fd, size) != 0 || fdatasync(fd) != 0)
-                break;
-            rest_after(t0);
-        }
+        if (ftruncate(fd, left - SHRINK_STEP) != 0 || fdatasync(fd) != 0)
+            break;
+        left -= SHRINK_STEP;
+        atomic_fetch_sub(&freeing, SHRINK_STEP);
+        /* The rate, or a rest three times the step on a slow disk. */
+        busy = now_ns() - t0;
+        rest = (uint64_t)SHRINK_STEP * 1000000000u / SHRINK_RATE;
+        if (busy * UNLINK_REST > rest)
+            rest = busy * UNLINK_REST < UNLINK_REST_MAX_NS ? busy * UNLINK_REST
+                                                           : UNLINK_REST_MAX_NS;
+        sleep_until(t0 + rest);
     }
     close(fd); /* the rest of the blocks */
+    atomic_fetch_sub(&freeing, (uint64_t)left);
     atomic_fetch_add(&shrunk, 1);
+}
+
+static void *shrink_main(void *arg)
+{
+    (void)arg;
+    kr_thread_background_own();
+    pthread_mutex_lock(&shq.mu);
+    for (;;) {
+        int fd;
+        off_t size;
+
+        while (shq.n == 0)
+            pthread_cond_wait(&shq.cv, &shq.mu);
+        fd = shq.files[shq.first].fd;
+        size = shq.files[shq.first].size;
+        shq.first = (shq.first + 1) % SHRINK_QUEUE_MAX;
+        shq.n--;
+        pthread_mutex_unlock(&shq.mu);
+        shrink_file(fd, size);
+        pthread_mutex_lock(&shq.mu);
+    }
     return NULL;
 }
 
-static int unlink_snapshot(const char *path)
+/* Hands fd, of size bytes, to the shrinking thread (started on first
+ * use); false if it cannot take it. */
+static bool shrink_later(int fd, off_t size)
+{
+    bool ok = false;
+
+    pthread_mutex_lock(&shq.mu);
+    if (!shq.started) {
+        pthread_attr_t attr;
+        pthread_t t;
+
+        if (pthread_attr_init(&attr) == 0) {
+            shq.started = pthread_attr_setdetachstate(
+                              &attr, PTHREAD_CREATE_DETACHED) == 0 &&
+                          pthread_create(&t, &attr, shrink_main, NULL) == 0;
+            pthread_attr_destroy(&attr);
+        }
+    }
+    if (shq.started && shq.n < SHRINK_QUEUE_MAX) {
+        size_t at = (shq.first + shq.n) % SHRINK_QUEUE_MAX;
+
+        shq.files[at].fd = fd;
+        shq.files[at].size = size;
+        shq.n++;
+        atomic_fetch_add(&freeing, (uint64_t)size);
+        pthread_cond_signal(&shq.cv);
+        ok = true;
+    }
+    pthread_mutex_unlock(&shq.mu);
+    return ok;
+}
+
+/* Removes path's name, and frees its blocks later if nothing else can
+ * see the file (see above). */
+static int unlink_shrinking(const char *path)
 {
     int fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
     struct stat st;
-    pthread_attr_t attr;
-    pthread_t t;
     int rv, err;
 
     if (fd < 0)
@@ -441,14 +551,8 @@ static int unlink_snapshot(const char *path)
         return rv;
     }
     (void)fcntl(fd, F_SETLEASE, F_UNLCK);
-    if (pthread_attr_init(&attr) != 0) {
+    if (!shrink_later(fd, st.st_size))
         close(fd);
-    } else {
-        if (pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) != 0 ||
-            pthread_create(&t, &attr, shrink_main, (void *)(intptr_t)fd) != 0)
-            close(fd);
-        pthread_attr_destroy(&attr);
-    }
     errno = err;
     return rv;
 }
@@ -461,11 +565,11 @@ int unlink(const char *path)
 
     pthread_once(&unlink_once, resolve_unlink);
     if (is_snapshot_data(path))
-        return unlink_snapshot(path);
+        return unlink_shrinking(path);
     if (!is_segment(path))
         return libc_unlink(path);
     t0 = now_ns();
-    rv = libc_unlink(path);
+    rv = unlink_shrinking(path);
     err = errno;
     rest_after(t0);
     errno = err;

@@ -14,8 +14,9 @@
  * in the executable, which the dynamic linker binds ahead of libc's for
  * every library (libuv makes libraft's file writes through it).  A call
  * whose buffer and length are the armed placeholder's runs the source
- * (on a thread of its own at background priority, common/thread.h,
- * while the caller waits), which hands its bytes in pieces to
+ * (on a thread of its own at background priority, common/thread.h, and
+ * in the idle class while a paced write keeps its pace; the caller
+ * waits), which hands its bytes in pieces to
  * kr_snapwrite_put: each piece is written at the next offset, every
  * slice (512 KiB paced, 4 MiB unpaced) is pushed to the disk
  * (sync_file_range, waiting for it) and dropped from the page cache, and
@@ -26,17 +27,18 @@
  * and a write of it that does not come through here fails with EFAULT.
  *
  * After a snapshot libraft removes the log segments it no longer needs,
- * tens of 8 MiB files in a row; on a busy disk each removal took 1-8 ms
- * of the file system's journal, and every raft log fsync waited behind
- * the burst.  This module also defines unlink(): a removal of a closed
- * segment (a name of two 16-digit indexes) is followed by a rest three
- * times as long as it took, on the libraft thread that made it, so the
- * removals are spread out.  An old raft snapshot's data file (hundreds
- * of MB; libraft keeps the last two) loses its name at once, and its
- * blocks are then freed from the end, 8 MiB at a time on the disk with
- * the same rests, on a thread of its own: freed in one go they held the
- * journal for about 100 ms.  A file with another name or another open
- * descriptor is left to a plain unlink, as is every other unlink.
+ * tens of 8 MiB files in a row, and the snapshot before the last two
+ * (hundreds of MB).  Freed in one go, an old snapshot held the file
+ * system's journal for about 100 ms, and every raft log fsync with it;
+ * on a disk mounted with discard, each freed extent is also discarded,
+ * and the log's writes queue behind the discards.  This module also
+ * defines unlink(): a closed segment (a name of two 16-digit indexes)
+ * or an old snapshot's data file loses its name at once, and its blocks
+ * are then freed from the end, 1 MiB at a time on the disk, at 64 MiB/s
+ * over all files, by one thread of background priority; a segment's
+ * removal is also followed by a rest three times as long as it took, on
+ * the libraft thread that made it.  A file with another name or another
+ * open descriptor is left to a plain unlink, as is every other unlink.
  *
  * The staging buffer is wiped before it is freed: a raft snapshot's head
  * records carry the aead KEKs.
@@ -73,5 +75,12 @@ uint64_t kr_snapwrite_release(void *base, size_t len);
 /* How many removed raft snapshots have had their blocks freed in steps
  * (see above), since the process started. */
 uint64_t kr_snapwrite_shrunk(void);
+
+/* Bytes of removed files whose blocks are still to be freed in steps. */
+uint64_t kr_snapwrite_freeing(void);
+
+/* How many paced writes fell more than a second behind their pace in the
+ * idle class and left it (see above), since the process started. */
+uint64_t kr_snapwrite_unidled(void);
 
 #endif

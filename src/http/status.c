@@ -95,6 +95,8 @@ static void raft_progress(json_t *j, struct kr_raft *raft)
                         json_integer((json_int_t)st.last_write_ms));
     json_object_set_new(r, "last_snapshot_ms",
                         json_integer((json_int_t)st.last_ms));
+    json_object_set_new(r, "freeing_bytes",
+                        json_integer((json_int_t)st.freeing_bytes));
     json_object_set_new(j, "raft", r);
 }
 

@@ -386,6 +386,13 @@ def test_snapshot_interval_spaces_raft_snapshots(make_agent):
     assert 0 < raft["last_snapshot_index"] <= raft["applied_index"]
     assert raft["last_snapshot_bytes"] > 0
     assert raft["last_snapshot_ms"] >= raft["last_snapshot_loop_ms"] >= 0
+    # Removed snapshots' and segments' blocks are freed in the background
+    # at 64 MiB/s: these few MB are gone well within 10 s.
+    deadline = time.time() + 10
+    while raft["freeing_bytes"] > 0 and time.time() < deadline:
+        time.sleep(0.1)
+        raft = a.api("GET", "/v1/agent/health").json()["raft"]
+    assert raft["freeing_bytes"] == 0
 
     b = make_agent('server {\n  raft_snapshot_threshold = 8\n'
                    '  raft_snapshot_interval = "0s"\n}\n', name="b")

@@ -1,7 +1,8 @@
 /*
  * Unit tests for src/cluster/snapwrite.c: a write of the armed
  * placeholder writes exactly what its source produces, at no more than
- * the armed rate; every other pwrite64 and unlink passes through with its
+ * the armed rate; a paced write runs in the idle class until it falls a
+ * second behind; every other pwrite64 and unlink passes through with its
  * result and errno; a source that fails or overflows makes the write
  * short, as libraft expects of a failed write.
  */
@@ -14,14 +15,18 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cluster/snapwrite.h"
+#include "common/thread.h"
 
 /* Byte i of the test stream. */
 static uint8_t pattern(size_t i)
@@ -33,6 +38,11 @@ struct src {
     size_t len;   /* bytes to produce */
     size_t piece; /* in pieces of this size */
     int fail_at;  /* fail after this many pieces (-1: never) */
+    int stall_at; /* sleep stall_ms before this piece (0: never) */
+    unsigned stall_ms;
+    /* The producing thread's scheduling class before the first piece
+     * and after the last, and its nice value then. */
+    int class_first, class_last, nice_last;
 };
 
 static int produce(void *arg, struct kr_snapwrite_sink *s)
@@ -42,6 +52,7 @@ static int produce(void *arg, struct kr_snapwrite_sink *s)
     int rv = 0, n = 0;
 
     assert_non_null(buf);
+    c->class_first = sched_getscheduler(0);
     for (size_t off = 0; off < c->len && rv == 0; off += c->piece, n++) {
         size_t k = c->len - off < c->piece ? c->len - off : c->piece;
 
@@ -49,10 +60,14 @@ static int produce(void *arg, struct kr_snapwrite_sink *s)
             rv = -1;
             break;
         }
+        if (n == c->stall_at && c->stall_at > 0)
+            usleep(c->stall_ms * 1000u);
         for (size_t i = 0; i < k; i++)
             buf[i] = pattern(off + i);
         rv = kr_snapwrite_put(s, buf, k);
     }
+    c->class_last = sched_getscheduler(0);
+    c->nice_last = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
     free(buf);
     return rv;
 }
@@ -304,15 +319,103 @@ static void test_unlink_snapshot(void **state)
     assert_int_equal(rmdir(dir), 0);
 }
 
+/* A removed log segment is freed the same way, and the freeing is paced
+ * over all files: two 20 MiB files take at least 40 MiB at 64 MiB/s. */
+static void test_unlink_segment_paced(void **state)
+{
+    const off_t len = 20 << 20;
+    char dir[] = "/var/tmp/kr-unlink-XXXXXX";
+    char seg[128], snap[128];
+    uint64_t n0 = kr_snapwrite_shrunk();
+    double t0;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(seg, sizeof(seg), "%s/0000000000000001-0000000000002048", dir);
+    snprintf(snap, sizeof(snap), "%s/snapshot-2-8193-11480856", dir);
+    make_big(seg, len);
+    make_big(snap, len);
+    t0 = now_s();
+    assert_int_equal(unlink(seg), 0);
+    assert_int_equal(unlink(snap), 0);
+    assert_int_equal(access(seg, F_OK), -1);
+    assert_int_equal(access(snap, F_OK), -1);
+    /* Counted until freed: at most a few steps are gone yet. */
+    assert_true(kr_snapwrite_freeing() > (uint64_t)len);
+    assert_true(kr_snapwrite_freeing() <= 2 * (uint64_t)len);
+    wait_shrunk(n0 + 2);
+    /* 38 steps of 1 MiB (the last MiB of each goes with its close). */
+    assert_true(now_s() - t0 >= 38.0 / 64.0 * 0.95);
+    assert_int_equal(kr_snapwrite_freeing(), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
+/* Writes c through a placeholder armed at rate, and checks the file. */
+static void write_through(struct src *c, uint64_t rate)
+{
+    char path[64];
+    int fd = temp_file(path);
+    void *base = kr_snapwrite_arm(c->len, rate, produce, c);
+
+    assert_non_null(base);
+    assert_int_equal(pwrite64(fd, base, c->len, 0), (ssize_t)c->len);
+    (void)kr_snapwrite_release(base, c->len);
+    check_file(fd, c->len);
+    close(fd);
+    unlink(path);
+}
+
+/* A paced write gives way to every other thread (the idle class) while
+ * it keeps its pace; one that falls a second behind is starved, and
+ * leaves the class for the normal one at background nice.  An unpaced
+ * write (a restore's) never enters it. */
+static void test_paced_write_idles_until_behind(void **state)
+{
+    struct src kept = {.len = 2u << 20, .piece = 65536, .fail_at = -1};
+    struct src starved = {.len = 2u << 20,
+                          .piece = 65536,
+                          .fail_at = -1,
+                          .stall_at = 1,
+                          .stall_ms = 1500};
+    struct src unpaced = {.len = 2u << 20, .piece = 65536, .fail_at = -1};
+    uint64_t before = kr_snapwrite_unidled();
+
+    (void)state;
+    write_through(&unpaced, 0);
+    assert_int_equal(unpaced.class_first, SCHED_OTHER);
+    assert_int_equal(unpaced.class_last, SCHED_OTHER);
+    if (!kr_thread_can_background()) {
+        /* Without the right to leave it, the class is never entered. */
+        write_through(&kept, 100000000);
+        assert_int_equal(kept.class_first, SCHED_OTHER);
+        assert_int_equal(kr_snapwrite_unidled(), before);
+        skip();
+    }
+    write_through(&kept, 100000000); /* 100 MB/s: 21 ms */
+    assert_int_equal(kept.class_first, SCHED_IDLE);
+    assert_int_equal(kept.class_last, SCHED_IDLE);
+    assert_int_equal(kr_snapwrite_unidled(), before);
+
+    /* 4 MB/s: the first 512 KiB slice is due at 131 ms, and goes out
+     * after the 1.5 s stall. */
+    write_through(&starved, 4000000);
+    assert_int_equal(starved.class_first, SCHED_IDLE);
+    assert_int_equal(starved.class_last, SCHED_OTHER);
+    assert_int_equal(starved.nice_last, 10);
+    assert_int_equal(kr_snapwrite_unidled(), before + 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_placeholder_is_produced),
         cmocka_unit_test(test_rate_is_kept),
+        cmocka_unit_test(test_paced_write_idles_until_behind),
         cmocka_unit_test(test_other_writes_pass_through),
         cmocka_unit_test(test_failing_source_makes_a_short_write),
         cmocka_unit_test(test_unlink),
         cmocka_unit_test(test_unlink_snapshot),
+        cmocka_unit_test(test_unlink_segment_paced),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
