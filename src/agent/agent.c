@@ -169,15 +169,23 @@ static void catch_fatal_signals(void)
         signal(sigs[i], on_fatal_signal);
 }
 
-/* No core dumps, not ptrace-able by other users, memory never swapped. */
+/* No core dumps, not ptrace-able by other users, memory never swapped;
+ * as many descriptors as the hard limit allows (as Go programs such as
+ * Nomad get by default): client connections, raft's, and the removed
+ * raft files whose blocks are still being freed (snapwrite.h). */
 static int harden(char *errmsg)
 {
-    struct rlimit rl = {0, 0};
+    struct rlimit rl = {0, 0}, files;
 
     if (setrlimit(RLIMIT_CORE, &rl) != 0 ||
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
         return kr_errf(errmsg, KR_EIO, "cannot disable core dumps: %s",
                        strerror(errno));
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 &&
+        files.rlim_cur < files.rlim_max) {
+        files.rlim_cur = files.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &files);
+    }
     /* ASan reserves terabytes of shadow memory; locking it all fails.
      * MCL_ONFAULT: a page is locked when first touched, not when mapped.
      * Without it every large allocation (a raft snapshot's buffer is the

@@ -582,15 +582,23 @@ static int produce(void *arg, struct kr_snapwrite_sink *sink)
                                      (uint8_t)(len >> 24)};
     static const uint8_t zeros[8];
     size_t pad = kr_frame_size(len) - KR_FRAME_HEADER - len;
-    /* snapwrite runs this on a thread at background priority. */
-    int rv = kr_snapwrite_put(sink, head, sizeof(head));
+    /* snapwrite runs this on a thread at background priority; the
+     * encoding proper allocates nothing, so it may run in the idle
+     * class (snapwrite.h). */
+    uint8_t *buf = malloc(KR_STATE_EMIT_CHUNK);
+    int rv = buf != NULL ? kr_snapwrite_put(sink, head, sizeof(head)) : -1;
 
-    if (rv == 0)
-        rv = kr_state_frozen_emit(r->snap.frozen, emit_piece, sink, NULL) == 0
+    if (rv == 0) {
+        kr_snapwrite_idle(sink, true);
+        rv = kr_state_frozen_emit_into(r->snap.frozen, buf, emit_piece, sink,
+                                       NULL) == 0
                  ? 0
                  : -1;
+        kr_snapwrite_idle(sink, false);
+    }
     if (rv == 0)
         rv = kr_snapwrite_put(sink, zeros, pad);
+    free(buf);
     return rv;
 }
 

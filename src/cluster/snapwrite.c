@@ -41,9 +41,11 @@
 #define SLICE_UNPACED (4u << 20)
 #define PAGE 4096u /* O_DIRECT's alignment, for every file system we run on */
 
-/* A paced write runs in the idle class (common/thread.h) while it keeps
- * within IDLE_LAG_NS of its pace; further behind, it is starved, and
- * goes back to the normal class (at background nice) for good. */
+/* A paced write's source runs in the idle class (common/thread.h), where
+ * it asks to, while the write keeps within IDLE_LAG_NS of its pace;
+ * further behind, it is starved, and goes back to the normal class (at
+ * background nice) for good.  Its disk work is always in the normal
+ * class. */
 #define IDLE_LAG_NS 1000000000u
 
 /* After removing an old log segment, libraft's thread rests UNLINK_REST
@@ -79,7 +81,9 @@ struct kr_snapwrite_sink {
     size_t staged;
     int flags;   /* the file's status flags before we came */
     bool direct; /* O_DIRECT is on: slices skip the page cache */
-    bool idle;   /* the writing thread is in the idle class */
+    bool window; /* in the source's idle part (kr_snapwrite_idle) */
+    bool idle;   /* the writing thread is in the idle class now */
+    bool lagged; /* it fell behind in the class: not again */
 };
 
 static atomic_uint_least64_t unidled; /* paced writes that fell behind */
@@ -171,6 +175,10 @@ static int write_out(struct kr_snapwrite_sink *s)
     off64_t off = s->start + (off64_t)s->done;
     size_t n = s->staged, w = 0;
 
+    /* The disk work in the normal class: the file system's journal may
+     * wait for a thread that is in the middle of it. */
+    if (s->idle && kr_thread_unidle())
+        s->idle = false;
     if (s->direct && n % PAGE != 0) {
         (void)fcntl(s->fd, F_SETFL, s->flags);
         s->direct = false;
@@ -200,14 +208,24 @@ static int write_out(struct kr_snapwrite_sink *s)
         uint64_t due =
             s->t0_ns + (uint64_t)((double)s->done * 1e9 / (double)s->rate);
 
-        if (s->idle && now_ns() > due + IDLE_LAG_NS) {
-            kr_thread_unidle();
-            s->idle = false;
+        if (s->window && !s->lagged && now_ns() > due + IDLE_LAG_NS) {
+            s->lagged = true;
             atomic_fetch_add(&unidled, 1);
         }
         sleep_until(due);
+        if (s->window && !s->lagged && !s->idle)
+            s->idle = kr_thread_idle();
     }
     return 0;
+}
+
+void kr_snapwrite_idle(struct kr_snapwrite_sink *s, bool on)
+{
+    s->window = on && s->rate > 0;
+    if (s->window && !s->lagged && !s->idle)
+        s->idle = kr_thread_idle();
+    else if (!s->window && s->idle && kr_thread_unidle())
+        s->idle = false;
 }
 
 int kr_snapwrite_put(struct kr_snapwrite_sink *s, const void *p, size_t n)
@@ -263,6 +281,7 @@ static void *run_main(void *p)
     struct run *r = p;
 
     r->rv = r->source(r->arg, r->s);
+    kr_snapwrite_idle(r->s, false); /* inline, this may be a pool thread */
     if (r->rv == 0)
         r->rv = write_out(r->s);
     r->err = errno;
@@ -271,16 +290,11 @@ static void *run_main(void *p)
 
 /* The source and the last slice, on a thread of its own at background
  * priority while libraft's (a pool thread) waits for it: a pool thread
- * may only lower its priority where it can raise it back (thread.h).  A
- * paced write also goes into the idle class, which write_out leaves if
- * the write falls behind.  Inline if there is no thread to be had. */
+ * may only lower its priority where it can raise it back (thread.h).
+ * Inline if there is no thread to be had. */
 static void *run_bg(void *p)
 {
-    struct run *r = p;
-
     kr_thread_background_own();
-    if (r->s->rate > 0)
-        r->s->idle = kr_thread_idle();
     return run_main(p);
 }
 
@@ -448,34 +462,65 @@ uint64_t kr_snapwrite_freeing(void)
     return atomic_load(&freeing);
 }
 
-/* Frees the blocks of fd, of size bytes, from the end, a step at a
- * time, and closes it. */
-static void shrink_file(int fd, off_t size)
+/* The step's rest: until SHRINK_RATE allows the next (from t0, when it
+ * began), or three times as long as it took, if that is longer (a slow
+ * disk), at most UNLINK_REST_MAX_NS. */
+static uint64_t step_due(uint64_t t0)
+{
+    uint64_t now = now_ns(), busy = now - t0;
+    uint64_t rated = t0 + (uint64_t)SHRINK_STEP * 1000000000u / SHRINK_RATE;
+    uint64_t rest = busy * UNLINK_REST;
+
+    if (rest > UNLINK_REST_MAX_NS)
+        rest = UNLINK_REST_MAX_NS;
+    return now + rest > rated ? now + rest : rated;
+}
+
+static int truncate_synced(int fd, off_t size)
+{
+    int rv;
+
+    do
+        rv = ftruncate(fd, size);
+    while (rv != 0 && errno == EINTR);
+    while (rv == 0 && fdatasync(fd) != 0) {
+        if (errno != EINTR)
+            rv = -1;
+    }
+    return rv;
+}
+
+/* Frees the blocks of fd, of size bytes, from the end, a step at a time
+ * (its close is the last step), and closes it.  *due: when the next step
+ * may begin, across files. */
+static void shrink_file(int fd, off_t size, uint64_t *due)
 {
     off_t left = size;
+    uint64_t t_close;
 
     while (left > SHRINK_STEP) {
-        uint64_t t0 = now_ns(), busy, rest;
+        uint64_t t0;
 
-        if (ftruncate(fd, left - SHRINK_STEP) != 0 || fdatasync(fd) != 0)
-            break;
+        sleep_until(*due);
+        t0 = now_ns();
+        if (truncate_synced(fd, left - SHRINK_STEP) != 0)
+            break; /* the close frees the rest */
         left -= SHRINK_STEP;
         atomic_fetch_sub(&freeing, SHRINK_STEP);
-        /* The rate, or a rest three times the step on a slow disk. */
-        busy = now_ns() - t0;
-        rest = (uint64_t)SHRINK_STEP * 1000000000u / SHRINK_RATE;
-        if (busy * UNLINK_REST > rest)
-            rest = busy * UNLINK_REST < UNLINK_REST_MAX_NS ? busy * UNLINK_REST
-                                                           : UNLINK_REST_MAX_NS;
-        sleep_until(t0 + rest);
+        *due = step_due(t0);
     }
-    close(fd); /* the rest of the blocks */
+    sleep_until(*due);
+    t_close = now_ns();
+    close(fd);
+    *due = step_due(t_close);
     atomic_fetch_sub(&freeing, (uint64_t)left);
     atomic_fetch_add(&shrunk, 1);
 }
 
 static void *shrink_main(void *arg)
 {
+    uint64_t due = 0;
+
     (void)arg;
     kr_thread_background_own();
     pthread_mutex_lock(&shq.mu);
@@ -490,7 +535,7 @@ static void *shrink_main(void *arg)
         shq.first = (shq.first + 1) % SHRINK_QUEUE_MAX;
         shq.n--;
         pthread_mutex_unlock(&shq.mu);
-        shrink_file(fd, size);
+        shrink_file(fd, size, &due);
         pthread_mutex_lock(&shq.mu);
     }
     return NULL;
@@ -528,30 +573,28 @@ static bool shrink_later(int fd, off_t size)
     return ok;
 }
 
-/* Removes path's name, and frees its blocks later if nothing else can
- * see the file (see above). */
-static int unlink_shrinking(const char *path)
+/* Removes path's name, and hands its blocks to the shrinking thread if
+ * nothing else can see the file (see above); *handed says whether it
+ * did.  As unlink(2). */
+static int unlink_shrinking(const char *path, bool *handed)
 {
     int fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
     struct stat st;
+    bool alone;
     int rv, err;
 
-    if (fd < 0)
-        return libc_unlink(path);
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
-        st.st_size <= SHRINK_STEP) {
-        close(fd);
-        return libc_unlink(path);
-    }
+    *handed = false;
+    alone = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+            st.st_nlink == 1 && st.st_size > SHRINK_STEP;
     rv = libc_unlink(path);
     err = errno;
-    if (rv != 0 || fcntl(fd, F_SETLEASE, F_WRLCK) != 0) {
-        close(fd); /* someone else has it open: theirs until they close */
-        errno = err;
-        return rv;
+    /* A write lease is refused while anyone else has the file open: it
+     * is theirs until they close it. */
+    if (alone && rv == 0 && fcntl(fd, F_SETLEASE, F_WRLCK) == 0) {
+        (void)fcntl(fd, F_SETLEASE, F_UNLCK);
+        *handed = shrink_later(fd, st.st_size);
     }
-    (void)fcntl(fd, F_SETLEASE, F_UNLCK);
-    if (!shrink_later(fd, st.st_size))
+    if (fd >= 0 && !*handed)
         close(fd);
     errno = err;
     return rv;
@@ -560,18 +603,22 @@ static int unlink_shrinking(const char *path)
 /* Replaces libc's unlink for the whole process (see snapwrite.h). */
 int unlink(const char *path)
 {
+    bool segment, handed = false;
     uint64_t t0;
     int rv, err;
 
     pthread_once(&unlink_once, resolve_unlink);
-    if (is_snapshot_data(path))
-        return unlink_shrinking(path);
-    if (!is_segment(path))
-        return libc_unlink(path);
+    segment = is_segment(path);
     t0 = now_ns();
-    rv = unlink_shrinking(path);
+    if (segment || is_snapshot_data(path))
+        rv = unlink_shrinking(path, &handed);
+    else
+        rv = libc_unlink(path);
     err = errno;
-    rest_after(t0);
+    /* A segment whose blocks went at once: the journal's work with it is
+     * spread out. */
+    if (segment && !handed)
+        rest_after(t0);
     errno = err;
     return rv;
 }

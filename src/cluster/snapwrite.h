@@ -14,9 +14,8 @@
  * in the executable, which the dynamic linker binds ahead of libc's for
  * every library (libuv makes libraft's file writes through it).  A call
  * whose buffer and length are the armed placeholder's runs the source
- * (on a thread of its own at background priority, common/thread.h, and
- * in the idle class while a paced write keeps its pace; the caller
- * waits), which hands its bytes in pieces to
+ * (on a thread of its own at background priority, common/thread.h; the
+ * caller waits), which hands its bytes in pieces to
  * kr_snapwrite_put: each piece is written at the next offset, every
  * slice (512 KiB paced, 4 MiB unpaced) is pushed to the disk
  * (sync_file_range, waiting for it) and dropped from the page cache, and
@@ -35,10 +34,11 @@
  * defines unlink(): a closed segment (a name of two 16-digit indexes)
  * or an old snapshot's data file loses its name at once, and its blocks
  * are then freed from the end, 1 MiB at a time on the disk, at 64 MiB/s
- * over all files, by one thread of background priority; a segment's
- * removal is also followed by a rest three times as long as it took, on
- * the libraft thread that made it.  A file with another name or another
- * open descriptor is left to a plain unlink, as is every other unlink.
+ * over all files, by one thread of background priority.  A file with
+ * another name or another open descriptor is left to a plain unlink, as
+ * is every other unlink; a segment removed that way is followed by a
+ * rest three times as long as its removal took, on the libraft thread
+ * that made it.
  *
  * The staging buffer is wiped before it is freed: a raft snapshot's head
  * records carry the aead KEKs.
@@ -48,6 +48,7 @@
 #ifndef KR_CLUSTER_SNAPWRITE_H
 #define KR_CLUSTER_SNAPWRITE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -61,6 +62,15 @@ typedef int (*kr_snapwrite_source_fn)(void *arg, struct kr_snapwrite_sink *s);
  * would go past the armed length). */
 int kr_snapwrite_put(struct kr_snapwrite_sink *s, const void *p, size_t n);
 
+/* From the source, on its thread: on, its part that takes no lock
+ * another thread may wait for (no malloc or free) begins; off, it ends.
+ * In between, a paced write runs in the idle class (common/thread.h),
+ * where that is allowed, except for its disk work (the file system's
+ * journal may wait for a writer), and leaves it for good (at background
+ * nice) if it falls more than a second behind its pace: on a busy
+ * machine an idle-class thread may get no CPU at all. */
+void kr_snapwrite_idle(struct kr_snapwrite_sink *s, bool on);
+
 /* A placeholder of len bytes whose write runs source(arg) at up to
  * bytes_per_sec (0: no limit, still in synced slices); NULL when the
  * range cannot be reserved.  One placeholder is armed at a time: arming
@@ -72,15 +82,18 @@ void *kr_snapwrite_arm(size_t len, uint64_t bytes_per_sec,
  * milliseconds its write took, 0 if it was never written. */
 uint64_t kr_snapwrite_release(void *base, size_t len);
 
-/* How many removed raft snapshots have had their blocks freed in steps
- * (see above), since the process started. */
+/* How many removed raft snapshots and log segments have had their
+ * blocks freed in steps (see above), since the process started.  Any
+ * thread. */
 uint64_t kr_snapwrite_shrunk(void);
 
-/* Bytes of removed files whose blocks are still to be freed in steps. */
+/* Bytes of removed files whose blocks are still to be freed in steps.
+ * Any thread. */
 uint64_t kr_snapwrite_freeing(void);
 
 /* How many paced writes fell more than a second behind their pace in the
- * idle class and left it (see above), since the process started. */
+ * idle class and left it (see above), since the process started.  Any
+ * thread. */
 uint64_t kr_snapwrite_unidled(void);
 
 #endif

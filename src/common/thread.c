@@ -87,7 +87,16 @@ void kr_thread_foreground(int saved)
 
 void kr_thread_background_own(void)
 {
+    /* Probed first, at the thread's own priority: the probe's thread
+     * inherits it. */
+    pthread_once(&probe_once, probe);
     (void)lower(false);
+}
+
+bool kr_thread_can_idle(void)
+{
+    pthread_once(&probe_once, probe);
+    return can_idle;
 }
 
 bool kr_thread_idle(void)
@@ -99,11 +108,11 @@ bool kr_thread_idle(void)
            sched_setscheduler(0, SCHED_IDLE, &none) == 0;
 }
 
-void kr_thread_unidle(void)
+bool kr_thread_unidle(void)
 {
     struct sched_param none = {0};
 
     /* The nice value is kept across the change. */
-    if (sched_getscheduler(0) == SCHED_IDLE)
-        (void)sched_setscheduler(0, SCHED_OTHER, &none);
+    return sched_getscheduler(0) != SCHED_IDLE ||
+           sched_setscheduler(0, SCHED_OTHER, &none) == 0;
 }

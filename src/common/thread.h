@@ -28,9 +28,11 @@
  * on a core nothing else wants, so it may starve on a busy machine: its
  * caller must watch its progress and leave the class when it falls
  * behind (snapwrite does).  Offered only where leaving it is allowed
- * (the right above), and not for pool threads: they take locks the loop
- * also takes (allocator, libuv's queue), and an idle-class holder keeps
- * such a lock for as long as the cores stay busy.  The one trial with
+ * (the right above), and only for work that takes no lock the loop may
+ * wait for (no malloc or free, no file system writes, which the
+ * journal's commit may wait for): an idle-class holder keeps such a lock
+ * for as long as the cores stay busy.  So not for pool threads, which
+ * take the allocator's and libuv's queue's.  The one trial with
  * the pool's background work in the idle class had a 5 s window of the
  * rekey benchmark with a 154 ms p99.
  *
@@ -49,11 +51,13 @@ void kr_thread_foreground(int saved);
  * (no pool thread): lowers its priority whether or not it could be
  * raised back. */
 void kr_thread_background_own(void);
+/* Whether kr_thread_idle moves anything in this process. */
+bool kr_thread_can_idle(void);
 /* For a thread of the caller's own: moves it to the idle class, if it
  * could leave it again; true if it did. */
 bool kr_thread_idle(void);
 /* Back from kr_thread_idle to the normal class, at the nice value the
- * thread had. */
-void kr_thread_unidle(void);
+ * thread had; true once the thread is not in the idle class. */
+bool kr_thread_unidle(void);
 
 #endif

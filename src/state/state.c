@@ -1289,7 +1289,7 @@ static int emit_big(const struct kr_var *v, size_t len, kr_state_emit_fn out,
     return rv;
 }
 
-enum { EMIT_CHUNK = 1 << 20 };
+enum { EMIT_CHUNK = KR_STATE_EMIT_CHUNK };
 
 /* Appends fv's record to buf (at *p), handing buf to out first when it
  * would not fit. */
@@ -1318,8 +1318,21 @@ static int emit_var(const struct kr_state_frozen *f,
 int kr_state_frozen_emit(const struct kr_state_frozen *f, kr_state_emit_fn out,
                          void *arg, char *errmsg)
 {
+    uint8_t *buf = malloc(EMIT_CHUNK);
+    int rv;
+
+    if (buf == NULL)
+        return kr_errf(errmsg, KR_ENOMEM, "out of memory");
+    rv = kr_state_frozen_emit_into(f, buf, out, arg, errmsg);
+    free(buf);
+    return rv;
+}
+
+int kr_state_frozen_emit_into(const struct kr_state_frozen *f, uint8_t *buf,
+                              kr_state_emit_fn out, void *arg, char *errmsg)
+{
     enum { CHUNK = EMIT_CHUNK };
-    uint8_t *buf = NULL, *p;
+    uint8_t *p = buf;
     struct frozen_iter it = {0};
     const struct frozen_var *fv;
     int rv;
@@ -1327,10 +1340,6 @@ int kr_state_frozen_emit(const struct kr_state_frozen *f, kr_state_emit_fn out,
     rv = out(arg, f->head.data, f->head.len, errmsg);
     if (rv != 0)
         return rv;
-    buf = malloc(CHUNK);
-    if (buf == NULL)
-        return kr_errf(errmsg, KR_ENOMEM, "out of memory");
-    p = buf;
     for (size_t i = 0; rv == 0 && i < f->n_stage_vars; i++)
         rv = emit_var(f, &f->stage_vars[i], buf, &p, out, arg, errmsg);
     if (rv == 0 && f->stage_tail.len > 0) {
@@ -1350,7 +1359,6 @@ int kr_state_frozen_emit(const struct kr_state_frozen *f, kr_state_emit_fn out,
         if (rv == 0)
             rv = out(arg, buf, (size_t)(p - buf), errmsg);
     }
-    free(buf);
     return rv;
 }
 

@@ -202,6 +202,12 @@ typedef int (*kr_state_emit_fn)(void *arg, const void *p, size_t n,
                                 char *errmsg);
 int kr_state_frozen_emit(const struct kr_state_frozen *f, kr_state_emit_fn out,
                          void *arg, char *errmsg);
+/* As kr_state_frozen_emit, in the caller's buf of KR_STATE_EMIT_CHUNK
+ * bytes (borrowed): no allocation, except a buffer of its own for a
+ * record larger than that (a Variable near the 1 MiB cap). */
+#define KR_STATE_EMIT_CHUNK (1u << 20)
+int kr_state_frozen_emit_into(const struct kr_state_frozen *f, uint8_t *buf,
+                              kr_state_emit_fn out, void *arg, char *errmsg);
 void kr_state_thaw(struct kr_state *s, struct kr_state_frozen *f);
 
 /* As kr_state_thaw, but the buffers the view kept alive (there may be

@@ -1,9 +1,12 @@
 """Startup is bounded by server.start_timeout, and a server that cannot
 decrypt a key says which key and why (Nomad #25803 made startup hang; we
-exit with a clear error instead)."""
+exit with a clear error instead), and the agent raises its own
+descriptor limit at start."""
 import re
+import resource
 import time
 
+import pytest
 from conftest import SLOW
 
 
@@ -50,3 +53,24 @@ def test_missing_provider_fails_startup_naming_the_key(make_agent):
     r = a.api("PUT", "/v1/operator/keyring/rotate")
     assert r.status == 200, r
     a.stop()
+
+
+def test_agent_raises_its_descriptor_limit(make_agent):
+    """The agent's soft RLIMIT_NOFILE goes up to the hard limit at start,
+    as a Go server's does (it holds removed raft files' descriptors while
+    their blocks are freed, besides its connections)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = 256
+    if hard != resource.RLIM_INFINITY and hard <= low:
+        pytest.skip(f"hard RLIMIT_NOFILE {hard}: nothing to raise")
+    a = make_agent(start=False)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+    try:
+        a.start()           # inherits the low soft limit
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    with open(f"/proc/{a.proc.pid}/limits") as f:
+        line = next(x for x in f if x.startswith("Max open files"))
+    got_soft, got_hard = line.split()[3:5]
+    want = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
+    assert (got_soft, got_hard) == (want, want), line
