@@ -160,6 +160,16 @@ uint64_t kr_snapwrite_release(void *base, size_t len)
     return ms;
 }
 
+/* Puts the writing thread into the idle class, or back, as want says;
+ * s->idle follows what it is. */
+static void set_idle(struct kr_snapwrite_sink *s, bool want)
+{
+    if (want && !s->idle)
+        s->idle = kr_thread_idle();
+    else if (!want && s->idle && kr_thread_unidle())
+        s->idle = false;
+}
+
 /*
  * Writes the staged bytes at the next offset and waits for them to reach
  * the disk: with O_DIRECT (a slice is page-aligned in memory and on
@@ -177,8 +187,7 @@ static int write_out(struct kr_snapwrite_sink *s)
 
     /* The disk work in the normal class: the file system's journal may
      * wait for a thread that is in the middle of it. */
-    if (s->idle && kr_thread_unidle())
-        s->idle = false;
+    set_idle(s, false);
     if (s->direct && n % PAGE != 0) {
         (void)fcntl(s->fd, F_SETFL, s->flags);
         s->direct = false;
@@ -213,8 +222,7 @@ static int write_out(struct kr_snapwrite_sink *s)
             atomic_fetch_add(&unidled, 1);
         }
         sleep_until(due);
-        if (s->window && !s->lagged && !s->idle)
-            s->idle = kr_thread_idle();
+        set_idle(s, s->window && !s->lagged);
     }
     return 0;
 }
@@ -222,10 +230,7 @@ static int write_out(struct kr_snapwrite_sink *s)
 void kr_snapwrite_idle(struct kr_snapwrite_sink *s, bool on)
 {
     s->window = on && s->rate > 0;
-    if (s->window && !s->lagged && !s->idle)
-        s->idle = kr_thread_idle();
-    else if (!s->window && s->idle && kr_thread_unidle())
-        s->idle = false;
+    set_idle(s, s->window && !s->lagged);
 }
 
 int kr_snapwrite_put(struct kr_snapwrite_sink *s, const void *p, size_t n)
@@ -397,15 +402,15 @@ static void resolve_unlink(void)
     kr_libc_next("unlink", &libc_unlink, sizeof(libc_unlink));
 }
 
-/* The rest after a removal that began at t0: UNLINK_REST times as long
- * as it took, at most UNLINK_REST_MAX_NS. */
-static void rest_after(uint64_t t0)
+/* When the rest after disk work that began at t0 ends: UNLINK_REST
+ * times as long as it took, from now, at most UNLINK_REST_MAX_NS. */
+static uint64_t rest_due(uint64_t t0)
 {
-    uint64_t busy = now_ns() - t0;
+    uint64_t now = now_ns(), busy = now - t0;
 
     if (busy > UNLINK_REST_MAX_NS / UNLINK_REST)
         busy = UNLINK_REST_MAX_NS / UNLINK_REST;
-    sleep_until(now_ns() + busy * UNLINK_REST);
+    return now + busy * UNLINK_REST;
 }
 
 /*
@@ -462,18 +467,15 @@ uint64_t kr_snapwrite_freeing(void)
     return atomic_load(&freeing);
 }
 
-/* The step's rest: until SHRINK_RATE allows the next (from t0, when it
- * began), or three times as long as it took, if that is longer (a slow
- * disk), at most UNLINK_REST_MAX_NS. */
+/* When the next step may begin after one that began at t0: when
+ * SHRINK_RATE allows, or after the rest a removal gets, if that is later
+ * (a slow disk). */
 static uint64_t step_due(uint64_t t0)
 {
-    uint64_t now = now_ns(), busy = now - t0;
     uint64_t rated = t0 + (uint64_t)SHRINK_STEP * 1000000000u / SHRINK_RATE;
-    uint64_t rest = busy * UNLINK_REST;
+    uint64_t rest = rest_due(t0);
 
-    if (rest > UNLINK_REST_MAX_NS)
-        rest = UNLINK_REST_MAX_NS;
-    return now + rest > rated ? now + rest : rated;
+    return rest > rated ? rest : rated;
 }
 
 static int truncate_synced(int fd, off_t size)
@@ -618,7 +620,7 @@ int unlink(const char *path)
     /* A segment whose blocks went at once: the journal's work with it is
      * spread out. */
     if (segment && !handed)
-        rest_after(t0);
+        sleep_until(rest_due(t0));
     errno = err;
     return rv;
 }
