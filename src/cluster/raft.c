@@ -582,9 +582,10 @@ static int produce(void *arg, struct kr_snapwrite_sink *sink)
                                      (uint8_t)(len >> 24)};
     static const uint8_t zeros[8];
     size_t pad = kr_frame_size(len) - KR_FRAME_HEADER - len;
-    /* snapwrite runs this on a thread at background priority; the
-     * encoding proper allocates nothing, so it may run in the idle
-     * class (snapwrite.h). */
+    /* snapwrite runs this on a thread at background priority.  The
+     * encoding proper allocates nothing (only a record larger than buf,
+     * a Variable near the 1 MiB cap, gets a buffer of its own), so it
+     * may run in the idle class (snapwrite.h). */
     uint8_t *buf = malloc(KR_STATE_EMIT_CHUNK);
     int rv = buf != NULL ? kr_snapwrite_put(sink, head, sizeof(head)) : -1;
 

@@ -1289,8 +1289,6 @@ static int emit_big(const struct kr_var *v, size_t len, kr_state_emit_fn out,
     return rv;
 }
 
-enum { EMIT_CHUNK = KR_STATE_EMIT_CHUNK };
-
 /* Appends fv's record to buf (at *p), handing buf to out first when it
  * would not fit. */
 static int emit_var(const struct kr_state_frozen *f,
@@ -1303,13 +1301,13 @@ static int emit_var(const struct kr_state_frozen *f,
 
     frozen_var_get(f, fv, &v);
     len = var_record_size(&v);
-    if ((size_t)(*p - buf) + len > EMIT_CHUNK) {
+    if ((size_t)(*p - buf) + len > KR_STATE_EMIT_CHUNK) {
         rv = out(arg, buf, (size_t)(*p - buf), errmsg);
         *p = buf;
     }
     if (rv != 0)
         return rv;
-    if (len > EMIT_CHUNK) /* one Variable near the 1 MiB cap */
+    if (len > KR_STATE_EMIT_CHUNK) /* one Variable near the 1 MiB cap */
         return emit_big(&v, len, out, arg, errmsg);
     *p = put_var_at(*p, &v);
     return 0;
@@ -1318,7 +1316,7 @@ static int emit_var(const struct kr_state_frozen *f,
 int kr_state_frozen_emit(const struct kr_state_frozen *f, kr_state_emit_fn out,
                          void *arg, char *errmsg)
 {
-    uint8_t *buf = malloc(EMIT_CHUNK);
+    uint8_t *buf = malloc(KR_STATE_EMIT_CHUNK);
     int rv;
 
     if (buf == NULL)
@@ -1331,7 +1329,6 @@ int kr_state_frozen_emit(const struct kr_state_frozen *f, kr_state_emit_fn out,
 int kr_state_frozen_emit_into(const struct kr_state_frozen *f, uint8_t *buf,
                               kr_state_emit_fn out, void *arg, char *errmsg)
 {
-    enum { CHUNK = EMIT_CHUNK };
     uint8_t *p = buf;
     struct frozen_iter it = {0};
     const struct frozen_var *fv;
@@ -1351,7 +1348,7 @@ int kr_state_frozen_emit_into(const struct kr_state_frozen *f, uint8_t *buf,
     while (rv == 0 && (fv = frozen_next(f, &it)) != NULL)
         rv = emit_var(f, fv, buf, &p, out, arg, errmsg);
     if (rv == 0) {
-        if ((size_t)(p - buf) + END_RECORD_SIZE > CHUNK) {
+        if ((size_t)(p - buf) + END_RECORD_SIZE > KR_STATE_EMIT_CHUNK) {
             rv = out(arg, buf, (size_t)(p - buf), errmsg);
             p = buf;
         }
