@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <raft.h>
@@ -16,6 +17,7 @@
 
 #include "common/err.h"
 #include "common/thread.h"
+#include "common/time.h"
 
 /* Up to RHEAP_BATCH pointers to free.  Batches are kept for reuse, so
  * handing one over neither allocates nor touches fresh pages. */
@@ -52,6 +54,8 @@ static struct {
     struct spare spares[RHEAP_SPARES]; /* under mu */
     atomic_uint_fast64_t freed;
     atomic_uint_fast64_t spares_used;
+    atomic_bool hurry; /* uninstalling: free the rest unpaced */
+    uint64_t paced_us; /* freeing thread: when its wiping catches up */
 } H;
 
 /*
@@ -88,10 +92,37 @@ static void wipe_free(void *p)
     free(p);
 }
 
+/*
+ * Freeing thread: after wiping bytes, sleeps as long as it is ahead of
+ * RHEAP_FREE_RATE, beyond the first RHEAP_FREE_BURST of a run (rheap.h,
+ * "Paced").  Sleeps of under a millisecond wait for the next call.
+ */
+static void pace(size_t bytes)
+{
+    const uint64_t burst_us =
+        (uint64_t)RHEAP_FREE_BURST * 1000000u / RHEAP_FREE_RATE;
+    uint64_t now = kr_time_mono_us();
+
+    if (H.paced_us + burst_us < now)
+        H.paced_us = now - burst_us;
+    H.paced_us += (uint64_t)bytes * 1000000u / RHEAP_FREE_RATE;
+    if (H.paced_us > now + 1000 && !atomic_load(&H.hurry)) {
+        uint64_t us = H.paced_us - now;
+        struct timespec ts = {.tv_sec = (time_t)(us / 1000000u),
+                              .tv_nsec = (long)(us % 1000000u) * 1000};
+
+        nanosleep(&ts, NULL);
+    }
+}
+
 static void batch_free_all(struct batch *b)
 {
-    for (size_t i = 0; i < b->n; i++)
+    for (size_t i = 0; i < b->n; i++) {
+        size_t bytes = malloc_usable_size(b->p[i]);
+
         wipe_free(b->p[i]);
+        pace(bytes);
+    }
     atomic_fetch_add(&H.freed, b->n);
     b->n = 0;
 }
@@ -386,6 +417,8 @@ int kr_rheap_install(void)
         return KR_ENOMEM;
     }
     H.stop = false;
+    atomic_store(&H.hurry, false);
+    H.paced_us = 0;
     H.full = NULL;
     H.full_tail = &H.full;
     pending = calloc(1, sizeof(*pending));
@@ -424,6 +457,7 @@ void kr_rheap_uninstall(void)
     H.installed = false; /* frees from now on happen at once */
     raft_heap_set_default();
     hand_over();
+    atomic_store(&H.hurry, true);
     uv_mutex_lock(&H.mu);
     H.stop = true;
     uv_cond_signal(&H.cv);

@@ -68,6 +68,61 @@ static void test_loop_frees_wait_for_a_flush(void **state)
     assert_int_equal(wait_freed(before + 1), before + 1);
 }
 
+static double now_s(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Frees n blocks of bytes on the loop thread and hands them over. */
+static void free_blocks(unsigned n, size_t bytes)
+{
+    for (unsigned i = 0; i < n; i++) {
+        void *p = raft_malloc(bytes);
+        assert_non_null(p);
+        raft_free(p);
+    }
+    kr_rheap_flush();
+}
+
+/* A compaction's worth of frees is wiped at RHEAP_FREE_RATE after the
+ * first RHEAP_FREE_BURST, not as fast as the thread can go. */
+static void test_frees_are_paced(void **state)
+{
+    const unsigned n = 64;
+    const size_t block = 1u << 20;
+    const double least =
+        (double)(n * block - RHEAP_FREE_BURST) / (double)RHEAP_FREE_RATE;
+    uint64_t before = kr_rheap_freed();
+    double t0 = now_s();
+
+    (void)state;
+    free_blocks(n, block);
+    assert_int_equal(wait_freed(before + n), before + n);
+    assert_true(now_s() - t0 >= least * 0.95);
+}
+
+/* Uninstalling frees what waits without the pace: 160 MiB would take
+ * 0.56 s at it. */
+static void test_uninstall_does_not_keep_the_pace(void **state)
+{
+    const unsigned n = 160;
+    const size_t block = 1u << 20;
+    const double paced =
+        (double)(n * block - RHEAP_FREE_BURST) / (double)RHEAP_FREE_RATE;
+    uint64_t before = kr_rheap_freed();
+    double t0;
+
+    (void)state;
+    free_blocks(n, block);
+    t0 = now_s();
+    kr_rheap_uninstall();
+    assert_int_equal(kr_rheap_freed(), before + n);
+    assert_true(now_s() - t0 < paced * 0.7);
+}
+
 static void other_thread(void *arg)
 {
     raft_free(arg);
@@ -268,6 +323,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_turn_hands_over_many_not_few,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_aligned_blocks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frees_are_paced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_uninstall_does_not_keep_the_pace,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_realloc_frees_through_the_heap,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_uninstall_frees_what_waits, setup,
