@@ -55,7 +55,7 @@
  * the two cores had no idle time left, even at nice +10, and the 1 s
  * window of client writes around it had a p99 of 5-15 ms against about
  * 3 ms in the others.  So after the first RHEAP_FREE_BURST of a run the
- * thread wipes at most RHEAP_FREE_RATE a second (400 MB: 1.6 s), far
+ * thread wipes at most RHEAP_FREE_RATE a second (400 MB: 1.5 s), far
  * faster than a log grows back, and without a pause while the heap is
  * uninstalled.
  *
