@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <raft.h>
@@ -86,10 +85,13 @@ static struct batch *pending;
 
 /* libraft's blocks hold log entries, aead KEKs among them, and the
  * arena keeps its pages: each is wiped before it is freed. */
-static void wipe_free(void *p)
+static size_t wipe_free(void *p)
 {
-    explicit_bzero(p, malloc_usable_size(p));
+    size_t bytes = malloc_usable_size(p);
+
+    explicit_bzero(p, bytes);
     free(p);
+    return bytes;
 }
 
 /*
@@ -106,23 +108,14 @@ static void pace(size_t bytes)
     if (H.paced_us + burst_us < now)
         H.paced_us = now - burst_us;
     H.paced_us += (uint64_t)bytes * 1000000u / RHEAP_FREE_RATE;
-    if (H.paced_us > now + 1000 && !atomic_load(&H.hurry)) {
-        uint64_t us = H.paced_us - now;
-        struct timespec ts = {.tv_sec = (time_t)(us / 1000000u),
-                              .tv_nsec = (long)(us % 1000000u) * 1000};
-
-        nanosleep(&ts, NULL);
-    }
+    if (H.paced_us > now + 1000 && !atomic_load(&H.hurry))
+        kr_time_sleep_until_ns(H.paced_us * 1000u);
 }
 
 static void batch_free_all(struct batch *b)
 {
-    for (size_t i = 0; i < b->n; i++) {
-        size_t bytes = malloc_usable_size(b->p[i]);
-
-        wipe_free(b->p[i]);
-        pace(bytes);
-    }
+    for (size_t i = 0; i < b->n; i++)
+        pace(wipe_free(b->p[i]));
     atomic_fetch_add(&H.freed, b->n);
     b->n = 0;
 }

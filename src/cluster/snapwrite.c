@@ -17,11 +17,11 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cluster/libcnext.h"
 #include "common/thread.h"
+#include "common/time.h"
 
 /*
  * Written bytes pushed to the disk at a time.  A raft log write that
@@ -96,27 +96,6 @@ uint64_t kr_snapwrite_unidled(void)
 static void resolve(void)
 {
     kr_libc_next("pwrite64", &libc_pwrite, sizeof(libc_pwrite));
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void sleep_until(uint64_t due)
-{
-    uint64_t now = now_ns();
-    struct timespec ts;
-
-    if (now >= due)
-        return;
-    ts.tv_sec = (time_t)((due - now) / 1000000000u);
-    ts.tv_nsec = (long)((due - now) % 1000000000u);
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
 }
 
 void *kr_snapwrite_arm(size_t len, uint64_t bytes_per_sec,
@@ -217,11 +196,11 @@ static int write_out(struct kr_snapwrite_sink *s)
         uint64_t due =
             s->t0_ns + (uint64_t)((double)s->done * 1e9 / (double)s->rate);
 
-        if (s->window && !s->lagged && now_ns() > due + IDLE_LAG_NS) {
+        if (s->window && !s->lagged && kr_time_mono_ns() > due + IDLE_LAG_NS) {
             s->lagged = true;
             atomic_fetch_add(&unidled, 1);
         }
-        sleep_until(due);
+        kr_time_sleep_until_ns(due);
         set_idle(s, s->window && !s->lagged);
     }
     return 0;
@@ -328,7 +307,7 @@ ssize_t pwrite64(int fd, const void *buf, size_t n, off64_t off)
     pthread_once(&resolve_once, resolve);
     if (n == 0 || !take(buf, n, &s, &source, &arg))
         return libc_pwrite(fd, buf, n, off);
-    s.t0_ns = now_ns();
+    s.t0_ns = kr_time_mono_ns();
     s.slice = s.rate > 0 ? SLICE_PACED : SLICE_UNPACED;
     if (posix_memalign((void **)&s.stage, PAGE, s.slice) != 0) {
         s.stage = NULL;
@@ -346,7 +325,7 @@ ssize_t pwrite64(int fd, const void *buf, size_t n, off64_t off)
     }
     pthread_mutex_lock(&arm.mu);
     arm.last_base = buf;
-    arm.last_ms = (now_ns() - s.t0_ns) / 1000000u;
+    arm.last_ms = (kr_time_mono_ns() - s.t0_ns) / 1000000u;
     pthread_mutex_unlock(&arm.mu);
     if (rv != 0 && s.done == 0)
         return -1;
@@ -406,7 +385,7 @@ static void resolve_unlink(void)
  * times as long as it took, from now, at most UNLINK_REST_MAX_NS. */
 static uint64_t rest_due(uint64_t t0)
 {
-    uint64_t now = now_ns(), busy = now - t0;
+    uint64_t now = kr_time_mono_ns(), busy = now - t0;
 
     if (busy > UNLINK_REST_MAX_NS / UNLINK_REST)
         busy = UNLINK_REST_MAX_NS / UNLINK_REST;
@@ -503,16 +482,16 @@ static void shrink_file(int fd, off_t size, uint64_t *due)
     while (left > SHRINK_STEP) {
         uint64_t t0;
 
-        sleep_until(*due);
-        t0 = now_ns();
+        kr_time_sleep_until_ns(*due);
+        t0 = kr_time_mono_ns();
         if (truncate_synced(fd, left - SHRINK_STEP) != 0)
             break; /* the close frees the rest */
         left -= SHRINK_STEP;
         atomic_fetch_sub(&freeing, SHRINK_STEP);
         *due = step_due(t0);
     }
-    sleep_until(*due);
-    t_close = now_ns();
+    kr_time_sleep_until_ns(*due);
+    t_close = kr_time_mono_ns();
     close(fd);
     *due = step_due(t_close);
     atomic_fetch_sub(&freeing, (uint64_t)left);
@@ -611,7 +590,7 @@ int unlink(const char *path)
 
     pthread_once(&unlink_once, resolve_unlink);
     segment = is_segment(path);
-    t0 = now_ns();
+    t0 = kr_time_mono_ns();
     if (segment || is_snapshot_data(path))
         rv = unlink_shrinking(path, &handed);
     else
@@ -620,7 +599,7 @@ int unlink(const char *path)
     /* A segment whose blocks went at once: the journal's work with it is
      * spread out. */
     if (segment && !handed)
-        sleep_until(rest_due(t0));
+        kr_time_sleep_until_ns(rest_due(t0));
     errno = err;
     return rv;
 }

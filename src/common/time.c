@@ -3,6 +3,7 @@
  */
 #include "common/time.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,6 +33,27 @@ uint64_t kr_time_mono_us(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t kr_time_mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void kr_time_sleep_until_ns(uint64_t due_ns)
+{
+    uint64_t now = kr_time_mono_ns();
+    struct timespec ts;
+
+    if (now >= due_ns)
+        return;
+    ts.tv_sec = (time_t)((due_ns - now) / 1000000000u);
+    ts.tv_nsec = (long)((due_ns - now) % 1000000000u);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
 }
 
 static const struct {

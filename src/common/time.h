@@ -18,6 +18,11 @@ int64_t kr_time_now_ns(void);
 uint64_t kr_time_mono_ms(void);
 /* The same clock in microseconds. */
 uint64_t kr_time_mono_us(void);
+/* The same clock in nanoseconds. */
+uint64_t kr_time_mono_ns(void);
+/* Sleeps until the monotonic clock reads due_ns (kr_time_mono_ns), across
+ * signals; returns at once when it already has. */
+void kr_time_sleep_until_ns(uint64_t due_ns);
 
 /*
  * Parses a Go duration ("720h", "1h30m", "1.5s", "250ms", "0") into
